@@ -1,1 +1,12 @@
-export {};
+export * from './tpm/index.js';
+export * from './evidence/index.js';
+export * from './kbs-client/index.js';
+export { TpmAttester } from './attester/tpm-attester.js';
+export { ensureInitDataBound } from './attester/init-data-binding.js';
+export { AgentError, TpmError } from './errors.js';
+export type { AgentErrorCode } from './errors.js';
+export { agentConfigFrom } from './config.js';
+export type { AgentConfig } from './config.js';
+export { openNodeSession, readInitData } from './node-session.js';
+export type { NodeSession } from './node-session.js';
+export { runAgentCli } from './cli.js';

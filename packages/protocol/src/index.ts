@@ -1,1 +1,11 @@
-export {};
+export { PROTOCOL_VERSION, TEE_TYPES, TeePubkeySchema, RequestSchema, ChallengeSchema, InitDataSchema, RuntimeDataSchema, AttestationSchema, AttestationResponseSchema, ResourceResponseSchema, ErrorInformationSchema, TpmEvidenceSchema } from './messages.js';
+export type { Tee, TeePubkey, KbsRequest, Challenge, InitData, Attestation, ParsedAttestation, ResourceResponse, TpmEvidence } from './messages.js';
+export { BINDING_HASH_ALGORITHMS, DEFAULT_BINDING_HASH, TPM_REPORT_DATA_BYTES, runtimeDataCanonicalJson, runtimeDataDigest, fitReportData, tpmQualifyingData, selectedBindingHash } from './binding.js';
+export type { BindingHashAlgorithm, RuntimeDataBindingInput } from './binding.js';
+export { MAX_INIT_DATA_BYTES, parseInitData, tpmInitDataDigest, expectedInitDataPcr8 } from './init-data.js';
+export type { ParsedInitData } from './init-data.js';
+export { isValidResourceSegment, parseResourcePath, formatResourcePath, parseResourceUri } from './resource-path.js';
+export type { ResourcePath } from './resource-path.js';
+export { ProtocolError, ERROR_TYPE_PREFIX, KBS_ERROR_VARIANTS, errorInformation, errorVariantOf } from './errors.js';
+export type { ProtocolErrorCode, KbsErrorVariant, ErrorInformation } from './errors.js';
+export { jcs } from './jcs.js';

@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+import { runAgentCli } from '../cli.js';
+
+// tpm2-tss logs TPM error responses to stderr itself; the agent reports errors as one typed line.
+// TSS2_LOG is read at the first log call, so setting it here (before any TPM call) is enough.
+process.env['TSS2_LOG'] ??= 'all+NONE';
+
+runAgentCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin }, process.env).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`keyhold-agent: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

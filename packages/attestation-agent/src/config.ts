@@ -1,0 +1,77 @@
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { AgentError } from './errors.js';
+import { DEFAULT_AK_HANDLE } from './tpm/device.js';
+import { DEFAULT_TCTI } from './tpm/tss-device.js';
+import type { KeyAlg } from './tpm/templates.js';
+import type { TeeKeyType } from './kbs-client/tee-key.js';
+
+/** Settings shared by every `keyhold-agent` command, parsed once from flags and environment. */
+export interface AgentConfig {
+  readonly url: string;
+  readonly tcti: string;
+  /** `persistent`: the AK at `akHandle` (created under the EK and persisted there when empty);
+   *  `stored`: an AK created under the EK, its blobs kept in `stateDir`. */
+  readonly akMode: 'persistent' | 'stored';
+  readonly akHandle: number;
+  readonly akAlg: KeyAlg;
+  readonly akCreate: boolean;
+  readonly stateDir: string;
+  readonly initDataFile: string | undefined;
+  readonly teeKey: TeeKeyType;
+  readonly json: boolean;
+  readonly timeoutMs: number;
+}
+
+/** Flags every command accepts (documented in the README). */
+export const COMMON_OPTIONS = {
+  url: { type: 'string' },
+  tcti: { type: 'string', short: 'T' },
+  'ak-mode': { type: 'string' },
+  'ak-handle': { type: 'string' },
+  'ak-alg': { type: 'string' },
+  'no-ak-create': { type: 'boolean' },
+  'state-dir': { type: 'string' },
+  'init-data': { type: 'string' },
+  'tee-key': { type: 'string' },
+  json: { type: 'boolean' },
+  'timeout-ms': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export type CommonValues = { [K in keyof typeof COMMON_OPTIONS]?: (typeof COMMON_OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
+
+function invalid(msg: string): never {
+  throw new AgentError('CONFIG_INVALID', msg);
+}
+
+/** Build the frozen config from parsed flags and the environment (the only place env is read). */
+export function agentConfigFrom(values: CommonValues, env: NodeJS.ProcessEnv): AgentConfig {
+  const url = values.url ?? env['KEYHOLD_KBS_URL'] ?? 'http://127.0.0.1:8080';
+  const tcti = values.tcti ?? env['KEYHOLD_TCTI'] ?? env['TPM2TOOLS_TCTI'] ?? env['TCTI'] ?? DEFAULT_TCTI;
+  const akMode = values['ak-mode'] ?? 'persistent';
+  if (akMode !== 'persistent' && akMode !== 'stored') invalid('--ak-mode must be persistent or stored');
+  const handleText = values['ak-handle'] ?? `0x${DEFAULT_AK_HANDLE.toString(16)}`;
+  if (!/^0x81[0-9a-fA-F]{6}$/.test(handleText)) invalid('--ak-handle must be a persistent handle 0x81xxxxxx');
+  const akAlg = values['ak-alg'] ?? 'rsa';
+  if (akAlg !== 'rsa' && akAlg !== 'ecc') invalid('--ak-alg must be rsa or ecc');
+  const teeKey = values['tee-key'] ?? 'ec';
+  if (teeKey !== 'ec' && teeKey !== 'rsa') invalid('--tee-key must be ec or rsa');
+  const timeoutMs = Number(values['timeout-ms'] ?? '30000');
+  if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) invalid('--timeout-ms must be a positive integer');
+  const stateDir = resolve(values['state-dir'] ?? env['KEYHOLD_AGENT_STATE_DIR'] ?? (env['XDG_STATE_HOME'] !== undefined ? join(env['XDG_STATE_HOME'], 'keyhold-agent') : join(homedir(), '.local', 'state', 'keyhold-agent')));
+  return Object.freeze({
+    url,
+    tcti,
+    akMode,
+    akHandle: Number.parseInt(handleText, 16),
+    akAlg,
+    akCreate: values['no-ak-create'] !== true,
+    stateDir,
+    initDataFile: values['init-data'] !== undefined ? resolve(values['init-data']) : undefined,
+    teeKey,
+    json: values.json === true,
+    timeoutMs,
+  });
+}

@@ -1,0 +1,229 @@
+import { decodeJwt, flattenedDecrypt } from 'jose';
+import { request, type Dispatcher } from 'undici';
+import {
+  ChallengeSchema,
+  AttestationResponseSchema,
+  ErrorInformationSchema,
+  PROTOCOL_VERSION,
+  ResourceResponseSchema,
+  errorVariantOf,
+  formatResourcePath,
+  runtimeDataDigest,
+  selectedBindingHash,
+  type BindingHashAlgorithm,
+  type InitData,
+  type ResourcePath,
+  type TeePubkey,
+} from '@keyhold/protocol';
+import { KbsClientError } from './errors.js';
+import { generateTeeKeyPair, type TeeKeyPair, type TeeKeyType } from './tee-key.js';
+
+/** What an attester is asked for: evidence bound to `reportData` (the runtime-data digest). */
+export interface EvidenceRequest {
+  nonce: string;
+  teePubkey: TeePubkey;
+  /** HASH(JCS(runtime data)); the attester fits it to its report-data field. */
+  reportData: Uint8Array;
+  hashAlgorithm: BindingHashAlgorithm;
+  /** The challenge's extra-params (e.g. a credential-activation blob). */
+  challengeExtra: Record<string, unknown>;
+}
+
+/** A TEE-specific evidence source the client drives through the handshake. */
+export interface Attester {
+  readonly tee: string;
+  /** Extra-params for the `/auth` request (e.g. EK and AK publics). */
+  requestExtraParams?(): Promise<Record<string, unknown>>;
+  evidence(req: EvidenceRequest): Promise<{ primary: unknown; additional?: string }>;
+}
+
+export interface KbsClientOptions {
+  url: string;
+  attester: Attester;
+  teeKeyType?: TeeKeyType;
+  initData?: InitData;
+  /** undici dispatcher (connection pool); the global one by default. */
+  dispatcher?: Dispatcher;
+  /** Refresh a token this long before it expires. */
+  tokenRefreshMarginMs?: number;
+  now?: () => number;
+  /** Per-request timeout. */
+  timeoutMs?: number;
+}
+
+const COOKIE = 'kbs-session-id';
+
+/**
+ * A client of Trustee's KBS protocol 0.4.0: auth → attest → resource, with the session cookie, an
+ * ephemeral tee key (EC P-256 / ECDH-ES+A256KW by default), JWE decryption, and token reuse until it
+ * expires. A 401 on a resource call re-runs the handshake once.
+ */
+export class KbsClient {
+  readonly #base: string;
+  readonly #opts: KbsClientOptions;
+  readonly #now: () => number;
+  #teeKey: TeeKeyPair | undefined;
+  #token: { value: string; expMs: number } | undefined;
+  #inflight: Promise<string> | undefined;
+
+  constructor(opts: KbsClientOptions) {
+    let u: URL;
+    try {
+      u = new URL(opts.url);
+    } catch {
+      throw new TypeError(`invalid KBS URL ${opts.url}`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError('KBS URL must be http(s)');
+    this.#base = u.toString().replace(/\/+$/, '');
+    this.#opts = opts;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  /** A valid attestation token: the cached one, or a fresh handshake. */
+  async token(): Promise<string> {
+    const margin = this.#opts.tokenRefreshMarginMs ?? 10_000;
+    if (this.#token !== undefined && this.#now() + margin < this.#token.expMs) return this.#token.value;
+    return this.attest();
+  }
+
+  /** Run the handshake now (auth → attest) and return the token. Concurrent calls share one run. */
+  attest(): Promise<string> {
+    this.#inflight ??= this.#handshake().finally(() => {
+      this.#inflight = undefined;
+    });
+    return this.#inflight;
+  }
+
+  /** Fetch and decrypt a resource; attests first when there is no valid token. */
+  async getResource(path: ResourcePath, opts: { version?: number } = {}): Promise<Uint8Array> {
+    const rel = `/kbs/v0/resource/${formatResourcePath(path)}${opts.version !== undefined ? `?version=${opts.version}` : ''}`;
+    let token = await this.token();
+    let res = await this.#call('GET', rel, { authorization: `Bearer ${token}` });
+    if (res.statusCode === 401) {
+      // Token or session no longer accepted: one fresh handshake, then give up.
+      await res.body.dump();
+      token = await this.attest();
+      res = await this.#call('GET', rel, { authorization: `Bearer ${token}` });
+    }
+    const body = await this.#json(res, rel);
+    const parsed = ResourceResponseSchema.safeParse(body);
+    if (!parsed.success) throw new KbsClientError('KBS_PROTOCOL', 'resource response is not a flattened JWE');
+    const key = this.#teeKey;
+    if (key === undefined) throw new KbsClientError('JWE_DECRYPT_FAILED', 'no tee key for this response');
+    try {
+      const { plaintext, protectedHeader } = await flattenedDecrypt(parsed.data, key.privateKey, {
+        keyManagementAlgorithms: [key.alg],
+        contentEncryptionAlgorithms: ['A256GCM'],
+      });
+      if (protectedHeader?.enc !== 'A256GCM') throw new Error('unexpected enc');
+      return plaintext;
+    } catch (cause) {
+      throw new KbsClientError('JWE_DECRYPT_FAILED', 'could not decrypt the resource (wrong key or tampered response)', { cause });
+    }
+  }
+
+  async #handshake(): Promise<string> {
+    const attester = this.#opts.attester;
+    const extra = (await attester.requestExtraParams?.()) ?? {};
+    const authRes = await this.#call('POST', '/kbs/v0/auth', { 'content-type': 'application/json' }, JSON.stringify({ version: PROTOCOL_VERSION, tee: attester.tee, 'extra-params': extra }));
+    const cookie = cookieFrom(authRes.headers['set-cookie']);
+    const challengeJson = await this.#json(authRes, '/kbs/v0/auth');
+    const ch = ChallengeSchema.safeParse(challengeJson);
+    if (!ch.success) throw new KbsClientError('KBS_PROTOCOL', 'challenge is malformed');
+    if (cookie === undefined) throw new KbsClientError('KBS_PROTOCOL', 'KBS set no kbs-session-id cookie');
+    const challengeExtra = typeof ch.data['extra-params'] === 'object' ? ch.data['extra-params'] : {};
+    const hashAlgorithm = selectedBindingHash(challengeExtra);
+    const teeKey = await generateTeeKeyPair(this.#opts.teeKeyType ?? 'ec');
+    let ev: { primary: unknown; additional?: string };
+    const additionalPlaceholder = '';
+    try {
+      ev = await attester.evidence({
+        nonce: ch.data.nonce,
+        teePubkey: teeKey.publicJwk,
+        reportData: runtimeDataDigest({ nonce: ch.data.nonce, teePubkey: teeKey.publicJwk, additionalEvidence: additionalPlaceholder }, hashAlgorithm),
+        hashAlgorithm,
+        challengeExtra,
+      });
+    } catch (cause) {
+      if (cause instanceof KbsClientError) throw cause;
+      throw new KbsClientError('EVIDENCE_FAILED', `could not gather evidence: ${(cause as Error).message ?? cause}`, { cause });
+    }
+    const attestation = {
+      ...(this.#opts.initData !== undefined ? { 'init-data': this.#opts.initData } : {}),
+      'runtime-data': { nonce: ch.data.nonce, 'tee-pubkey': teeKey.publicJwk },
+      'tee-evidence': { primary_evidence: ev.primary, additional_evidence: ev.additional ?? additionalPlaceholder },
+    };
+    const attRes = await this.#call('POST', '/kbs/v0/attest', { 'content-type': 'application/json', cookie: `${COOKIE}=${cookie}` }, JSON.stringify(attestation));
+    const tokenJson = await this.#json(attRes, '/kbs/v0/attest');
+    const tok = AttestationResponseSchema.safeParse(tokenJson);
+    if (!tok.success) throw new KbsClientError('KBS_PROTOCOL', 'attestation response has no token');
+    let expMs = this.#now() + 60_000;
+    try {
+      const exp = decodeJwt(tok.data.token).exp;
+      if (typeof exp === 'number') expMs = exp * 1000;
+    } catch {
+      throw new KbsClientError('KBS_PROTOCOL', 'attestation token is not a JWT');
+    }
+    this.#teeKey = teeKey;
+    this.#token = { value: tok.data.token, expMs };
+    return tok.data.token;
+  }
+
+  async #call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: string): Promise<Dispatcher.ResponseData> {
+    try {
+      return await request(this.#base + path, {
+        method,
+        headers,
+        ...(body !== undefined ? { body } : {}),
+        ...(this.#opts.dispatcher !== undefined ? { dispatcher: this.#opts.dispatcher } : {}),
+        headersTimeout: this.#opts.timeoutMs ?? 30_000,
+        bodyTimeout: this.#opts.timeoutMs ?? 30_000,
+      });
+    } catch (cause) {
+      throw new KbsClientError('KBS_UNREACHABLE', `cannot reach the KBS at ${this.#base}: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  /** The JSON body of a 2xx answer, or the KBS's error as a typed client error. */
+  async #json(res: Dispatcher.ResponseData, what: string): Promise<unknown> {
+    const text = await res.body.text();
+    if (res.statusCode >= 200 && res.statusCode < 300) {
+      try {
+        return JSON.parse(text);
+      } catch (cause) {
+        throw new KbsClientError('KBS_PROTOCOL', `${what}: KBS answered with non-JSON`, { cause });
+      }
+    }
+    let detail = `HTTP ${res.statusCode}`;
+    let variant;
+    try {
+      const info = ErrorInformationSchema.parse(JSON.parse(text));
+      variant = errorVariantOf(info);
+      detail = `${info.detail} (${info.type.split('/').pop() ?? ''})`;
+    } catch {
+      /* not an error body */
+    }
+    const code =
+      res.statusCode === 404
+        ? 'RESOURCE_NOT_FOUND'
+        : res.statusCode === 403
+          ? 'POLICY_DENY'
+          : res.statusCode === 503
+            ? 'KBS_UNAVAILABLE'
+            : res.statusCode === 401 && what === '/kbs/v0/attest'
+              ? 'ATTESTATION_FAILED'
+              : res.statusCode === 401
+                ? 'UNAUTHORIZED'
+                : 'KBS_REFUSED';
+    throw new KbsClientError(code, `${what}: ${detail}`, { status: res.statusCode, ...(variant !== undefined ? { variant } : {}) });
+  }
+}
+
+function cookieFrom(setCookie: string | string[] | undefined): string | undefined {
+  const list = setCookie === undefined ? [] : Array.isArray(setCookie) ? setCookie : [setCookie];
+  for (const c of list) {
+    const m = new RegExp(`(?:^|;\\s*)${COOKIE}=([^;]+)`).exec(c);
+    if (m !== null) return m[1];
+  }
+  return undefined;
+}

@@ -1,0 +1,75 @@
+import { readFile } from 'node:fs/promises';
+import { parseInitData, ProtocolError, type InitData, type ParsedInitData } from '@keyhold/protocol';
+import { AgentError } from './errors.js';
+import type { AgentConfig } from './config.js';
+import { loadOrCreateAk, type LoadedAk } from './tpm/ak-store.js';
+import type { TpmDevice } from './tpm/device.js';
+import { openTpmDevice } from './tpm/tss-device.js';
+import { ensureInitDataBound } from './attester/init-data-binding.js';
+import { TpmAttester } from './attester/tpm-attester.js';
+import { KbsClient } from './kbs-client/kbs-client.js';
+
+/** An open TPM with the agent's AK loaded, and a KBS client that attests with it. */
+export interface NodeSession {
+  readonly tpm: TpmDevice;
+  readonly ak: LoadedAk;
+  readonly client: KbsClient;
+  readonly initData: ParsedInitData | undefined;
+  close(): Promise<void>;
+}
+
+/** Read and parse the init-data TOML file named in the config. */
+export async function readInitData(file: string): Promise<{ wire: InitData; parsed: ParsedInitData }> {
+  let body: string;
+  try {
+    body = await readFile(file, 'utf8');
+  } catch (cause) {
+    throw new AgentError('CONFIG_INVALID', `cannot read init-data file ${file}`, { cause });
+  }
+  const wire: InitData = { format: 'toml', body };
+  try {
+    return { wire, parsed: parseInitData(wire) };
+  } catch (err) {
+    if (err instanceof ProtocolError) throw new AgentError('CONFIG_INVALID', `init-data: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+/** Open the TPM named by the config, load the AK, bind init-data, and build the KBS client. */
+export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevice } = {}): Promise<NodeSession> {
+  const tpm = opts.tpm ?? (await openTpmDevice({ tcti: config.tcti }));
+  let ak: LoadedAk | undefined;
+  try {
+    ak =
+      config.akMode === 'persistent'
+        ? await loadOrCreateAk(tpm, { alg: config.akAlg, persistentHandle: config.akHandle, persist: config.akCreate })
+        : await loadOrCreateAk(tpm, { alg: config.akAlg, stateDir: config.stateDir });
+    let initData: { wire: InitData; parsed: ParsedInitData } | undefined;
+    if (config.initDataFile !== undefined) {
+      initData = await readInitData(config.initDataFile);
+      await ensureInitDataBound(tpm, initData.parsed.digest);
+    }
+    const client = new KbsClient({
+      url: config.url,
+      attester: new TpmAttester(tpm, ak.ak),
+      teeKeyType: config.teeKey,
+      timeoutMs: config.timeoutMs,
+      ...(initData !== undefined ? { initData: initData.wire } : {}),
+    });
+    const loaded = ak;
+    return {
+      tpm,
+      ak: loaded,
+      client,
+      initData: initData?.parsed,
+      async close() {
+        await loaded.release().catch(() => undefined);
+        await tpm.close();
+      },
+    };
+  } catch (err) {
+    await ak?.release().catch(() => undefined);
+    await tpm.close();
+    throw err;
+  }
+}

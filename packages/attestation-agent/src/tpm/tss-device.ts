@@ -1,0 +1,396 @@
+import { TpmError } from '../errors.js';
+import type { AkBlob, PcrDigestValue, TpmDevice, TpmKey, TpmQuote } from './device.js';
+import { DEFAULT_AK_HANDLE } from './device.js';
+import { ESYS_TR, EsysContext, isHandleError } from './internal/esys-context.js';
+import { TpmReader, TpmWriter } from './internal/tpm-bytes.js';
+import { assertPcrIndices, bankAlg, bankDigestSize, pcrSelectionBytes, type PcrBank } from './internal/tpm-alg.js';
+import { readNvIndex } from './internal/nv-read.js';
+import { akTemplate, ekTemplate, type KeyAlg } from './templates.js';
+import { parseTpm2bPublic, tpmObjectName } from './public-key.js';
+
+/** TCTI string tpm2-tools uses by default. */
+export const DEFAULT_TCTI = 'device:/dev/tpmrm0';
+
+export interface OpenTpmDeviceOptions {
+  /**
+   * TCTI configuration as tpm2-tools takes it: `device:/dev/tpmrm0` (default),
+   * `swtpm:host=127.0.0.1,port=2321`, `mssim:host=127.0.0.1,port=2321`.
+   */
+  tcti?: string;
+}
+
+const EMPTY_SENSITIVE = Uint8Array.of(0x00, 0x04, 0x00, 0x00, 0x00, 0x00);
+const EMPTY_TPM2B = Uint8Array.of(0x00, 0x00);
+const EMPTY_PCR_SELECTION = Uint8Array.of(0, 0, 0, 0);
+/** TPMT_SIG_SCHEME TPM_ALG_NULL: sign with the key's own scheme. */
+const SIG_SCHEME_NULL = Uint8Array.of(0x00, 0x10);
+const TPM_CAP_HANDLES = 0x00000001;
+const TRANSIENT_FIRST = 0x80000000;
+const MAX_HANDLES_PER_CALL = 64;
+const MAX_PCR_READ_ROUNDS = 24;
+
+interface KeySlot {
+  tr: number;
+  transient: boolean;
+}
+
+/**
+ * Open a TPM through tpm2-tss. Throws TPM_UNAVAILABLE when the libraries, the TCTI or the TPM
+ * cannot be reached. The caller owns the device and must close() it.
+ */
+export async function openTpmDevice(options: OpenTpmDeviceOptions = {}): Promise<TpmDevice> {
+  const tcti = options.tcti ?? DEFAULT_TCTI;
+  if (typeof tcti !== 'string' || tcti.length === 0 || tcti.includes('\0')) {
+    throw new TypeError('tcti must be a non-empty string without NUL');
+  }
+  return new TssTpmDevice(EsysContext.open(tcti));
+}
+
+function keyAlgOf(publicArea: Uint8Array): KeyAlg {
+  return parseTpm2bPublic(publicArea).type;
+}
+
+class TssTpmDevice implements TpmDevice {
+  private readonly keys = new Map<TpmKey, KeySlot>();
+
+  constructor(private readonly esys: EsysContext) {}
+
+  private slot(key: TpmKey): KeySlot {
+    const s = this.keys.get(key);
+    if (s === undefined) throw new TypeError('key does not belong to this TPM device or was flushed');
+    return s;
+  }
+
+  private track(publicArea: Uint8Array, tr: number, transient: boolean, persistentHandle?: number): TpmKey {
+    const key: TpmKey = {
+      alg: keyAlgOf(publicArea),
+      publicArea,
+      name: tpmObjectName(publicArea),
+      persistentHandle,
+    };
+    this.keys.set(key, { tr, transient });
+    return key;
+  }
+
+  /** Track a freshly loaded object, flushing it if its public area cannot be read back. */
+  private async adopt(tr: number, publicArea: Uint8Array | undefined): Promise<TpmKey> {
+    try {
+      let pub = publicArea;
+      if (pub === undefined) {
+        const out: unknown[] = [null];
+        await this.esys.call('Esys_ReadPublic', [tr, ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, out, null, null]);
+        pub = this.esys.out('TPM2B_PUBLIC', out[0]);
+      }
+      return this.track(pub, tr, true);
+    } catch (err) {
+      await this.esys.flush(tr).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async getRandom(bytes: number): Promise<Uint8Array> {
+    if (!Number.isInteger(bytes) || bytes < 1 || bytes > 1024) throw new TypeError('bytes must be 1..1024');
+    return this.esys.exclusive(async () => {
+      const out = new Uint8Array(bytes);
+      let filled = 0;
+      while (filled < bytes) {
+        const ptr: unknown[] = [null];
+        await this.esys.call('Esys_GetRandom', [ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, Math.min(32, bytes - filled), ptr]);
+        const chunk = new TpmReader(this.esys.out('TPM2B_DIGEST', ptr[0]), 'TPM2B_DIGEST').tpm2b(64);
+        // SECURITY: an empty answer would loop forever (TPM 2.0 Part 3, 16.1 GetRandom)
+        if (chunk.length === 0) throw new TpmError('TPM_BAD_RESPONSE', 'GetRandom returned no bytes');
+        out.set(chunk.subarray(0, bytes - filled), filled);
+        filled += chunk.length;
+      }
+      return out;
+    });
+  }
+
+  async readPcrs(bank: PcrBank, indices: readonly number[]): Promise<Uint8Array[]> {
+    assertPcrIndices(indices);
+    return this.esys.exclusive(async () => {
+      const size = bankDigestSize(bank);
+      const values = new Map<number, Uint8Array>();
+      let pending = [...indices].sort((a, b) => a - b);
+      // TPM2_PCR_Read returns at most 8 digests per call (TPML_DIGEST): ask again for the rest.
+      for (let round = 0; pending.length > 0; round++) {
+        if (round >= MAX_PCR_READ_ROUNDS) throw new TpmError('TPM_BAD_RESPONSE', 'PCR_Read made no progress');
+        const selOut: unknown[] = [null];
+        const digests: unknown[] = [null];
+        await this.esys.call('Esys_PCR_Read', [
+          ESYS_TR.NONE,
+          ESYS_TR.NONE,
+          ESYS_TR.NONE,
+          this.esys.in('TPML_PCR_SELECTION', pcrSelectionBytes(bank, pending)),
+          [0],
+          selOut,
+          digests,
+        ]);
+        this.esys.free(selOut[0]);
+        const r = new TpmReader(this.esys.out('TPML_DIGEST', digests[0]), 'TPML_DIGEST');
+        const count = r.u32();
+        // SECURITY: the TPM answers in ascending PCR order and never with more than asked (TPM 2.0 Part 3, 22.4)
+        if (count === 0 || count > pending.length) {
+          throw new TpmError('TPM_COMMAND_FAILED', `PCR bank ${bank} is not allocated on this TPM`);
+        }
+        for (let i = 0; i < count; i++) {
+          const d = r.tpm2b(64);
+          if (d.length !== size) throw new TpmError('TPM_BAD_RESPONSE', 'PCR digest has the wrong size');
+          values.set(pending[i]!, new Uint8Array(d));
+        }
+        pending = pending.slice(count);
+      }
+      return indices.map((i) => values.get(i)!);
+    });
+  }
+
+  async extendPcr(index: number, digests: readonly PcrDigestValue[]): Promise<void> {
+    assertPcrIndices([index]);
+    if (digests.length === 0 || digests.length > 3) throw new TypeError('1..3 digests are required');
+    const w = new TpmWriter().u32(digests.length);
+    for (const d of digests) {
+      if (d.digest.length !== bankDigestSize(d.alg)) throw new TypeError(`digest for ${d.alg} has the wrong size`);
+      w.u16(bankAlg(d.alg)).bytes(d.digest);
+    }
+    const wire = w.finish();
+    return this.esys.exclusive(() =>
+      this.esys.call('Esys_PCR_Extend', [
+        ESYS_TR.PCR0 + index,
+        ESYS_TR.PASSWORD,
+        ESYS_TR.NONE,
+        ESYS_TR.NONE,
+        this.esys.in('TPML_DIGEST_VALUES', wire),
+      ]),
+    );
+  }
+
+  async createEk(alg: KeyAlg): Promise<TpmKey> {
+    return this.esys.exclusive(async () => {
+      const obj = [0];
+      const pub: unknown[] = [null];
+      await this.esys.call('Esys_CreatePrimary', [
+        ESYS_TR.RH_ENDORSEMENT,
+        ESYS_TR.PASSWORD,
+        ESYS_TR.NONE,
+        ESYS_TR.NONE,
+        this.esys.in('TPM2B_SENSITIVE_CREATE', EMPTY_SENSITIVE),
+        this.esys.in('TPM2B_PUBLIC', ekTemplate(alg)),
+        this.esys.in('TPM2B_DATA', EMPTY_TPM2B),
+        this.esys.in('TPML_PCR_SELECTION', EMPTY_PCR_SELECTION),
+        obj,
+        pub,
+        null,
+        null,
+        null,
+      ]);
+      let publicArea: Uint8Array;
+      try {
+        publicArea = this.esys.out('TPM2B_PUBLIC', pub[0]);
+      } catch (err) {
+        await this.esys.flush(obj[0]!).catch(() => undefined);
+        throw err;
+      }
+      return this.adopt(obj[0]!, publicArea);
+    });
+  }
+
+  async readNv(index: number): Promise<Uint8Array> {
+    if (!Number.isInteger(index) || index < 0x01000000 || index > 0x01ffffff) throw new TypeError('not an NV index');
+    return this.esys.exclusive(() => readNvIndex(this.esys, index));
+  }
+
+  async loadPersistentKey(handle: number = DEFAULT_AK_HANDLE): Promise<TpmKey> {
+    if (!Number.isInteger(handle) || handle < 0x81000000 || handle > 0x81ffffff) throw new TypeError('not a persistent handle');
+    return this.esys.exclusive(async () => {
+      const obj = [0];
+      const rc = await this.esys.callRc('Esys_TR_FromTPMPublic', [handle, ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, obj]);
+      if (rc !== 0) {
+        throw isHandleError(rc)
+          ? new TpmError('TPM_NO_AK', `no key at persistent handle 0x${handle.toString(16)}`, { rc })
+          : this.esys.error('Esys_TR_FromTPMPublic', rc);
+      }
+      try {
+        const out: unknown[] = [null];
+        await this.esys.call('Esys_ReadPublic', [obj[0], ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, out, null, null]);
+        return this.track(this.esys.out('TPM2B_PUBLIC', out[0]), obj[0]!, false, handle);
+      } catch (err) {
+        await this.esys.trClose(obj[0]!);
+        throw err;
+      }
+    });
+  }
+
+  async createAk(ek: TpmKey, alg: KeyAlg): Promise<{ key: TpmKey; blob: AkBlob }> {
+    const parent = this.slot(ek).tr;
+    return this.esys.exclusive(async () => {
+      const priv: unknown[] = [null];
+      const pub: unknown[] = [null];
+      await this.esys.withEndorsementPolicy((session) =>
+        this.esys.call('Esys_Create', [
+          parent,
+          session,
+          ESYS_TR.NONE,
+          ESYS_TR.NONE,
+          this.esys.in('TPM2B_SENSITIVE_CREATE', EMPTY_SENSITIVE),
+          this.esys.in('TPM2B_PUBLIC', akTemplate(alg)),
+          this.esys.in('TPM2B_DATA', EMPTY_TPM2B),
+          this.esys.in('TPML_PCR_SELECTION', EMPTY_PCR_SELECTION),
+          priv,
+          pub,
+          null,
+          null,
+          null,
+        ]),
+      );
+      let privateBlob: Uint8Array;
+      try {
+        privateBlob = this.esys.out('TPM2B_PRIVATE', priv[0]);
+      } catch (err) {
+        this.esys.free(pub[0]);
+        throw err;
+      }
+      const blob: AkBlob = { alg, privateBlob, publicArea: this.esys.out('TPM2B_PUBLIC', pub[0]) };
+      const key = await this.loadUnderEk(parent, blob);
+      return { key, blob };
+    });
+  }
+
+  async loadAk(ek: TpmKey, blob: AkBlob): Promise<TpmKey> {
+    const parent = this.slot(ek).tr;
+    return this.esys.exclusive(() => this.loadUnderEk(parent, blob));
+  }
+
+  private async loadUnderEk(parent: number, blob: AkBlob): Promise<TpmKey> {
+    const inPrivate = this.esys.in('TPM2B_PRIVATE', blob.privateBlob);
+    const inPublic = this.esys.in('TPM2B_PUBLIC', blob.publicArea);
+    const obj = [0];
+    await this.esys.withEndorsementPolicy((session) =>
+      this.esys.call('Esys_Load', [parent, session, ESYS_TR.NONE, ESYS_TR.NONE, inPrivate, inPublic, obj]),
+    );
+    return this.adopt(obj[0]!, blob.publicArea);
+  }
+
+  async persistKey(key: TpmKey, handle: number): Promise<TpmKey> {
+    if (!Number.isInteger(handle) || handle < 0x81000000 || handle > 0x81ffffff) throw new TypeError('not a persistent handle');
+    const { tr } = this.slot(key);
+    return this.esys.exclusive(async () => {
+      const out = [0];
+      await this.esys.call('Esys_EvictControl', [ESYS_TR.RH_OWNER, tr, ESYS_TR.PASSWORD, ESYS_TR.NONE, ESYS_TR.NONE, handle, out]);
+      return this.track(key.publicArea, out[0]!, false, handle);
+    });
+  }
+
+  async evictPersistent(handle: number): Promise<void> {
+    if (!Number.isInteger(handle) || handle < 0x81000000 || handle > 0x81ffffff) throw new TypeError('not a persistent handle');
+    return this.esys.exclusive(async () => {
+      const obj = [0];
+      const rc = await this.esys.callRc('Esys_TR_FromTPMPublic', [handle, ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, obj]);
+      if (rc !== 0) {
+        if (isHandleError(rc)) return;
+        throw this.esys.error('Esys_TR_FromTPMPublic', rc);
+      }
+      for (const [k, s] of this.keys) if (s.tr === obj[0] || k.persistentHandle === handle) this.keys.delete(k);
+      await this.esys.call('Esys_EvictControl', [ESYS_TR.RH_OWNER, obj[0], ESYS_TR.PASSWORD, ESYS_TR.NONE, ESYS_TR.NONE, handle, [0]]);
+    });
+  }
+
+  async quote(ak: TpmKey, bank: PcrBank, indices: readonly number[], qualifyingData: Uint8Array): Promise<TpmQuote> {
+    assertPcrIndices(indices);
+    if (qualifyingData.length > 64) throw new TypeError('qualifyingData is longer than 64 bytes');
+    const { tr } = this.slot(ak);
+    return this.esys.exclusive(async () => {
+      const quoted: unknown[] = [null];
+      const sig: unknown[] = [null];
+      await this.esys.call('Esys_Quote', [
+        tr,
+        ESYS_TR.PASSWORD,
+        ESYS_TR.NONE,
+        ESYS_TR.NONE,
+        this.esys.in('TPM2B_DATA', new TpmWriter().tpm2b(qualifyingData).finish()),
+        this.esys.in('TPMT_SIG_SCHEME', SIG_SCHEME_NULL),
+        this.esys.in('TPML_PCR_SELECTION', pcrSelectionBytes(bank, indices)),
+        quoted,
+        sig,
+      ]);
+      let attest: Uint8Array;
+      try {
+        attest = this.esys.out('TPM2B_ATTEST', quoted[0]);
+      } catch (err) {
+        this.esys.free(sig[0]);
+        throw err;
+      }
+      const message = new Uint8Array(new TpmReader(attest, 'TPM2B_ATTEST').tpm2b(4096));
+      return { message, signature: this.esys.out('TPMT_SIGNATURE', sig[0]) };
+    });
+  }
+
+  async activateCredential(ak: TpmKey, ek: TpmKey, credentialBlob: Uint8Array, encryptedSecret: Uint8Array): Promise<Uint8Array> {
+    const akTr = this.slot(ak).tr;
+    const ekTr = this.slot(ek).tr;
+    return this.esys.exclusive(async () => {
+      // Hostile blobs are refused by Tss2_MU_*_Unmarshal (size checks) before the TPM sees them.
+      const blob = this.esys.in('TPM2B_ID_OBJECT', credentialBlob);
+      const secret = this.esys.in('TPM2B_ENCRYPTED_SECRET', encryptedSecret);
+      const out: unknown[] = [null];
+      await this.esys.withEndorsementPolicy((session) =>
+        this.esys.call('Esys_ActivateCredential', [akTr, ekTr, ESYS_TR.PASSWORD, session, ESYS_TR.NONE, blob, secret, out]),
+      );
+      return new Uint8Array(new TpmReader(this.esys.out('TPM2B_DIGEST', out[0]), 'TPM2B_DIGEST').tpm2b(64));
+    });
+  }
+
+  async flushKey(key: TpmKey): Promise<void> {
+    const s = this.keys.get(key);
+    if (s === undefined) return Promise.resolve();
+    this.keys.delete(key);
+    return this.esys.exclusive(() => (s.transient ? this.esys.flush(s.tr) : this.esys.trClose(s.tr)));
+  }
+
+  async transientHandles(): Promise<number[]> {
+    return this.esys.exclusive(async () => {
+      const handles: number[] = [];
+      let next = TRANSIENT_FIRST;
+      for (;;) {
+        const more = [0];
+        const data: unknown[] = [null];
+        await this.esys.call('Esys_GetCapability', [
+          ESYS_TR.NONE,
+          ESYS_TR.NONE,
+          ESYS_TR.NONE,
+          TPM_CAP_HANDLES,
+          next,
+          MAX_HANDLES_PER_CALL,
+          more,
+          data,
+        ]);
+        const r = new TpmReader(this.esys.out('TPMS_CAPABILITY_DATA', data[0]), 'TPMS_CAPABILITY_DATA');
+        r.u32();
+        const count = r.u32();
+        if (count > MAX_HANDLES_PER_CALL) throw new TpmError('TPM_BAD_RESPONSE', 'too many handles');
+        let last = next;
+        for (let i = 0; i < count; i++) {
+          last = r.u32();
+          if (last >>> 24 === 0x80) handles.push(last);
+        }
+        if (more[0] !== 1 || count === 0 || last >>> 24 !== 0x80) return handles;
+        next = last + 1;
+      }
+    });
+  }
+
+  close(): Promise<void> {
+    if (this.esys.isClosed) return Promise.resolve();
+    return this.esys
+      .exclusive(async () => {
+        for (const [, s] of this.keys) {
+          await (s.transient ? this.esys.flush(s.tr) : this.esys.trClose(s.tr)).catch(() => undefined);
+        }
+        this.keys.clear();
+        this.esys.finalize();
+      })
+      .catch((err: unknown) => {
+        if (err instanceof TpmError && err.code === 'TPM_CLOSED') return;
+        throw err;
+      });
+  }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+import type { CommandIo, CommandModule } from '../command.js';
+
+/**
+ * `keyhold` — the owner and operator CLI. Each entry loads its command module lazily so that a
+ * command's dependencies cost nothing to the others. Keys are the command words.
+ */
+const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
+  config: { summary: 'admin calls to a KBS: set-resource, delete-resource, set-reference-value, ...', load: () => import('../commands/config.js') },
+  eventlog: { summary: 'print a TCG PC Client event log and its replayed PCRs (like tpm2_eventlog)', load: () => import('../commands/eventlog.js') },
+  'policy create': { summary: 'generate a measured-boot reference state or a Keylime runtime policy', load: () => import('../commands/policy-create.js') },
+  'verify-quote': { summary: 'verify a TPM quote (tpm2_quote output) strictly, like tpm2_checkquote', load: () => import('../commands/verify-quote.js') },
+};
+
+const USAGE = (): string =>
+  `Usage: keyhold <command> [options]\n\nCommands:\n${Object.entries(COMMANDS)
+    .map(([k, v]) => `  ${k.padEnd(16)} ${v.summary}`)
+    .join('\n')}\n\nRun 'keyhold <command> --help' for a command's options.`;
+
+export async function main(argv: string[], io: CommandIo): Promise<number> {
+  const [first, second, ...rest] = argv;
+  if (first === undefined || first === '--help' || first === '-h') {
+    io.stderr.write(`${USAGE()}\n`);
+    return first === undefined ? 2 : 0;
+  }
+  if (first === '--version') {
+    io.stdout.write('keyhold 0.1.0\n');
+    return 0;
+  }
+  // Two-word commands ("policy create", "token issue") take precedence over one-word ones.
+  const two = second !== undefined ? COMMANDS[`${first} ${second}`] : undefined;
+  const entry = two ?? COMMANDS[first];
+  if (entry === undefined) {
+    io.stderr.write(`keyhold: unknown command '${first}'\n${USAGE()}\n`);
+    return 2;
+  }
+  const args = two !== undefined ? rest : [second, ...rest].filter((a): a is string => a !== undefined);
+  const mod = await entry.load();
+  return mod.run(args, io);
+}
+
+main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin }).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`keyhold: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,96 @@
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import { requestId } from 'hono/request-id';
+import { secureHeaders } from 'hono/secure-headers';
+import { errorInformation } from '@keyhold/protocol';
+import type { KbsDeps, KbsEnv } from './app-env.js';
+import { ERROR_TABLE, KbsError } from './errors.js';
+import { handleAuth } from './routes/auth.js';
+import { handleAttest } from './routes/attest.js';
+import { handleGetResource } from './routes/resource.js';
+import { handleDeleteResource, handleSetResource } from './routes/admin-resource.js';
+import { handleListReferenceValues, handleSetReferenceValue } from './routes/reference-value.js';
+
+const RESOURCE = '/kbs/v0/resource/:repository/:type/:tag';
+
+/** Build the KBS HTTP app. All I/O comes in through `deps`; `main` wires real servers. */
+export function createApp(deps: KbsDeps): Hono<KbsEnv> {
+  const app = new Hono<KbsEnv>();
+
+  app.use('*', requestId());
+  app.use('*', secureHeaders());
+  app.use('*', async (c, next) => {
+    c.set('deps', deps);
+    c.set('log', deps.logger.child({ req: c.get('requestId') }));
+    const start = performance.now();
+    await next();
+    c.get('log').debug({ method: c.req.method, route: c.req.routePath, status: c.res.status, ms: Math.round(performance.now() - start) }, 'request');
+  });
+  app.use(
+    '/kbs/*',
+    bodyLimit({
+      maxSize: deps.maxBodyBytes,
+      onError: () => {
+        // SECURITY: caps the memory one request can pin (resource exhaustion).
+        throw new KbsError('PAYLOAD_TOO_LARGE', `request body exceeds ${deps.maxBodyBytes} bytes`);
+      },
+    }),
+  );
+
+  const admin: MiddlewareHandler<KbsEnv> = async (c, next) => {
+    // SECURITY: every admin endpoint checks the caller's signed, unexpired admin token first.
+    const principal = await deps.adminAuth.authorize({
+      authorizationHeader: c.req.header('authorization'),
+      method: c.req.method,
+      path: c.req.path,
+    });
+    c.set('admin', principal);
+    await next();
+  };
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/kbs/v0/token-jwks', (c) => c.json(deps.signer.jwks()));
+  app.get('/.well-known/jwks.json', (c) => c.json(deps.signer.jwks()));
+
+  app.post('/kbs/v0/auth', handleAuth);
+  app.post('/kbs/v0/attest', handleAttest);
+  app.get(RESOURCE, handleGetResource);
+  app.post(RESOURCE, admin, handleSetResource);
+  app.put(RESOURCE, admin, handleSetResource);
+  app.delete(RESOURCE, admin, handleDeleteResource);
+  app.post('/kbs/v0/reference-value', admin, handleSetReferenceValue);
+  app.get('/kbs/v0/reference-value', admin, handleListReferenceValues);
+
+  app.notFound((c) => c.json(errorInformation('InvalidRequestPath', `no endpoint ${c.req.method} ${c.req.path.slice(0, 200)}`), 404));
+  app.onError((err, c) => renderError(err, c as Context<KbsEnv>));
+  return app;
+}
+
+/** The single place errors become responses: Trustee's `{"type","detail"}` body. */
+export function renderError(err: unknown, c: Context<KbsEnv>): Response {
+  let kbsErr: KbsError;
+  if (err instanceof KbsError) kbsErr = err;
+  else if (err instanceof HTTPException && err.status === 413) kbsErr = new KbsError('PAYLOAD_TOO_LARGE', 'request body too large');
+  else if (err instanceof HTTPException && err.status < 500) kbsErr = new KbsError('BAD_REQUEST', err.message || 'bad request');
+  else if (isStorageUnavailable(err)) kbsErr = new KbsError('STORAGE_UNAVAILABLE', 'secret storage is unavailable, retry later', { cause: err });
+  else kbsErr = new KbsError('INTERNAL', 'internal error', { cause: err });
+  const { status, variant } = ERROR_TABLE[kbsErr.code];
+  const log = c.get('log');
+  if (status >= 500) log?.error({ code: kbsErr.code, err: describeCause(err) }, 'request failed');
+  else log?.info({ code: kbsErr.code, status }, 'request refused');
+  const res = c.json(errorInformation(variant, kbsErr.message), status);
+  if (status === 429) res.headers.set('retry-after', '1');
+  return res;
+}
+
+/** Storage adapters signal an outage with a `code` ending in `_UNAVAILABLE`. */
+function isStorageUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /(^|_)UNAVAILABLE$/.test(code);
+}
+
+function describeCause(err: unknown): string {
+  if (err instanceof Error) return `${err.name}: ${(err as { code?: string }).code ?? ''}`;
+  return typeof err;
+}

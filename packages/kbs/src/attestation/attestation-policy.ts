@@ -1,0 +1,44 @@
+import type { ReferenceValueStore } from '../reference-values/reference-value-store.js';
+import { AR4SI, emptyVector, statusOfVector, type EarStatus, type TrustworthinessVector } from '../token/ear-claims.js';
+import type { TeeAppraisal } from './tee-appraiser.js';
+
+export interface AttestationVerdict {
+  status: EarStatus;
+  vector: TrustworthinessVector;
+  policyId: string;
+  /** The first reason the verdict is not affirming, for the audit trail and the denial detail. */
+  reason?: string;
+}
+
+/** Turns a verified appraisal and the owner's reference values into an EAR status and vector. */
+export interface AttestationPolicy {
+  evaluate(input: { tee: string; appraisal: TeeAppraisal; references: ReferenceValueStore }): Promise<AttestationVerdict>;
+}
+
+/**
+ * The built-in attestation policy: start from what the appraiser could claim (identity, hardware,
+ * boot and runtime state), then compare each PCR for which the owner stored a reference value
+ * `<tee>_pcrNN` (e.g. `tpm_pcr07`): a mismatch marks the configuration unsafe (contraindicated).
+ */
+export const defaultAttestationPolicy: AttestationPolicy = {
+  async evaluate({ tee, appraisal, references }) {
+    const vector = { ...emptyVector(), ...appraisal.vector };
+    let reason: string | undefined;
+    let compared = 0;
+    for (let i = 0; i < 24; i++) {
+      const name = `pcr${String(i).padStart(2, '0')}`;
+      const allowed = references.get(`${tee}_${name}`);
+      if (allowed === undefined) continue;
+      compared++;
+      const actual = appraisal.teeClaims[name];
+      // SECURITY: a PCR the owner pinned must hold one of the pinned values (modified boot chain).
+      if (typeof actual !== 'string' || !allowed.some((v) => v.toLowerCase() === actual.toLowerCase())) {
+        vector.configuration = AR4SI.UNSAFE;
+        reason ??= `${name} does not match the reference value ${tee}_${name}`;
+      }
+    }
+    if (compared > 0 && vector.configuration === AR4SI.NO_CLAIM) vector.configuration = AR4SI.APPROVED;
+    const status = statusOfVector(vector);
+    return { status, vector, policyId: 'default', ...(reason !== undefined ? { reason } : {}) };
+  },
+};

@@ -1,0 +1,68 @@
+import { filterAuditRecords, nextAuditRecord, verifyAuditChain, type AuditChainVerification, type AuditFields, type AuditKind, type AuditQuery, type AuditRecord } from '@keyhold/audit';
+import { AuditError } from './errors.js';
+import type { AuditSink } from './sink.js';
+
+export interface AuditLog {
+  /** Append one record (chained to the previous one); resolves once the sink has stored it. */
+  record(kind: AuditKind, fields: AuditFields): Promise<AuditRecord>;
+  query(q?: AuditQuery): Promise<AuditRecord[]>;
+  /** Verify the whole stored chain; bad lines or a torn tail also make it fail. */
+  verify(): Promise<AuditChainVerification>;
+  /** seq and hash of the newest record, to log elsewhere as an anchor against tail truncation. */
+  head(): { readonly seq: number; readonly hash: string } | undefined;
+}
+
+export interface AuditLogOptions {
+  readonly sink: AuditSink;
+  readonly now?: () => Date;
+}
+
+/**
+ * The KBS's tamper-evident audit trail over a sink. Records get their seq, time, prevHash and hash
+ * here, synchronously and in call order, so concurrent requests cannot fork the chain. If the sink
+ * fails, the log refuses every later record (AUDIT_SINK_FAILED) rather than continue a chain whose
+ * previous link may be missing.
+ */
+export async function createAuditLog(options: AuditLogOptions): Promise<AuditLog> {
+  const now = options.now ?? (() => new Date());
+  const { sink } = options;
+  let head: AuditRecord | undefined;
+  try {
+    head = await sink.last();
+  } catch (cause) {
+    throw new AuditError('AUDIT_SINK_FAILED', 'audit log cannot be opened', { cause });
+  }
+  let failed: AuditError | undefined;
+
+  return {
+    async record(kind, fields) {
+      if (failed !== undefined) throw failed;
+      const r = nextAuditRecord(head, kind, fields, now());
+      head = r;
+      try {
+        await sink.append([r]);
+      } catch (cause) {
+        failed ??= cause instanceof AuditError ? cause : new AuditError('AUDIT_SINK_FAILED', 'audit record could not be stored', { cause });
+        throw failed;
+      }
+      return r;
+    },
+    async query(q = {}) {
+      return filterAuditRecords((await sink.read()).records, q);
+    },
+    async verify() {
+      const log = await sink.read();
+      const first = log.badLines[0];
+      if (first !== undefined) {
+        // Every line before the first bad one parsed, so it follows record index line-2.
+        const before = log.records[first.line - 2]?.seq ?? 0;
+        return { ok: false, firstBadSeq: before + 1, index: first.line - 1, reason: `line ${first.line}: ${first.reason}` };
+      }
+      if (log.tornTail !== undefined) return { ok: false, firstBadSeq: (log.records.at(-1)?.seq ?? 0) + 1, index: log.records.length, reason: 'torn last line' };
+      return verifyAuditChain(log.records);
+    },
+    head() {
+      return head === undefined ? undefined : { seq: head.seq, hash: head.hash };
+    },
+  };
+}

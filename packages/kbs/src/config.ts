@@ -1,0 +1,152 @@
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parse as parseToml } from 'smol-toml';
+import { z } from 'zod';
+
+/** Secret storage backend settings (see the README's "Storage backends"). */
+const StorageSchema = z.discriminatedUnion('backend', [
+  z.object({ backend: z.literal('embedded'), dir: z.string().optional() }).strict(),
+  z
+    .object({
+      backend: z.literal('redis'),
+      url: z.string().optional(),
+      cluster_nodes: z.array(z.string()).optional(),
+      master_key_file: z.string().optional(),
+      key_prefix: z.string().optional(),
+      command_timeout_ms: z.number().int().positive().optional(),
+    })
+    .strict(),
+  z
+    .object({
+      backend: z.literal('vault'),
+      address: z.string(),
+      mount: z.string().default('secret'),
+      kv_version: z.union([z.literal(1), z.literal(2)]).default(2),
+      token_file: z.string().optional(),
+      approle_role_id: z.string().optional(),
+      approle_secret_id_file: z.string().optional(),
+      namespace: z.string().optional(),
+      ca_file: z.string().optional(),
+    })
+    .strict(),
+]);
+
+const FileSchema = z
+  .object({
+    listen: z.string().optional(),
+    data_dir: z.string().optional(),
+    admin_public_key: z.string().optional(),
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional(),
+    session_ttl_ms: z.number().int().positive().optional(),
+    max_sessions: z.number().int().positive().optional(),
+    max_body_bytes: z.number().int().positive().optional(),
+    token_lifetime_ms: z.number().int().positive().optional(),
+    token_signing_key: z.string().optional(),
+    token_issuer: z.string().optional(),
+    storage: StorageSchema.optional(),
+    tpm: z
+      .object({
+        /** Accept AKs listed in the `trusted_ak` reference value (Trustee compatible). */
+        trusted_ak_list: z.boolean().optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export type StorageConfig = z.infer<typeof StorageSchema>;
+
+export interface KbsConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly adminPublicKeyFile: string | undefined;
+  readonly logLevel: string;
+  readonly sessionTtlMs: number;
+  readonly maxSessions: number;
+  readonly maxBodyBytes: number;
+  readonly tokenLifetimeMs: number;
+  readonly tokenSigningKeyFile: string | undefined;
+  readonly tokenIssuer: string;
+  readonly storage: StorageConfig;
+  readonly tpm: { readonly trustedAkList: boolean };
+}
+
+export const DEFAULTS = {
+  listen: '127.0.0.1:8080',
+  dataDir: './.keyhold/kbs',
+  logLevel: 'info',
+  sessionTtlMs: 5 * 60_000,
+  maxSessions: 100_000,
+  maxBodyBytes: 1024 * 1024,
+  tokenLifetimeMs: 5 * 60_000,
+  tokenIssuer: 'keyhold-kbs',
+} as const;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code = 'CONFIG_INVALID' as const;
+}
+
+/** Parse `keyhold-kbs serve` flags, the optional --config file (TOML or JSON) and the environment, once. */
+export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Promise<KbsConfig> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      listen: { type: 'string' },
+      'data-dir': { type: 'string' },
+      'admin-public-key': { type: 'string' },
+      config: { type: 'string', short: 'c' },
+      'log-level': { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  let file: z.infer<typeof FileSchema> = {};
+  const configPath = values.config ?? env['KEYHOLD_KBS_CONFIG'];
+  if (configPath !== undefined) {
+    const text = await readFile(configPath, 'utf8');
+    let raw: unknown;
+    try {
+      raw = configPath.endsWith('.json') ? JSON.parse(text) : parseToml(text);
+    } catch (cause) {
+      throw new ConfigError(`${configPath}: not valid ${configPath.endsWith('.json') ? 'JSON' : 'TOML'}`, { cause });
+    }
+    const parsed = FileSchema.safeParse(raw);
+    if (!parsed.success) {
+      const i = parsed.error.issues[0];
+      throw new ConfigError(`${configPath}: ${i?.path.join('.') ?? ''}: ${i?.message ?? 'invalid'}`);
+    }
+    file = parsed.data;
+  }
+  const listen = values.listen ?? env['KEYHOLD_KBS_LISTEN'] ?? file.listen ?? DEFAULTS.listen;
+  const m = /^(.*):(\d{1,5})$/.exec(listen);
+  if (m === null || Number(m[2]) > 65535) throw new ConfigError(`--listen must be HOST:PORT, got ${listen}`);
+  const dataDir = resolve(values['data-dir'] ?? env['KEYHOLD_KBS_DATA_DIR'] ?? file.data_dir ?? DEFAULTS.dataDir);
+  const rel = (p: string | undefined): string | undefined => (p === undefined ? undefined : isAbsolute(p) ? p : resolve(p));
+  const config: KbsConfig = {
+    host: m[1]!.replace(/^\[(.*)\]$/, '$1'),
+    port: Number(m[2]),
+    dataDir,
+    adminPublicKeyFile: rel(values['admin-public-key'] ?? env['KEYHOLD_KBS_ADMIN_PUBLIC_KEY'] ?? file.admin_public_key),
+    logLevel: values['log-level'] ?? env['KEYHOLD_KBS_LOG_LEVEL'] ?? file.log_level ?? DEFAULTS.logLevel,
+    sessionTtlMs: file.session_ttl_ms ?? DEFAULTS.sessionTtlMs,
+    maxSessions: file.max_sessions ?? DEFAULTS.maxSessions,
+    maxBodyBytes: file.max_body_bytes ?? DEFAULTS.maxBodyBytes,
+    tokenLifetimeMs: file.token_lifetime_ms ?? DEFAULTS.tokenLifetimeMs,
+    tokenSigningKeyFile: rel(file.token_signing_key),
+    tokenIssuer: file.token_issuer ?? DEFAULTS.tokenIssuer,
+    storage: file.storage ?? { backend: 'embedded' },
+    tpm: { trustedAkList: file.tpm?.trusted_ak_list ?? true },
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o !== null && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

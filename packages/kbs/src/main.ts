@@ -1,0 +1,97 @@
+import { createPublicKey } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { serve, type ServerType } from '@hono/node-server';
+import { pino, type Logger } from 'pino';
+import { createSecretStore, type SecretStore } from '@keyhold/kms-adapter';
+import { createApp } from './app.js';
+import type { KbsDeps } from './app-env.js';
+import type { KbsConfig } from './config.js';
+import { singleKeyAdminAuthorizer } from './admin/single-key-authorizer.js';
+import type { AdminAuthorizer } from './admin/admin-authorizer.js';
+import { KbsError } from './errors.js';
+import { defaultAttestationPolicy } from './attestation/attestation-policy.js';
+import { TpmAppraiser } from './attestation/tpm-appraiser.js';
+import { ReferenceValueStore } from './reference-values/reference-value-store.js';
+import { affirmingResourcePolicy } from './release/resource-policy.js';
+import { kmsResourceStore } from './release/kms-resource-store.js';
+import { InMemorySessionStore } from './session/session-store.js';
+import { loadOrCreateSigningKey } from './signing-key.js';
+import { EarSigner } from './token/ear-signer.js';
+
+export const BUILD = 'keyhold-kbs 0.1.0';
+
+export interface RunningKbs {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Wire the real adapters from a parsed config and start the HTTP server. */
+export async function startKbs(config: KbsConfig, logger: Logger = pino({ level: config.logLevel })): Promise<RunningKbs> {
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const signer = await EarSigner.create({
+    privateKey: await loadOrCreateSigningKey(config.tokenSigningKeyFile, join(config.dataDir, 'token-signing-key.pem')),
+    issuer: config.tokenIssuer,
+    lifetimeMs: config.tokenLifetimeMs,
+  });
+  const adminAuth = await adminAuthorizerFor(config, logger);
+  const store = await openStore(config);
+  const references = await ReferenceValueStore.open(join(config.dataDir, 'reference-values.json'));
+  const sessions = new InMemorySessionStore({ ttlMs: config.sessionTtlMs, maxSessions: config.maxSessions });
+  const tpm = new TpmAppraiser({ trustedAkList: config.tpm.trustedAkList });
+  const deps: KbsDeps = {
+    sessions,
+    signer,
+    appraisers: new Map([[tpm.tee, tpm]]),
+    attestationPolicy: defaultAttestationPolicy,
+    resourcePolicy: affirmingResourcePolicy,
+    resources: kmsResourceStore(store),
+    references,
+    adminAuth,
+    logger,
+    maxBodyBytes: config.maxBodyBytes,
+    build: BUILD,
+  };
+  const app = createApp(deps);
+  const server = await new Promise<ServerType>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
+    s.once('error', reject);
+  });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  const url = `http://${host}:${port}`;
+  logger.info({ url, dataDir: config.dataDir, storage: store.backend }, 'keyhold-kbs listening');
+  return {
+    url,
+    port,
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      sessions.close();
+      await store.close();
+    },
+  };
+}
+
+async function adminAuthorizerFor(config: KbsConfig, logger: Logger): Promise<AdminAuthorizer> {
+  if (config.adminPublicKeyFile === undefined) {
+    logger.warn('no --admin-public-key: admin endpoints refuse every call');
+    return {
+      async authorize() {
+        throw new KbsError('ADMIN_UNAUTHORIZED', 'no admin key is configured on this KBS');
+      },
+    };
+  }
+  return singleKeyAdminAuthorizer(createPublicKey(await readFile(config.adminPublicKeyFile)));
+}
+
+async function openStore(config: KbsConfig): Promise<SecretStore> {
+  const s = config.storage;
+  switch (s.backend) {
+    case 'embedded':
+      return createSecretStore({ backend: 'embedded', dir: s.dir ?? join(config.dataDir, 'secrets') });
+    default:
+      throw new KbsError('INTERNAL', `storage backend ${s.backend} is not wired yet`);
+  }
+}

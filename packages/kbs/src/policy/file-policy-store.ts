@@ -1,0 +1,95 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  PolicyError,
+  createMemoryPolicyStore,
+  parsePolicyStoreSnapshot,
+  type MemoryPolicyStore,
+  type PolicyStore,
+  type PolicyStoreSnapshot,
+} from '@keyhold/policy';
+
+export interface FilePolicyStoreOptions {
+  /** The KBS data directory; the store is `<dataDir>/<fileName>`. */
+  readonly dataDir: string;
+  readonly fileName?: string;
+  readonly now?: () => Date;
+}
+
+const MAX_STORE_BYTES = 16 * 1024 * 1024;
+
+/** Write `data` to `file` so a crash leaves either the old or the new content, never a torn file. */
+export async function writeFileAtomic(file: string, data: string): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(data, 'utf8');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  // Persist the rename itself (the directory entry).
+  const dir = await open(path.dirname(file), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+/**
+ * A PolicyStore kept in one JSON file in the data directory. Reads come from memory; each put or
+ * delete rewrites the file atomically (temp file, fsync, rename, fsync of the directory) before it
+ * resolves, and is undone in memory if the write fails. Writes are serialised within the process;
+ * the file is not meant to be shared by two KBS processes.
+ */
+export async function openFilePolicyStore(options: FilePolicyStoreOptions): Promise<PolicyStore> {
+  const file = path.join(options.dataDir, options.fileName ?? 'policies.json');
+  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  let snapshot: PolicyStoreSnapshot | undefined;
+  try {
+    const st = await stat(file);
+    // SECURITY: size checked before reading (a planted huge file cannot exhaust memory at start).
+    if (st.size > MAX_STORE_BYTES) throw new PolicyError('POLICY_STORE_FAILED', `policy store file exceeds ${MAX_STORE_BYTES} bytes`);
+    snapshot = parsePolicyStoreSnapshot(JSON.parse(await readFile(file, 'utf8')));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      if (err instanceof PolicyError) throw err;
+      throw new PolicyError('POLICY_STORE_FAILED', 'policy store file cannot be read', { cause: err });
+    }
+  }
+  const memoryOptions = options.now === undefined ? {} : { now: options.now };
+  let memory: MemoryPolicyStore = createMemoryPolicyStore({ ...memoryOptions, ...(snapshot === undefined ? {} : { snapshot }) });
+  let queue: Promise<unknown> = Promise.resolve();
+
+  /** Run one mutation at a time: apply in memory, persist, or roll back. */
+  function mutate<T>(apply: (m: MemoryPolicyStore) => Promise<T>): Promise<T> {
+    const next = queue.then(async () => {
+      const before = memory.snapshot();
+      const result = await apply(memory);
+      try {
+        await writeFileAtomic(file, JSON.stringify(memory.snapshot(), null, 2));
+      } catch (cause) {
+        memory = createMemoryPolicyStore({ ...memoryOptions, snapshot: before });
+        throw new PolicyError('POLICY_STORE_FAILED', 'policy store file cannot be written', { cause });
+      }
+      return result;
+    });
+    queue = next.catch(() => undefined);
+    return next;
+  }
+
+  return {
+    get: (ref) => memory.get(ref),
+    list: () => memory.list(),
+    put: (ref, document, opts) => mutate((m) => m.put(ref, document, opts)),
+    delete: (ref) => mutate((m) => m.delete(ref)),
+  };
+}

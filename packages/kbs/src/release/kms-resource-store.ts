@@ -1,0 +1,53 @@
+import { formatResourcePath, type ResourcePath } from '@keyhold/protocol';
+import { KmsError, type SecretStore } from '@keyhold/kms-adapter';
+import { KbsError } from '../errors.js';
+import type { ResourceStore } from './resource-store.js';
+
+/** The KBS's resource port over a KMS adapter, translating its typed errors into KBS ones. */
+export function kmsResourceStore(store: SecretStore): ResourceStore {
+  return {
+    async get(path: ResourcePath, version?: number) {
+      try {
+        const s = await store.get(formatResourcePath(path), version !== undefined ? { version } : {});
+        return s.value;
+      } catch (err) {
+        if (err instanceof KmsError && err.code === 'KMS_NOT_FOUND') return undefined;
+        throw translate(err);
+      }
+    },
+    async put(path: ResourcePath, value: Uint8Array) {
+      try {
+        const meta = await store.put(formatResourcePath(path), value);
+        return { version: meta.version };
+      } catch (err) {
+        throw translate(err);
+      }
+    },
+    async delete(path: ResourcePath) {
+      try {
+        await store.delete(formatResourcePath(path));
+        return true;
+      } catch (err) {
+        if (err instanceof KmsError && err.code === 'KMS_NOT_FOUND') return false;
+        throw translate(err);
+      }
+    },
+  };
+}
+
+function translate(err: unknown): unknown {
+  if (!(err instanceof KmsError)) return err;
+  switch (err.code) {
+    case 'KMS_UNAVAILABLE':
+      return new KbsError('STORAGE_UNAVAILABLE', 'secret storage is unavailable, retry later', { cause: err });
+    case 'KMS_TOO_LARGE':
+      return new KbsError('PAYLOAD_TOO_LARGE', 'secret is larger than the store accepts', { cause: err });
+    case 'KMS_INVALID_NAME':
+      return new KbsError('INVALID_RESOURCE_PATH', 'invalid resource path', { cause: err });
+    case 'KMS_INVALID_ARGUMENT':
+      return new KbsError('BAD_REQUEST', err.message, { cause: err });
+    default:
+      // KMS_CORRUPT, KMS_CONFIG, KMS_CONFLICT, KMS_BACKEND_ERROR: nothing is released; a generic 500.
+      return new KbsError('INTERNAL', 'secret storage error', { cause: err });
+  }
+}

@@ -1,0 +1,95 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { Context } from 'hono';
+import { getCookie } from 'hono/cookie';
+import { AttestationSchema, parseInitData, ProtocolError, runtimeDataDigest, type ParsedInitData } from '@keyhold/protocol';
+import { KbsError } from '../errors.js';
+import type { KbsEnv } from '../app-env.js';
+import { SESSION_COOKIE } from '../session/cookie.js';
+import { earClaims } from '../token/ear-claims.js';
+import { readJsonBody } from './json-body.js';
+
+/**
+ * POST /kbs/v0/attest — appraise the evidence bound to this session's nonce and issue an EAR token.
+ * The nonce is consumed by the first attempt, successful or not.
+ */
+export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
+  const deps = c.get('deps');
+  const log = c.get('log');
+  const now = deps.now?.() ?? Date.now();
+  const session = deps.sessions.get(getCookie(c, SESSION_COOKIE));
+  const body = await readJsonBody(c, AttestationSchema);
+
+  // SECURITY: one nonce, one attestation: a second attestation on the same session (a replay of
+  // captured evidence, or guessing) is refused (replay).
+  if (session.nonceConsumed) throw new KbsError('NONCE_CONSUMED', 'this session already attested; start a new one with /auth');
+  session.nonceConsumed = true;
+
+  const runtime = body['runtime-data'];
+  // SECURITY: the runtime data must carry this session's nonce, so evidence made for another
+  // session or another KBS cannot be replayed here (replay / relay).
+  if (!constantTimeEqualText(runtime.nonce, session.nonce)) {
+    throw new KbsError('NONCE_MISMATCH', 'runtime-data nonce does not match the session nonce');
+  }
+
+  let initData: ParsedInitData | undefined;
+  if (body['init-data'] != null) {
+    try {
+      initData = parseInitData(body['init-data']);
+    } catch (err) {
+      if (err instanceof ProtocolError) throw new KbsError('BAD_REQUEST', err.message, { cause: err });
+      throw err;
+    }
+  }
+
+  const appraiser = deps.appraisers.get(session.tee);
+  if (appraiser === undefined) throw new KbsError('UNSUPPORTED_TEE', 'tee is not supported');
+  const additionalEvidence = body['tee-evidence'].additional_evidence;
+  // The digest the evidence must carry: binds the nonce, the tee key and the additional evidence.
+  const expectedReportData = runtimeDataDigest({ nonce: runtime.nonce, teePubkey: runtime['tee-pubkey'], additionalEvidence }, session.hashAlgorithm);
+
+  let appraisal;
+  try {
+    appraisal = await appraiser.appraise({
+      evidence: body['tee-evidence'].primary_evidence,
+      expectedReportData,
+      ...(initData !== undefined ? { initDataDigest: initData.digest } : {}),
+      session,
+      references: deps.references,
+      now: new Date(now),
+    });
+  } catch (err) {
+    deps.metrics?.count('attest_fail', session.tee);
+    if (err instanceof KbsError) {
+      log.warn({ code: err.code, reason: err.message, tee: session.tee }, 'attestation refused');
+    }
+    throw err;
+  }
+
+  const verdict = await deps.attestationPolicy.evaluate({ tee: session.tee, appraisal, references: deps.references });
+  const claims = earClaims({
+    tee: session.tee,
+    status: verdict.status,
+    vector: verdict.vector,
+    policyId: verdict.policyId,
+    teeClaims: appraisal.teeClaims,
+    reportDataHex: appraisal.reportDataHex,
+    nonce: runtime.nonce,
+    teePubkey: runtime['tee-pubkey'],
+    ...(appraisal.initDataHex !== undefined ? { initDataHex: appraisal.initDataHex } : {}),
+    ...(initData !== undefined ? { initDataClaims: initData.data } : {}),
+    ...(appraisal.extra !== undefined ? { extra: appraisal.extra } : {}),
+    build: deps.build,
+  });
+  const token = await deps.signer.sign(claims);
+  session.attested = { token, claims: claims as Record<string, unknown>, teePubkey: runtime['tee-pubkey'] };
+  deps.metrics?.count('attest_ok', session.tee);
+  log.info({ tee: session.tee, status: verdict.status, policy: verdict.policyId, node: appraisal.extra?.['node_id'] }, 'attested');
+  return c.json({ token });
+}
+
+function constantTimeEqualText(a: string, b: string): boolean {
+  const ab = Buffer.from(a, 'utf8');
+  const bb = Buffer.from(b, 'utf8');
+  if (ab.length !== bb.length) return false;
+  return timingSafeEqual(ab, bb);
+}

@@ -1,0 +1,50 @@
+import { setCookie } from 'hono/cookie';
+import { PROTOCOL_VERSION, RequestSchema, selectedBindingHash, BINDING_HASH_ALGORITHMS } from '@keyhold/protocol';
+import type { Context } from 'hono';
+import { KbsError } from '../errors.js';
+import type { KbsEnv } from '../app-env.js';
+import { SESSION_COOKIE } from '../session/cookie.js';
+import { readJsonBody } from './json-body.js';
+
+/** POST /kbs/v0/auth — start a handshake: check version and TEE, issue a nonce and a session cookie. */
+export async function handleAuth(c: Context<KbsEnv>): Promise<Response> {
+  const deps = c.get('deps');
+  const req = await readRequest(c);
+  // SECURITY: only protocol 0.4.0 is spoken; an older client's message layout would be misread
+  // (protocol confusion) (Trustee KBS protocol).
+  if (req.version !== PROTOCOL_VERSION) {
+    throw new KbsError('PROTOCOL_VERSION', `protocol version ${JSON.stringify(req.version).slice(0, 32)} is not supported; use ${PROTOCOL_VERSION}`);
+  }
+  const appraiser = deps.appraisers.get(req.tee);
+  // SECURITY: only TEE types with a real appraiser are accepted; there is no 'sample' back door.
+  if (appraiser === undefined) throw new KbsError('UNSUPPORTED_TEE', `tee ${JSON.stringify(req.tee).slice(0, 32)} is not supported`);
+
+  const extra = typeof req['extra-params'] === 'object' && req['extra-params'] !== null ? req['extra-params'] : {};
+  const hashAlgorithm = chooseHash(extra['supported-hash-algorithms']);
+  const session = deps.sessions.create({ tee: req.tee, hashAlgorithm, extraParams: extra });
+  const challengeExtra: Record<string, unknown> = {};
+  if (hashAlgorithm !== 'sha384') challengeExtra['selected-hash-algorithm'] = hashAlgorithm;
+  if (appraiser.challenge !== undefined) Object.assign(challengeExtra, await appraiser.challenge(session));
+  setCookie(c, SESSION_COOKIE, session.id, {
+    path: '/kbs',
+    httpOnly: true,
+    sameSite: 'Strict',
+    maxAge: Math.ceil(deps.sessions.ttlMs / 1000),
+    expires: new Date(session.expiresAtMs),
+  });
+  deps.metrics?.count('auth', req.tee);
+  return c.json({ nonce: session.nonce, 'extra-params': Object.keys(challengeExtra).length === 0 ? '' : challengeExtra });
+}
+
+function readRequest(c: Context<KbsEnv>) {
+  return readJsonBody(c, RequestSchema);
+}
+
+/** SHA-384 unless the client lists supported algorithms that exclude it. */
+function chooseHash(supported: unknown) {
+  if (!Array.isArray(supported) || supported.length === 0) return 'sha384' as const;
+  const lower = supported.filter((s): s is string => typeof s === 'string').map((s) => s.toLowerCase());
+  if (lower.includes('sha384')) return 'sha384' as const;
+  const pick = BINDING_HASH_ALGORITHMS.find((a) => lower.includes(a));
+  return selectedBindingHash({ 'selected-hash-algorithm': pick ?? 'sha384' });
+}

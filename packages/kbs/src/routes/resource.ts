@@ -1,0 +1,63 @@
+import type { Context } from 'hono';
+import { getCookie } from 'hono/cookie';
+import { formatResourcePath, parseResourcePath, ProtocolError, type ResourcePath } from '@keyhold/protocol';
+import { KbsError } from '../errors.js';
+import type { KbsEnv } from '../app-env.js';
+import { SESSION_COOKIE } from '../session/cookie.js';
+import { claimAt, TEE_PUBKEY_PATH } from '../token/ear-claims.js';
+import { wrapSecret } from '../release/wrap-secret.js';
+
+/** The resource path of a `/kbs/v0/resource/<repo>/<type>/<tag>` request, validated. */
+export function resourcePathOf(c: Context<KbsEnv>): ResourcePath {
+  const p = `${c.req.param('repository')}/${c.req.param('type')}/${c.req.param('tag')}`;
+  try {
+    return parseResourcePath(p);
+  } catch (err) {
+    if (err instanceof ProtocolError) throw new KbsError('INVALID_RESOURCE_PATH', err.message, { cause: err });
+    throw err;
+  }
+}
+
+/** Claims of the caller's attestation: from an attested session cookie or a bearer EAR token. */
+async function attestationClaims(c: Context<KbsEnv>): Promise<Record<string, unknown>> {
+  const deps = c.get('deps');
+  const auth = c.req.header('authorization');
+  if (auth !== undefined) {
+    const m = /^Bearer\s+([A-Za-z0-9_.-]+)$/i.exec(auth.trim());
+    if (m === null) throw new KbsError('TOKEN_INVALID', 'Authorization must be "Bearer <attestation token>"');
+    return (await deps.signer.verify(m[1]!)) as Record<string, unknown>;
+  }
+  const cookie = getCookie(c, SESSION_COOKIE);
+  if (cookie === undefined) throw new KbsError('TOKEN_MISSING', 'no attested session cookie and no bearer token');
+  const session = deps.sessions.get(cookie);
+  // SECURITY: a session that has only been challenged (not attested) opens nothing (auth bypass).
+  if (session.attested === undefined) throw new KbsError('SESSION_NOT_ATTESTED', 'session has not attested');
+  return session.attested.claims;
+}
+
+/** GET /kbs/v0/resource/<repo>/<type>/<tag>[?version=N] — release a secret, JWE-wrapped to the tee key. */
+export async function handleGetResource(c: Context<KbsEnv>): Promise<Response> {
+  const deps = c.get('deps');
+  const log = c.get('log');
+  const path = resourcePathOf(c);
+  const claims = await attestationClaims(c);
+  const query = c.req.query();
+  let version: number | undefined;
+  if (query['version'] !== undefined) {
+    if (!/^[1-9][0-9]{0,8}$/.test(query['version'])) throw new KbsError('BAD_REQUEST', 'version must be a positive integer');
+    version = Number(query['version']);
+  }
+  const decision = await deps.resourcePolicy.evaluate({ claims, plugin: 'resource', path, query });
+  const pathText = formatResourcePath(path);
+  if (!decision.allow) {
+    deps.metrics?.count('deny', path.repository);
+    log.info({ resource: pathText, policy: decision.policyId, reason: decision.reason }, 'release denied');
+    throw new KbsError('POLICY_DENY', `access to ${pathText} denied by policy ${decision.policyId}`);
+  }
+  const secret = await deps.resources.get(path, version);
+  if (secret === undefined) throw new KbsError('RESOURCE_NOT_FOUND', `resource ${pathText}${version !== undefined ? ` version ${version}` : ''} not found`);
+  const jwe = await wrapSecret(secret, claimAt(claims, TEE_PUBKEY_PATH));
+  deps.metrics?.count('release', path.repository);
+  log.info({ resource: pathText, policy: decision.policyId }, 'released');
+  return c.json(jwe);
+}

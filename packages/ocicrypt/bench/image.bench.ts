@@ -1,0 +1,194 @@
+/**
+ * Image encryption benchmark: @keyhold/ocicrypt vs skopeo (Go ocicrypt), jwe scheme, one
+ * generated 256 MB tar+gzip layer. Each operation runs in its own process so peak RSS is that
+ * operation's alone: ours in a child node process (process.resourceUsage().maxRSS), skopeo under
+ * /usr/bin/time -v ("Maximum resident set size").
+ *
+ *   cd packages/ocicrypt && pnpm run bench        (or: node --conditions=keyhold-source --import tsx bench/image.bench.ts [--mb 256])
+ *
+ * Prints MB/s per operation (layer bytes / wall time of the whole process, so both sides pay
+ * their start-up), our in-process MB/s, peak RSS, and ours/skopeo ratios.
+ */
+import { execFile, spawnSync } from 'node:child_process';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { createGzip } from 'node:zlib';
+import { decryptImage, encryptImage, jweRecipient, jweUnwrapper } from '@keyhold/ocicrypt';
+
+const MiB = 1024 * 1024;
+
+interface Measured {
+  wallMs: number;
+  /** user+system CPU of the whole process. */
+  cpuMs: number;
+  opMs?: number;
+  maxRssKiB: number;
+}
+
+/** Child mode: run one operation, print its timing and peak RSS as JSON. */
+async function child(op: string, input: string, output: string, keyPem: string): Promise<void> {
+  const pem = await readFile(keyPem);
+  const t0 = performance.now();
+  if (op === 'encrypt') {
+    await encryptImage({ input: { dir: input, tag: 'latest' }, output: { dir: output, tag: 'latest' }, recipients: [jweRecipient([createPublicKey(pem)])] });
+  } else {
+    await decryptImage({ input: { dir: input, tag: 'latest' }, output: { dir: output, tag: 'latest' }, unwrap: jweUnwrapper([createPrivateKey(pem)]) });
+  }
+  const opMs = performance.now() - t0;
+  const ru = process.resourceUsage();
+  process.stdout.write(JSON.stringify({ opMs, cpuMs: (ru.userCPUTime + ru.systemCPUTime) / 1000, maxRssKiB: ru.maxRSS }) + '\n');
+}
+
+/** A ustar archive holding one file of `bytes` random bytes, gzip-compressed (level 1). */
+function tarGzip(bytes: number, tarHash: ReturnType<typeof createHash>): Readable {
+  const header = Buffer.alloc(512);
+  header.write('bench/random.bin', 0, 'utf8');
+  header.write('0000644\0', 100);
+  header.write('0000000\0', 108);
+  header.write('0000000\0', 116);
+  header.write(bytes.toString(8).padStart(11, '0') + '\0', 124);
+  header.write('00000000000\0', 136);
+  header.write('        ', 148);
+  header.write('0', 156);
+  header.write('ustar\0', 257);
+  header.write('00', 263);
+  let sum = 0;
+  for (const b of header) sum += b;
+  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  async function* gen(): AsyncGenerator<Buffer> {
+    const chunks = function* (): Generator<Buffer> {
+      yield header;
+      for (let done = 0; done < bytes; done += MiB) yield randomBytes(Math.min(MiB, bytes - done));
+      yield Buffer.alloc(((512 - (bytes % 512)) % 512) + 1024);
+    };
+    for (const c of chunks()) {
+      tarHash.update(c);
+      yield c;
+    }
+  }
+  return Readable.from(gen()).pipe(createGzip({ level: 1 }));
+}
+
+async function makeImage(dir: string, mb: number): Promise<{ layerBytes: number; diffId: string }> {
+  await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+  const tmp = join(dir, 'blobs', 'layer.tmp');
+  const compressed = createHash('sha256');
+  const uncompressed = createHash('sha256');
+  let size = 0;
+  const tar = tarGzip(mb * MiB, uncompressed);
+  await pipeline(
+    tar,
+    async function* (src: AsyncIterable<Buffer>) {
+      for await (const c of src) {
+        compressed.update(c);
+        size += c.length;
+        yield c;
+      }
+    },
+    createWriteStream(tmp),
+  );
+  const layerDigest = 'sha256:' + compressed.digest('hex');
+  await rename(tmp, join(dir, 'blobs', 'sha256', layerDigest.slice(7)));
+  const put = async (b: Buffer): Promise<string> => {
+    const d = 'sha256:' + createHash('sha256').update(b).digest('hex');
+    await writeFile(join(dir, 'blobs', 'sha256', d.slice(7)), b);
+    return d;
+  };
+  const diffId = 'sha256:' + uncompressed.digest('hex');
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diffId] }, config: {} }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: await put(config), size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layerDigest, size }],
+    }),
+  );
+  const md = await put(manifest);
+  await writeFile(join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+  await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: md, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }));
+  return { layerBytes: size, diffId };
+}
+
+function runProcess(cmd: string, args: string[]): Promise<{ stdout: string; stderr: string; wallMs: number }> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { maxBuffer: 16 * MiB }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${cmd} failed: ${stderr}`, { cause: err }));
+      else resolve({ stdout, stderr, wallMs: performance.now() - t0 });
+    });
+  });
+}
+
+async function ours(op: 'encrypt' | 'decrypt', input: string, output: string, key: string): Promise<Measured> {
+  const self = fileURLToPath(import.meta.url);
+  const r = await runProcess(process.execPath, ['--conditions=keyhold-source', '--import', 'tsx', self, '--child', op, input, output, key]);
+  const line = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as { opMs: number; cpuMs: number; maxRssKiB: number };
+  return { wallMs: r.wallMs, cpuMs: line.cpuMs, opMs: line.opMs, maxRssKiB: line.maxRssKiB };
+}
+
+async function skopeo(args: string[]): Promise<Measured> {
+  const r = await runProcess('/usr/bin/time', ['-v', 'skopeo', '--insecure-policy', 'copy', '--quiet', ...args]);
+  const field = (name: string): number => Number(new RegExp(`${name}: ([0-9.]+)`).exec(r.stderr)?.[1] ?? NaN);
+  const cpuMs = (field('User time \\(seconds\\)') + field('System time \\(seconds\\)')) * 1000;
+  return { wallMs: r.wallMs, cpuMs, maxRssKiB: field('Maximum resident set size \\(kbytes\\)') };
+}
+
+async function main(): Promise<void> {
+  const mbArg = process.argv.indexOf('--mb');
+  const mb = mbArg > 0 ? Number(process.argv[mbArg + 1]) : 256;
+  for (const tool of ['skopeo', '/usr/bin/time']) {
+    if (spawnSync(tool, ['--version'], { stdio: 'ignore' }).error) {
+      console.log(`skipping: ${tool} is not installed`);
+      return;
+    }
+  }
+  const root = await mkdtemp(join(tmpdir(), 'ocicrypt-bench-'));
+  try {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pub = join(root, 'pub.pem');
+    const priv = join(root, 'priv.pem');
+    await writeFile(pub, publicKey.export({ type: 'spki', format: 'pem' }));
+    await writeFile(priv, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const plain = join(root, 'plain');
+    const t0 = performance.now();
+    const { layerBytes } = await makeImage(plain, mb);
+    console.log(`generated ${mb} MiB tar (${(layerBytes / MiB).toFixed(1)} MiB tar+gzip layer) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+    const rows: [string, Measured, Measured][] = [];
+    const ourEnc = await ours('encrypt', plain, join(root, 'k-enc'), pub);
+    const skoEnc = await skopeo(['--encryption-key', `jwe:${pub}`, `oci:${plain}:latest`, `oci:${join(root, 's-enc')}:latest`]);
+    rows.push(['encrypt', ourEnc, skoEnc]);
+    // Each side decrypts its own output; cross-decryption is covered by the compatibility tests.
+    const ourDec = await ours('decrypt', join(root, 'k-enc'), join(root, 'k-dec'), priv);
+    const skoDec = await skopeo(['--decryption-key', priv, `oci:${join(root, 's-enc')}:latest`, `oci:${join(root, 's-dec')}:latest`]);
+    rows.push(['decrypt', ourDec, skoDec]);
+
+    const mbps = (ms: number): string => (layerBytes / MiB / (ms / 1000)).toFixed(1);
+    const load = (await readFile('/proc/loadavg', 'utf8').catch(() => '?')).split(' ').slice(0, 3).join(' ');
+    console.log(`\nlayer ${(layerBytes / MiB).toFixed(1)} MiB, RSA-2048 jwe recipient, node ${process.version}, load average ${load}`);
+    console.log('MB/s: wall = layer MiB / whole-process wall time; cpu = layer MiB / process user+sys CPU; in-op = our library call alone');
+    console.log('op      | keyhold wall / cpu / in-op | skopeo wall / cpu | ratio wall / cpu | peak RSS keyhold / skopeo');
+    for (const [op, k, s] of rows) {
+      console.log(
+        `${op.padEnd(7)} | ${mbps(k.wallMs).padStart(6)} / ${mbps(k.cpuMs).padStart(6)} / ${mbps(k.opMs as number).padStart(6)} | ${mbps(s.wallMs).padStart(7)} / ${mbps(s.cpuMs).padStart(6)}  | ${(s.wallMs / k.wallMs).toFixed(2).padStart(6)} / ${(s.cpuMs / k.cpuMs).toFixed(2).padEnd(6)} | ${(k.maxRssKiB / 1024).toFixed(0)} MiB / ${(s.maxRssKiB / 1024).toFixed(0)} MiB`,
+      );
+    }
+    console.log('ratio = skopeo time / keyhold time (>1: keyhold faster)');
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === '--child') {
+  const [, , , op, input, output, key] = process.argv;
+  await child(op as string, input as string, output as string, key as string);
+} else {
+  await main();
+}

@@ -1,0 +1,152 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { link, mkdir, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { OcicryptError } from '../errors.js';
+import { hexOf, OCI_LAYOUT_VERSION, REF_NAME_ANNOTATION, type Descriptor, type ImageIndex } from './descriptor.js';
+import { OciLayoutReader } from './read.js';
+import { DigestCounter } from './verify-stream.js';
+
+/**
+ * Write side of an OCI image layout. Nothing becomes visible at the destination until
+ * `commit()`: blobs are staged in a private temp directory on the same file system and renamed
+ * into place only when the whole image was produced; `abort()` removes every staged byte. When
+ * the destination does not exist (or is an empty directory) the whole layout is built in a
+ * sibling temp directory and renamed onto it in one step.
+ */
+export class OciLayoutWriter {
+  readonly dir: string;
+  readonly #staging: string;
+  readonly #fresh: boolean;
+  readonly #existingIndex: ImageIndex | undefined;
+  readonly #staged = new Map<string, string>();
+  #done = false;
+
+  private constructor(dir: string, staging: string, fresh: boolean, existingIndex: ImageIndex | undefined) {
+    this.dir = dir;
+    this.#staging = staging;
+    this.#fresh = fresh;
+    this.#existingIndex = existingIndex;
+  }
+
+  static async begin(dir: string): Promise<OciLayoutWriter> {
+    const tag = randomBytes(6).toString('hex');
+    let entries: string[] | undefined;
+    try {
+      entries = await readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new OcicryptError('OCI_LAYOUT_INVALID', 'output path is not a readable directory', { cause: err });
+    }
+    if (entries === undefined || entries.length === 0) {
+      const staging = join(dirname(dir), `.${basename(dir)}.keyhold-tmp-${tag}`);
+      await mkdir(join(staging, 'blobs', 'sha256'), { recursive: true, mode: 0o700 });
+      return new OciLayoutWriter(dir, staging, true, undefined);
+    }
+    // SECURITY: never scribble into a non-empty directory that is not an OCI layout.
+    const existing = await OciLayoutReader.open(dir).catch((cause: unknown) => {
+      throw new OcicryptError('OCI_OUTPUT_EXISTS', 'output directory exists and is not an OCI image layout', { cause });
+    });
+    const staging = join(dir, `.keyhold-tmp-${tag}`);
+    await mkdir(staging, { mode: 0o700 });
+    return new OciLayoutWriter(dir, staging, false, existing.index);
+  }
+
+  /** A fresh path inside the staging area, for a blob being produced. */
+  tempPath(): string {
+    return join(this.#fresh ? join(this.#staging, 'blobs') : this.#staging, `tmp-${randomBytes(8).toString('hex')}`);
+  }
+
+  /** Record a finished temp file as the blob `digest`. */
+  adopt(tempPath: string, digest: string): void {
+    hexOf(digest);
+    if (this.#staged.has(digest)) {
+      void unlink(tempPath).catch(() => undefined);
+      return;
+    }
+    this.#staged.set(digest, tempPath);
+  }
+
+  /**
+   * Stream `source` (through optional transforms) to a staged blob; returns its descriptor
+   * fields. The caller decides what the bytes mean.
+   */
+  async writeStream(source: Readable, ...transforms: Transform[]): Promise<{ digest: string; size: number }> {
+    const tmp = this.tempPath();
+    const counter = new DigestCounter();
+    try {
+      await pipeline([source, ...transforms, counter, createWriteStream(tmp, { mode: 0o600 })]);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    this.adopt(tmp, counter.digest);
+    return { digest: counter.digest, size: counter.size };
+  }
+
+  /** Stage an in-memory blob (manifest, config). */
+  async writeBytes(bytes: Uint8Array): Promise<{ digest: string; size: number }> {
+    const tmp = this.tempPath();
+    await writeFile(tmp, bytes, { mode: 0o600 });
+    const digest = 'sha256:' + createHash('sha256').update(bytes).digest('hex');
+    this.adopt(tmp, digest);
+    return { digest, size: bytes.byteLength };
+  }
+
+  /** Publish every staged blob and point `tag` at `manifest` in index.json. */
+  async commit(tag: string, manifest: Descriptor): Promise<void> {
+    if (this.#done) throw new Error('OciLayoutWriter already finished');
+    this.#done = true;
+    const entry: Descriptor = {
+      mediaType: manifest.mediaType,
+      digest: manifest.digest,
+      size: manifest.size,
+      annotations: { ...manifest.annotations, [REF_NAME_ANNOTATION]: tag },
+    };
+    const others = (this.#existingIndex?.manifests ?? []).filter((d) => d.annotations?.[REF_NAME_ANNOTATION] !== tag);
+    const index = { ...(this.#existingIndex ?? { schemaVersion: 2 as const }), manifests: [...others, entry] };
+    try {
+      if (this.#fresh) {
+        for (const [digest, tmp] of this.#staged) await rename(tmp, join(this.#staging, 'blobs', 'sha256', hexOf(digest)));
+        await writeFile(join(this.#staging, 'oci-layout'), JSON.stringify({ imageLayoutVersion: OCI_LAYOUT_VERSION }));
+        await writeFile(join(this.#staging, 'index.json'), JSON.stringify(index));
+        await rename(this.#staging, this.dir);
+        return;
+      }
+      await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
+      for (const [digest, tmp] of this.#staged) {
+        const dest = join(this.dir, 'blobs', 'sha256', hexOf(digest));
+        // Content-addressed: an existing blob with this name already holds these bytes.
+        if (await exists(dest)) continue;
+        await link(tmp, dest).catch(async () => rename(tmp, dest));
+      }
+      const tmpIndex = join(this.#staging, 'index.json');
+      await writeFile(tmpIndex, JSON.stringify(index));
+      await rename(tmpIndex, join(this.dir, 'index.json'));
+    } catch (err) {
+      await this.#cleanup();
+      throw err;
+    }
+    await this.#cleanup();
+  }
+
+  /** Drop everything staged; the destination is left as it was. */
+  async abort(): Promise<void> {
+    this.#done = true;
+    await this.#cleanup();
+  }
+
+  async #cleanup(): Promise<void> {
+    await rm(this.#staging, { recursive: true, force: true });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

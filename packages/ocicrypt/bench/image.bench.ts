@@ -1,25 +1,26 @@
 /**
  * Image encryption benchmark: @keyhold/ocicrypt vs skopeo (Go ocicrypt), jwe scheme, one
  * generated 256 MB tar+gzip layer. Each operation runs in its own process so peak RSS is that
- * operation's alone: ours in a child node process (process.resourceUsage().maxRSS), skopeo under
- * /usr/bin/time -v ("Maximum resident set size").
+ * operation's alone: ours in a child `node` running the compiled package (dist/, built first with
+ * tsc -b, so no TypeScript loader is timed) and reporting process.resourceUsage(); skopeo under
+ * /usr/bin/time -v. Each operation runs --reps times (default 3); medians are printed.
  *
- *   cd packages/ocicrypt && pnpm run bench        (or: node --conditions=keyhold-source --import tsx bench/image.bench.ts [--mb 256])
+ *   cd packages/ocicrypt && pnpm run bench   (or: node --import tsx bench/image.bench.ts [--mb 256] [--reps 3])
  *
  * Prints MB/s per operation (layer bytes / wall time of the whole process, so both sides pay
  * their start-up), our in-process MB/s, peak RSS, and ours/skopeo ratios.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createGzip } from 'node:zlib';
-import { decryptImage, encryptImage, jweRecipient, jweUnwrapper } from '@keyhold/ocicrypt';
 
 const MiB = 1024 * 1024;
 
@@ -31,19 +32,26 @@ interface Measured {
   maxRssKiB: number;
 }
 
-/** Child mode: run one operation, print its timing and peak RSS as JSON. */
-async function child(op: string, input: string, output: string, keyPem: string): Promise<void> {
-  const pem = await readFile(keyPem);
-  const t0 = performance.now();
-  if (op === 'encrypt') {
-    await encryptImage({ input: { dir: input, tag: 'latest' }, output: { dir: output, tag: 'latest' }, recipients: [jweRecipient([createPublicKey(pem)])] });
-  } else {
-    await decryptImage({ input: { dir: input, tag: 'latest' }, output: { dir: output, tag: 'latest' }, unwrap: jweUnwrapper([createPrivateKey(pem)]) });
-  }
-  const opMs = performance.now() - t0;
-  const ru = process.resourceUsage();
-  process.stdout.write(JSON.stringify({ opMs, cpuMs: (ru.userCPUTime + ru.systemCPUTime) / 1000, maxRssKiB: ru.maxRSS }) + '\n');
+const PKG_DIR = fileURLToPath(new URL('..', import.meta.url));
+const DIST_ENTRY = pathToFileURL(join(PKG_DIR, 'dist', 'index.js')).href;
+
+/** The child: plain ESM against the compiled package, printing timing and rusage as JSON. */
+const CHILD_SOURCE = `
+import { readFile } from 'node:fs/promises';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
+const { encryptImage, decryptImage, jweRecipient, jweUnwrapper } = await import(process.env.OCICRYPT_DIST);
+const [op, input, output, keyPem] = process.argv.slice(1);
+const pem = await readFile(keyPem);
+const t0 = performance.now();
+if (op === 'encrypt') {
+  await encryptImage({ input: { dir: input, tag: 'latest' }, output: { dir: output, tag: 'latest' }, recipients: [jweRecipient([createPublicKey(pem)])] });
+} else {
+  await decryptImage({ input: { dir: input, tag: 'latest' }, output: { dir: output, tag: 'latest' }, unwrap: jweUnwrapper([createPrivateKey(pem)]) });
 }
+const opMs = performance.now() - t0;
+const ru = process.resourceUsage();
+console.log(JSON.stringify({ opMs, cpuMs: (ru.userCPUTime + ru.systemCPUTime) / 1000, maxRssKiB: ru.maxRSS }));
+`;
 
 /** A ustar archive holding one file of `bytes` random bytes, gzip-compressed (level 1). */
 function tarGzip(bytes: number, tarHash: ReturnType<typeof createHash>): Readable {
@@ -116,10 +124,10 @@ async function makeImage(dir: string, mb: number): Promise<{ layerBytes: number;
   return { layerBytes: size, diffId };
 }
 
-function runProcess(cmd: string, args: string[]): Promise<{ stdout: string; stderr: string; wallMs: number }> {
+function runProcess(cmd: string, args: string[], env: Record<string, string> = {}): Promise<{ stdout: string; stderr: string; wallMs: number }> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { maxBuffer: 16 * MiB }, (err, stdout, stderr) => {
+    execFile(cmd, args, { maxBuffer: 16 * MiB, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${cmd} failed: ${stderr}`, { cause: err }));
       else resolve({ stdout, stderr, wallMs: performance.now() - t0 });
     });
@@ -127,8 +135,7 @@ function runProcess(cmd: string, args: string[]): Promise<{ stdout: string; stde
 }
 
 async function ours(op: 'encrypt' | 'decrypt', input: string, output: string, key: string): Promise<Measured> {
-  const self = fileURLToPath(import.meta.url);
-  const r = await runProcess(process.execPath, ['--conditions=keyhold-source', '--import', 'tsx', self, '--child', op, input, output, key]);
+  const r = await runProcess(process.execPath, ['--input-type=module', '-e', CHILD_SOURCE, op, input, output, key], { OCICRYPT_DIST: DIST_ENTRY });
   const line = JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as { opMs: number; cpuMs: number; maxRssKiB: number };
   return { wallMs: r.wallMs, cpuMs: line.cpuMs, opMs: line.opMs, maxRssKiB: line.maxRssKiB };
 }
@@ -141,14 +148,20 @@ async function skopeo(args: string[]): Promise<Measured> {
 }
 
 async function main(): Promise<void> {
-  const mbArg = process.argv.indexOf('--mb');
-  const mb = mbArg > 0 ? Number(process.argv[mbArg + 1]) : 256;
+  const arg = (name: string, dflt: number): number => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? Number(process.argv[i + 1]) : dflt;
+  };
+  const mb = arg('--mb', 256);
+  const reps = arg('--reps', 3);
   for (const tool of ['skopeo', '/usr/bin/time']) {
     if (spawnSync(tool, ['--version'], { stdio: 'ignore' }).error) {
       console.log(`skipping: ${tool} is not installed`);
       return;
     }
   }
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  await runProcess(process.execPath, [tsc, '-b', PKG_DIR]);
   const root = await mkdtemp(join(tmpdir(), 'ocicrypt-bench-'));
   try {
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -161,18 +174,26 @@ async function main(): Promise<void> {
     const { layerBytes } = await makeImage(plain, mb);
     console.log(`generated ${mb} MiB tar (${(layerBytes / MiB).toFixed(1)} MiB tar+gzip layer) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
-    const rows: [string, Measured, Measured][] = [];
-    const ourEnc = await ours('encrypt', plain, join(root, 'k-enc'), pub);
-    const skoEnc = await skopeo(['--encryption-key', `jwe:${pub}`, `oci:${plain}:latest`, `oci:${join(root, 's-enc')}:latest`]);
-    rows.push(['encrypt', ourEnc, skoEnc]);
-    // Each side decrypts its own output; cross-decryption is covered by the compatibility tests.
-    const ourDec = await ours('decrypt', join(root, 'k-enc'), join(root, 'k-dec'), priv);
-    const skoDec = await skopeo(['--decryption-key', priv, `oci:${join(root, 's-enc')}:latest`, `oci:${join(root, 's-dec')}:latest`]);
-    rows.push(['decrypt', ourDec, skoDec]);
+    const median = (xs: Measured[]): Measured => {
+      const mid = (f: (m: Measured) => number): number => xs.map(f).sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+      return { wallMs: mid((m) => m.wallMs), cpuMs: mid((m) => m.cpuMs), opMs: mid((m) => m.opMs ?? NaN), maxRssKiB: mid((m) => m.maxRssKiB) };
+    };
+    const k: Record<string, Measured[]> = { encrypt: [], decrypt: [] };
+    const g: Record<string, Measured[]> = { encrypt: [], decrypt: [] };
+    for (let i = 0; i < reps; i++) {
+      // Alternate the tools so both see the same machine load on average.
+      for (const dir of ['k-enc', 'k-dec', 's-enc', 's-dec']) await rm(join(root, dir), { recursive: true, force: true });
+      k.encrypt?.push(await ours('encrypt', plain, join(root, 'k-enc'), pub));
+      g.encrypt?.push(await skopeo(['--encryption-key', `jwe:${pub}`, `oci:${plain}:latest`, `oci:${join(root, 's-enc')}:latest`]));
+      // Each side decrypts its own output; cross-decryption is covered by the compatibility tests.
+      k.decrypt?.push(await ours('decrypt', join(root, 'k-enc'), join(root, 'k-dec'), priv));
+      g.decrypt?.push(await skopeo(['--decryption-key', priv, `oci:${join(root, 's-enc')}:latest`, `oci:${join(root, 's-dec')}:latest`]));
+    }
+    const rows: [string, Measured, Measured][] = (['encrypt', 'decrypt'] as const).map((op) => [op, median(k[op] ?? []), median(g[op] ?? [])]);
 
     const mbps = (ms: number): string => (layerBytes / MiB / (ms / 1000)).toFixed(1);
     const load = (await readFile('/proc/loadavg', 'utf8').catch(() => '?')).split(' ').slice(0, 3).join(' ');
-    console.log(`\nlayer ${(layerBytes / MiB).toFixed(1)} MiB, RSA-2048 jwe recipient, node ${process.version}, load average ${load}`);
+    console.log(`\nlayer ${(layerBytes / MiB).toFixed(1)} MiB, RSA-2048 jwe recipient, node ${process.version}, median of ${reps}, load average ${load}`);
     console.log('MB/s: wall = layer MiB / whole-process wall time; cpu = layer MiB / process user+sys CPU; in-op = our library call alone');
     console.log('op      | keyhold wall / cpu / in-op | skopeo wall / cpu | ratio wall / cpu | peak RSS keyhold / skopeo');
     for (const [op, k, s] of rows) {
@@ -180,15 +201,10 @@ async function main(): Promise<void> {
         `${op.padEnd(7)} | ${mbps(k.wallMs).padStart(6)} / ${mbps(k.cpuMs).padStart(6)} / ${mbps(k.opMs as number).padStart(6)} | ${mbps(s.wallMs).padStart(7)} / ${mbps(s.cpuMs).padStart(6)}  | ${(s.wallMs / k.wallMs).toFixed(2).padStart(6)} / ${(s.cpuMs / k.cpuMs).toFixed(2).padEnd(6)} | ${(k.maxRssKiB / 1024).toFixed(0)} MiB / ${(s.maxRssKiB / 1024).toFixed(0)} MiB`,
       );
     }
-    console.log('ratio = skopeo time / keyhold time (>1: keyhold faster)');
+    console.log('ratio = skopeo time / keyhold time, whole processes (>1: keyhold faster)');
   } finally {
     await rm(root, { recursive: true, force: true });
   }
 }
 
-if (process.argv[2] === '--child') {
-  const [, , , op, input, output, key] = process.argv;
-  await child(op as string, input as string, output as string, key as string);
-} else {
-  await main();
-}
+await main();

@@ -45,6 +45,8 @@ function parseMessage(msg: Uint8Array | string): Record<string, unknown> {
   // SECURITY: bound what a peer makes us parse (STYLE §6).
   if (size > MAX_KEYPROVIDER_MESSAGE_BYTES) throw bad('key provider message is too large');
   let v: unknown;
+  // SECURITY: a message that is not a JSON object is refused before any field is read, so
+  // hostile peers get a typed error and never a crash (STYLE §6).
   try {
     v = JSON.parse(typeof msg === 'string' ? msg : Buffer.from(msg).toString('utf8'));
   } catch (cause) {
@@ -56,6 +58,7 @@ function parseMessage(msg: Uint8Array | string): Record<string, unknown> {
 
 function objectOrNull(v: unknown, what: string): Record<string, unknown> | null {
   if (v === undefined || v === null) return null;
+  // SECURITY: nested members must be objects; arrays or scalars are refused, not coerced.
   if (typeof v !== 'object' || Array.isArray(v)) throw bad(`${what} must be an object`);
   return v as Record<string, unknown>;
 }
@@ -76,6 +79,7 @@ export function decodeBytesField(v: unknown, what: string): Uint8Array | null {
     }
     return out;
   }
+  // SECURITY: byte fields have exactly the two encodings Go and Rust peers use.
   throw bad(`${what} must be a base64 string or an array of bytes`);
 }
 
@@ -92,6 +96,7 @@ function decodeParameters(v: unknown, what: string): KeyProviderParameters {
       out[k] = [];
       continue;
     }
+    // SECURITY: each parameter is a short list of byte strings (ocicrypt map[string][][]byte).
     if (!Array.isArray(list) || list.length > MAX_PARAM_VALUES) throw bad(`${what} values must be short lists`);
     out[k] = list.map((x, i) => {
       const b = decodeBytesField(x, `${what}[${i}]`);
@@ -126,6 +131,7 @@ export function decodeKeyProviderInput(msg: Uint8Array | string): KeyProviderInp
       annotation: decodeBytesField(ku.annotation, 'keyunwrapparams.annotation'),
     },
   };
+  // SECURITY: each operation must carry its input, so handlers never act on a missing field.
   if (input.op === 'keywrap' && input.keywrapparams.optsdata === null) throw bad('keywrap needs keywrapparams.optsdata');
   if (input.op === 'keyunwrap' && input.keyunwrapparams.annotation === null) throw bad('keyunwrap needs keyunwrapparams.annotation');
   return input;

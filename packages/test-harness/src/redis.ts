@@ -86,6 +86,10 @@ export interface RedisCluster {
   readonly nodes: readonly RedisClusterNode[];
   /** Stop every node and remove the temp dir. Safe to call twice. */
   stop(): Promise<void>;
+  /** SIGKILL every node (for fault tests); node configs stay so restart() can bring them back. */
+  kill(): Promise<void>;
+  /** Restart every node on its ports with its saved cluster config; wait for cluster_state:ok. */
+  restart(): Promise<void>;
 }
 
 /**
@@ -107,35 +111,23 @@ export async function startRedisCluster(options: { masters?: number; timeoutMs?:
     await Promise.all(procs.map((p) => p.stop()));
     await rm(dir, { recursive: true, force: true });
   };
-  try {
-    for (let i = 0; i < masters; i++) {
-      const port = ports[i] as number;
-      const busPort = ports[masters + i] as number;
-      const proc = spawnProcess({
-        name: `redis-cluster:${port}`,
-        command: REDIS_SERVER,
-        args: [
-          ...baseArgs(port, dir),
-          '--cluster-enabled', 'yes',
-          '--cluster-port', String(busPort),
-          '--cluster-config-file', `nodes-${port}.conf`,
-          '--cluster-node-timeout', '2000',
-        ],
-      });
-      procs.push(proc);
-      nodes.push({
-        host: '127.0.0.1',
-        port,
-        busPort,
-        get pid() {
-          return proc.pid;
-        },
-      });
-    }
-    await Promise.all(procs.map((p, i) => waitForPort(nodes[i]?.port as number, p)));
-    await run(REDIS_CLI, ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
-      timeout: timeoutMs,
+  const launch = (i: number): SpawnedProcess => {
+    const port = ports[i] as number;
+    const proc = spawnProcess({
+      name: `redis-cluster:${port}`,
+      command: REDIS_SERVER,
+      args: [
+        ...baseArgs(port, dir),
+        '--cluster-enabled', 'yes',
+        '--cluster-port', String(ports[masters + i]),
+        '--cluster-config-file', `nodes-${port}.conf`,
+        '--cluster-node-timeout', '2000',
+      ],
     });
+    procs[i] = proc;
+    return proc;
+  };
+  const waitOk = async (): Promise<void> => {
     const deadline = Date.now() + timeoutMs;
     for (const n of nodes) {
       for (;;) {
@@ -145,9 +137,44 @@ export async function startRedisCluster(options: { masters?: number; timeoutMs?:
         await new Promise((r) => setTimeout(r, 100));
       }
     }
+  };
+  try {
+    for (let i = 0; i < masters; i++) {
+      launch(i);
+      nodes.push({
+        host: '127.0.0.1',
+        port: ports[i] as number,
+        busPort: ports[masters + i] as number,
+        get pid() {
+          return procs[i]?.pid;
+        },
+      });
+    }
+    await Promise.all(procs.map((p, i) => waitForPort(nodes[i]?.port as number, p)));
+    await run(REDIS_CLI, ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      timeout: timeoutMs,
+    });
+    await waitOk();
   } catch (err) {
     await stop();
     throw err;
   }
-  return { nodes, stop };
+  return {
+    nodes,
+    stop,
+    async kill() {
+      await Promise.all(
+        procs.map(async (p) => {
+          if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+          await p.exited;
+          await p.stop();
+        }),
+      );
+    },
+    async restart() {
+      await Promise.all(procs.map((p) => p.stop()));
+      await Promise.all(nodes.map((n, i) => waitForPort(n.port, launch(i))));
+      await waitOk();
+    },
+  };
 }

@@ -5,6 +5,8 @@ import { ESYS_TR, EsysContext, isHandleError } from './internal/esys-context.js'
 import { TpmReader, TpmWriter } from './internal/tpm-bytes.js';
 import { assertPcrIndices, bankAlg, bankDigestSize, pcrSelectionBytes, type PcrBank } from './internal/tpm-alg.js';
 import { readNvIndex } from './internal/nv-read.js';
+import { readPcrBank } from './internal/pcr-read.js';
+import { listTransientHandles } from './internal/transient-handles.js';
 import { akTemplate, ekTemplate, type KeyAlg } from './templates.js';
 import { parseTpm2bPublic, tpmObjectName } from './public-key.js';
 
@@ -24,10 +26,6 @@ const EMPTY_TPM2B = Uint8Array.of(0x00, 0x00);
 const EMPTY_PCR_SELECTION = Uint8Array.of(0, 0, 0, 0);
 /** TPMT_SIG_SCHEME TPM_ALG_NULL: sign with the key's own scheme. */
 const SIG_SCHEME_NULL = Uint8Array.of(0x00, 0x10);
-const TPM_CAP_HANDLES = 0x00000001;
-const TRANSIENT_FIRST = 0x80000000;
-const MAX_HANDLES_PER_CALL = 64;
-const MAX_PCR_READ_ROUNDS = 24;
 
 interface KeySlot {
   tr: number;
@@ -108,40 +106,7 @@ class TssTpmDevice implements TpmDevice {
 
   async readPcrs(bank: PcrBank, indices: readonly number[]): Promise<Uint8Array[]> {
     assertPcrIndices(indices);
-    return this.esys.exclusive(async () => {
-      const size = bankDigestSize(bank);
-      const values = new Map<number, Uint8Array>();
-      let pending = [...indices].sort((a, b) => a - b);
-      // TPM2_PCR_Read returns at most 8 digests per call (TPML_DIGEST): ask again for the rest.
-      for (let round = 0; pending.length > 0; round++) {
-        if (round >= MAX_PCR_READ_ROUNDS) throw new TpmError('TPM_BAD_RESPONSE', 'PCR_Read made no progress');
-        const selOut: unknown[] = [null];
-        const digests: unknown[] = [null];
-        await this.esys.call('Esys_PCR_Read', [
-          ESYS_TR.NONE,
-          ESYS_TR.NONE,
-          ESYS_TR.NONE,
-          this.esys.in('TPML_PCR_SELECTION', pcrSelectionBytes(bank, pending)),
-          [0],
-          selOut,
-          digests,
-        ]);
-        this.esys.free(selOut[0]);
-        const r = new TpmReader(this.esys.out('TPML_DIGEST', digests[0]), 'TPML_DIGEST');
-        const count = r.u32();
-        // SECURITY: the TPM answers in ascending PCR order and never with more than asked (TPM 2.0 Part 3, 22.4)
-        if (count === 0 || count > pending.length) {
-          throw new TpmError('TPM_COMMAND_FAILED', `PCR bank ${bank} is not allocated on this TPM`);
-        }
-        for (let i = 0; i < count; i++) {
-          const d = r.tpm2b(64);
-          if (d.length !== size) throw new TpmError('TPM_BAD_RESPONSE', 'PCR digest has the wrong size');
-          values.set(pending[i]!, new Uint8Array(d));
-        }
-        pending = pending.slice(count);
-      }
-      return indices.map((i) => values.get(i)!);
-    });
+    return this.esys.exclusive(() => readPcrBank(this.esys, bank, indices));
   }
 
   async extendPcr(index: number, digests: readonly PcrDigestValue[]): Promise<void> {
@@ -347,35 +312,7 @@ class TssTpmDevice implements TpmDevice {
   }
 
   async transientHandles(): Promise<number[]> {
-    return this.esys.exclusive(async () => {
-      const handles: number[] = [];
-      let next = TRANSIENT_FIRST;
-      for (;;) {
-        const more = [0];
-        const data: unknown[] = [null];
-        await this.esys.call('Esys_GetCapability', [
-          ESYS_TR.NONE,
-          ESYS_TR.NONE,
-          ESYS_TR.NONE,
-          TPM_CAP_HANDLES,
-          next,
-          MAX_HANDLES_PER_CALL,
-          more,
-          data,
-        ]);
-        const r = new TpmReader(this.esys.out('TPMS_CAPABILITY_DATA', data[0]), 'TPMS_CAPABILITY_DATA');
-        r.u32();
-        const count = r.u32();
-        if (count > MAX_HANDLES_PER_CALL) throw new TpmError('TPM_BAD_RESPONSE', 'too many handles');
-        let last = next;
-        for (let i = 0; i < count; i++) {
-          last = r.u32();
-          if (last >>> 24 === 0x80) handles.push(last);
-        }
-        if (more[0] !== 1 || count === 0 || last >>> 24 !== 0x80) return handles;
-        next = last + 1;
-      }
-    });
+    return this.esys.exclusive(() => listTransientHandles(this.esys));
   }
 
   close(): Promise<void> {

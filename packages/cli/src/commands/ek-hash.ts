@@ -43,14 +43,28 @@ export function ekCertDerFromFile(bytes: Uint8Array): Uint8Array {
   return stripEkCertPadding(bytes);
 }
 
-/** Read the EK public area from a TPM via tpm2-tools; the transient EK is flushed afterwards. */
+async function transientHandles(tcti: string): Promise<Set<string>> {
+  const { stdout } = await run_('tpm2_getcap', ['-T', tcti, 'handles-transient']);
+  return new Set([...stdout.matchAll(/0x8[0-9a-fA-F]{7}/g)].map((m) => m[0].toLowerCase()));
+}
+
+/**
+ * Read the EK public area from a TPM via tpm2-tools. tpm2_createek leaves the EK loaded when no
+ * resource manager sits in between (swtpm, /dev/tpm0), so the transient handles it created are
+ * flushed afterwards (found by comparing the handle lists before and after).
+ */
 export async function ekSpkiFromTpm(tcti: string, alg: 'rsa' | 'ecc'): Promise<Uint8Array> {
   const dir = await mkdtemp(path.join(tmpdir(), 'keyhold-ek-'));
-  const ctx = path.join(dir, 'ek.ctx');
   const pub = path.join(dir, 'ek.pub');
   try {
-    await run_('tpm2_createek', ['-T', tcti, '-c', ctx, '-G', alg, '-u', pub]);
-    await run_('tpm2_flushcontext', ['-T', tcti, ctx]).catch(() => undefined);
+    const before = await transientHandles(tcti);
+    try {
+      await run_('tpm2_createek', ['-T', tcti, '-c', path.join(dir, 'ek.ctx'), '-G', alg, '-u', pub]);
+    } finally {
+      for (const h of await transientHandles(tcti)) {
+        if (!before.has(h)) await run_('tpm2_flushcontext', ['-T', tcti, h]);
+      }
+    }
     return tpmPublicToSpkiDer(parseTpm2bPublic(new Uint8Array(await readFile(pub))));
   } finally {
     await rm(dir, { recursive: true, force: true });

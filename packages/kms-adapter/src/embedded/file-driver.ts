@@ -15,9 +15,11 @@ const VERSION_FILE = /^([1-9][0-9]{0,8})\.rec$/;
  *
  * Multi-process behaviour: version creation is safe across processes sharing the directory, because
  * a version file is created with link(2), which fails if the name exists (a cross-process
- * compare-and-set; the loser retries with the next number). A writer that finds a newer version
- * than the one it created withdraws its file and retries, so the latest version is always the
- * newest write. Deleting a resource while another process writes to it is linearisable per file
+ * compare-and-set; the loser retries with the next number), so no version is lost or duplicated.
+ * The latest version is always the highest number. One corner case remains: a writer in another
+ * process that stalls between reading the latest number N and creating N+1, while others write and
+ * prune N+1 away, still creates N+1; it then sits below the latest as an older version until the
+ * next prune (never above it). Deleting a resource while another process writes to it is linearisable per file
  * but not across the resource: the other process may recreate it. Local file systems only (no NFS).
  */
 export class FileDriver implements StorageDriver {
@@ -151,11 +153,6 @@ export class FileDriver implements StorageDriver {
         throw err;
       }
       const all = await this.#versionNumbers(name);
-      if ((all.at(-1) ?? 0) > version) {
-        // A process that read an older latest raced past a prune; withdraw so the newest write wins.
-        await fs.unlink(path.join(dir, `${version}.rec`)).catch(() => undefined);
-        return false;
-      }
       const excess = all.length - keep;
       for (const old of all.slice(0, Math.max(0, excess))) {
         await fs.unlink(path.join(dir, `${old}.rec`)).catch(() => undefined);

@@ -28,7 +28,7 @@ runSecretStoreConformance('redis standalone', () => createRedisStore({ backend: 
 runSecretStoreConformance(
   'redis cluster (3 masters)',
   () => createRedisStore({ backend: 'redis', cluster: { nodes: cluster.nodes.map((n) => ({ host: n.host, port: n.port })) }, masterKeyFile }),
-  { multiInstance: true },
+  { multiInstance: true, fault: { inject: () => cluster.kill(), heal: () => cluster.restart() } },
 );
 
 /** Every key and every value (of any type) on one Redis node, as text. */

@@ -85,6 +85,10 @@ export class RedisDriver implements StorageDriver {
   names(): Promise<string[]> {
     return this.#op(async () => {
       const nodes = this.#client instanceof Cluster ? this.#client.nodes('master') : [this.#client as Redis];
+      // A cluster that is not connected knows no masters: an empty scan would wrongly list nothing.
+      if (this.#client instanceof Cluster && (this.#client.status !== 'ready' || nodes.length === 0)) {
+        throw new KmsError('KMS_UNAVAILABLE', 'redis cluster is not ready');
+      }
       const head = `{${this.#prefix}:`;
       const out: string[] = [];
       for (const node of nodes) {

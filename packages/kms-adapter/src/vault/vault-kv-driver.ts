@@ -121,11 +121,6 @@ export class VaultKvDriver implements StorageDriver {
       if (res.status !== 200 && res.status !== 204) throw unexpected(res.status);
     }
     const all = await this.#versionNumbers(name);
-    if ((all.at(-1) ?? 0) > version) {
-      // Raced past a prune by another writer: withdraw so the newest write stays the latest.
-      await this.#client.call('DELETE', this.#meta(`${name}/${version}`));
-      return false;
-    }
     for (const old of all.slice(0, Math.max(0, all.length - keep))) {
       await this.#client.call('DELETE', this.#meta(`${name}/${old}`));
     }

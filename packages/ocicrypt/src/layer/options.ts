@@ -45,6 +45,7 @@ function parseObject(bytes: Uint8Array, code: 'LAYER_OPTSDATA_INVALID' | 'LAYER_
   // SECURITY: bound the JSON we parse from an annotation or an unwrapped key (STYLE §6).
   if (bytes.byteLength > MAX_OPTS_BYTES) throw new OcicryptError(code, `${what} is too large`);
   let v: unknown;
+  // SECURITY: options must be a JSON object; anything else is refused with a typed error.
   try {
     v = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (cause) {
@@ -55,6 +56,8 @@ function parseObject(bytes: Uint8Array, code: 'LAYER_OPTSDATA_INVALID' | 'LAYER_
 }
 
 function b64Field(v: unknown, code: 'LAYER_OPTSDATA_INVALID' | 'LAYER_PUBOPTS_INVALID', what: string, bytes: number): Buffer {
+  // SECURITY: a missing key, nonce or MAC is refused, never defaulted (ocicrypt generates a
+  // random nonce when absent, which on decryption would only produce garbage).
   if (typeof v !== 'string') throw new OcicryptError(code, `${what} is missing`);
   const b = fromBase64(v, code, what, bytes);
   // SECURITY: exact lengths: a short key, nonce or MAC would weaken or break the cipher
@@ -67,6 +70,8 @@ function b64Field(v: unknown, code: 'LAYER_OPTSDATA_INVALID' | 'LAYER_PUBOPTS_IN
 export function parsePrivateOptions(bytes: Uint8Array): PrivateLayerOptions {
   const o = parseObject(bytes, 'LAYER_OPTSDATA_INVALID', 'layer options');
   const symkey = b64Field(o.symkey, 'LAYER_OPTSDATA_INVALID', 'symkey', SYMKEY_BYTES);
+  // SECURITY: the plaintext digest is what decrypted bytes are checked against; it must be a
+  // well-formed sha256 digest (it also names the output blob file).
   const digest = DigestSchema.safeParse(o.digest);
   if (!digest.success) throw new OcicryptError('LAYER_OPTSDATA_INVALID', 'layer options digest is not sha256:<64 hex>');
   const co = o.cipheroptions;
@@ -80,6 +85,7 @@ export function parsePrivateOptions(bytes: Uint8Array): PrivateLayerOptions {
  * `cipheroptions.hmac` instead of `hmac`; both are read, `hmac` first.
  */
 export function parsePublicOptions(annotation: string | undefined): PublicLayerOptions {
+  // SECURITY: without pubopts there is no MAC to check; such a layer is refused.
   if (annotation === undefined) throw new OcicryptError('LAYER_PUBOPTS_INVALID', 'encrypted layer has no pubopts annotation');
   const json = fromBase64(annotation, 'LAYER_PUBOPTS_INVALID', 'pubopts', MAX_OPTS_BYTES);
   const o = parseObject(json, 'LAYER_PUBOPTS_INVALID', 'pubopts');

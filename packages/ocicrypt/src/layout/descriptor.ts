@@ -39,6 +39,7 @@ export const OCI_LAYOUT_VERSION = '1.0.0';
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 
 export function hexOf(digest: string): string {
+  // SECURITY: re-checked where a digest becomes a file name (path traversal; image-layout.md).
   if (!DIGEST.test(digest)) throw new OcicryptError('OCI_MANIFEST_INVALID', 'digest is not sha256:<64 hex>');
   return digest.slice('sha256:'.length);
 }
@@ -46,6 +47,7 @@ export function hexOf(digest: string): string {
 /** Parse JSON bytes through a schema; any failure is the given typed error. */
 export function parseJsonWith<T>(schema: z.ZodType<T>, bytes: Uint8Array, code: 'OCI_LAYOUT_INVALID' | 'OCI_MANIFEST_INVALID', what: string): T {
   let value: unknown;
+  // SECURITY: layout metadata goes through a schema before any field is trusted (STYLE §6).
   try {
     value = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (cause) {

@@ -54,6 +54,7 @@ export class OciLayoutReader {
   /** The manifest descriptor tagged `tag` (`org.opencontainers.image.ref.name`). */
   resolve(tag: string): Descriptor {
     const hits = this.index.manifests.filter((d) => d.annotations?.[REF_NAME_ANNOTATION] === tag);
+    // SECURITY: an unknown tag is an error, never "the first image in the layout".
     if (hits.length === 0) throw new OcicryptError('OCI_REF_NOT_FOUND', `no image tagged ${JSON.stringify(tag.slice(0, 128))} in the layout`);
     // SECURITY: an ambiguous tag could make two tools pick different images (image-layout.md).
     if (hits.length > 1) throw new OcicryptError('OCI_LAYOUT_INVALID', 'tag names more than one manifest');

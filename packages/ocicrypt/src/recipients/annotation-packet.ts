@@ -40,6 +40,7 @@ function malformed(msg: string): OcicryptError {
 
 function plainObject(v: unknown, what: string): Record<string, unknown> {
   if (v === undefined || v === null) return {};
+  // SECURITY: provider_settings / annotations are maps (guest-components serde), nothing else.
   if (typeof v !== 'object' || Array.isArray(v)) throw malformed(`${what} must be a JSON object`);
   return v as Record<string, unknown>;
 }
@@ -49,6 +50,8 @@ export function decodeUnverifiedAnnotationPacket(bytes: Uint8Array): AnnotationP
   // SECURITY: bound what a hostile image makes us parse (STYLE §6).
   if (bytes.byteLength > MAX_PACKET_BYTES) throw malformed('annotation packet is too large');
   let v: unknown;
+  // SECURITY: every packet field is type-checked before use; a packet of the wrong shape is
+  // refused before any KEK is requested (guest-components AnnotationPacket serde types).
   try {
     v = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch (cause) {

@@ -55,6 +55,7 @@ export async function jweUnwrap(jweBytes: Uint8Array, privateKeys: readonly KeyO
   // SECURITY: bound the JSON parsed from an attacker-supplied annotation (STYLE §6).
   if (jweBytes.byteLength > MAX_JWE_BYTES) throw new OcicryptError('JWE_MALFORMED', 'JWE is too large');
   let jwe: unknown;
+  // SECURITY: the JWE must be a JSON object (flattened or general serialization, RFC 7516 §7.2).
   try {
     jwe = JSON.parse(Buffer.from(jweBytes).toString('utf8'));
   } catch (cause) {
@@ -87,6 +88,7 @@ export function jweUnwrapper(privateKeys: readonly KeyObject[]): Unwrapper {
   for (const k of privateKeys) if (k.type !== 'private') throw new TypeError('jweUnwrapper needs private keys');
   return async (annotations) => {
     const value = annotations[JWE_ANNOTATION];
+    // SECURITY: no wrapped key, no decryption: never fall back to anything else.
     if (value === undefined || value === '') throw new OcicryptError('NO_WRAPPED_KEY', 'layer has no JWE-wrapped key');
     let first: unknown;
     for (const jwe of splitKeysAnnotation(value, MAX_JWE_BYTES)) {

@@ -34,6 +34,7 @@ export function keyProviderUnwrapper(opts: { provider?: string; getKek: KekResol
   const annotation = keyProviderAnnotation(opts.provider ?? COCO_KEY_PROVIDER);
   return async (annotations) => {
     const value = annotations[annotation];
+    // SECURITY: no wrapped key for this provider, no decryption.
     if (value === undefined || value === '') throw new OcicryptError('NO_WRAPPED_KEY', `layer has no key for provider ${opts.provider ?? COCO_KEY_PROVIDER}`);
     let first: unknown;
     for (const packet of splitKeysAnnotation(value, MAX_PACKET_BYTES)) {

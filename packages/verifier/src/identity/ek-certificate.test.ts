@@ -3,7 +3,7 @@
 // local CA (/etc/swtpm-localca.conf). They must validate against that CA only.
 import 'reflect-metadata';
 import { execFile } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type webcrypto } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -160,7 +160,7 @@ describe('verifyEkCertificate with generated PKIs (path rules)', () => {
   const day = 86_400_000;
   const now = new Date();
   const validity = { notBefore: new Date(now.getTime() - day), notAfter: new Date(now.getTime() + day) };
-  const keys = async (): Promise<CryptoKeyPair> => crypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const keys = async (): Promise<webcrypto.CryptoKeyPair> => (await crypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
 
   async function pki(opts: { rootPathLength?: number; issuerIsCa?: boolean; leafExtensions?: x509.Extension[]; issuerExtensions?: x509.Extension[] } = {}) {
     const rootKeys = await keys();

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { VerifierError } from '../errors.js';
 import { decodeUnverifiedAttest } from './attest.js';
@@ -81,5 +82,22 @@ describe.skipIf(!haveCorpus)('decodeUnverifiedAttest on corpus quotes', () => {
 
   it('returns the magic without judging it (verifyQuote does)', () => {
     expect(decodeUnverifiedAttest(patched(0, [0, 0, 0, 0])).magic).toBe(0);
+  });
+});
+
+describe('decodeUnverifiedAttest on arbitrary bytes', () => {
+  it('either decodes or throws a VerifierError, never anything else', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => {
+        // Start most inputs with a valid header so the fuzzer reaches the inner structures.
+        const input = bytes.length > 6 && (bytes[0] as number) < 200 ? Uint8Array.from([0xff, 0x54, 0x43, 0x47, 0x80, 0x18, ...bytes.subarray(6)]) : bytes;
+        try {
+          decodeUnverifiedAttest(input);
+        } catch (err) {
+          expect(err).toBeInstanceOf(VerifierError);
+        }
+      }),
+      { numRuns: 3000 },
+    );
   });
 });

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { VerifierError } from '../errors.js';
 import { decodeUnverifiedTpm2ToolsPcrFile } from './pcr-file.js';
@@ -64,5 +65,23 @@ describe.skipIf(!haveCorpus)('decodeUnverifiedTpm2ToolsPcrFile', () => {
   it('rejects a digest count that differs from the selection', () => {
     expect(codeOf(() => decodeUnverifiedTpm2ToolsPcrFile(patched(136, 2)))).toBe('TPM_MALFORMED');
     expect(codeOf(() => decodeUnverifiedTpm2ToolsPcrFile(patched(136, 4)))).toBe('TPM_MALFORMED');
+  });
+});
+
+describe.skipIf(!haveCorpus)('decodeUnverifiedTpm2ToolsPcrFile on mutated files', () => {
+  it('either decodes or throws a VerifierError, never anything else', () => {
+    const file = readFileSync(path.join(corpus, 'keylime-checkquote', 'quotepcr.out'));
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat({ max: file.length - 1 }), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }), fc.nat({ max: file.length + 8 }), (edits, len) => {
+        const b = Buffer.concat([file, Buffer.alloc(8)]).subarray(0, len);
+        for (const [at, v] of edits) if (at < b.length) b[at] = v;
+        try {
+          decodeUnverifiedTpm2ToolsPcrFile(b);
+        } catch (err) {
+          expect(err).toBeInstanceOf(VerifierError);
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 });

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { VerifierError } from '../errors.js';
 import { decodeUnverifiedSignature } from './signature.js';
@@ -59,5 +60,21 @@ describe('decodeUnverifiedSignature', () => {
     expect(codeOf(() => decodeUnverifiedSignature(Uint8Array.from([...be16(0x14), ...be16(0x0b), ...be16(1), 1, 9])))).toBe('TPM_TRAILING_BYTES');
     expect(codeOf(() => decodeUnverifiedSignature(new Uint8Array(0)))).toBe('TPM_TRUNCATED');
     expect(codeOf(() => decodeUnverifiedSignature(Uint8Array.of(0)))).toBe('TPM_TRUNCATED');
+  });
+});
+
+describe('decodeUnverifiedSignature on arbitrary bytes', () => {
+  it('either decodes or throws a VerifierError, never anything else', () => {
+    const prefix = fc.constantFrom([0x00, 0x14, 0x00, 0x0b], [0x00, 0x16, 0x00, 0x0c], [0x00, 0x18, 0x00, 0x0b], []);
+    fc.assert(
+      fc.property(prefix, fc.uint8Array({ maxLength: 600 }), (head, tail) => {
+        try {
+          decodeUnverifiedSignature(Uint8Array.from([...head, ...tail]));
+        } catch (err) {
+          expect(err).toBeInstanceOf(VerifierError);
+        }
+      }),
+      { numRuns: 3000 },
+    );
   });
 });

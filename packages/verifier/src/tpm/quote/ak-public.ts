@@ -21,6 +21,14 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /**
+ * AKs that passed every check below, by their exact DER bytes. Importing and re-encoding a key
+ * costs about a millisecond with OpenSSL 3 while a KBS sees the same few AKs again and again;
+ * only keys that were accepted are cached, and the cache is bounded (oldest entry evicted).
+ */
+const accepted = new Map<string, AkPublicKey>();
+const MAX_CACHED_AKS = 256;
+
+/**
  * Import an AK public key from DER SubjectPublicKeyInfo: RSA 2048–4096 bits (rsaEncryption) or
  * EC P-256 / P-384. The DER must be canonical (it re-encodes to the same bytes).
  *
@@ -31,10 +39,21 @@ export function importAkPublicKey(spkiDer: Uint8Array): AkPublicKey {
   if (spkiDer.byteLength > MAX_AK_SPKI_BYTES) {
     throw new VerifierError('TPM_LENGTH_EXCEEDED', `AK public key: ${spkiDer.byteLength} bytes exceeds ${MAX_AK_SPKI_BYTES}`);
   }
+  const cacheKey = Buffer.from(spkiDer).toString('base64');
+  const cached = accepted.get(cacheKey);
+  if (cached !== undefined) return cached;
+  const ak = checkAkPublicKey(spkiDer);
+  if (accepted.size >= MAX_CACHED_AKS) accepted.delete(accepted.keys().next().value as string);
+  accepted.set(cacheKey, ak);
+  return ak;
+}
+
+function checkAkPublicKey(spkiDer: Uint8Array): AkPublicKey {
   let key: KeyObject;
   try {
     key = createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' });
   } catch (cause) {
+    // SECURITY: stops malformed ASN.1 from being used as a key (X.509 SubjectPublicKeyInfo, RFC 5280 §4.1).
     throw new VerifierError('QUOTE_INVALID_AK', 'AK public key is not a DER SubjectPublicKeyInfo', { cause });
   }
   // SECURITY: stops two different byte strings naming the same key (trailing data, non-DER

@@ -109,7 +109,7 @@ function signatureVerifies(message: Uint8Array, sig: UnverifiedSignature, ak: Ak
  *  2. `signature` is a well-formed TPMT_SIGNATURE (RSASSA, RSAPSS or ECDSA; SHA-256 or SHA-384),
  *     of a scheme that fits the AK's key type, and it verifies over `message` with the AK;
  *  3. the quote's extraData equals `expectedExtraData` (compared in constant time), so the quote
- *     is fresh for that nonce;
+ *     is fresh for that nonce (freshness is only as good as the nonce: an empty one gives none);
  *  4. the quote selects exactly one bank, the supplied one, and exactly the supplied PCR indices;
  *  5. every supplied PCR value has the bank's digest length, and the hash (the signature scheme's
  *     hash, as TPM2_Quote computes it, TPM 2.0 Part 3 §18.4) of the values concatenated in

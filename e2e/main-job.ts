@@ -1,0 +1,142 @@
+/**
+ * The main job (README, first command): a node with a software TPM (swtpm, EK certificate from
+ * swtpm's local CA) proves its state to a KBS running on embedded defaults and receives a secret
+ * wrapped to a key bound into its quote. Every step is printed; the KBS keeps running until Ctrl-C
+ * (or exits at once with --once).
+ *
+ *   node --import tsx e2e/main-job.ts [--once] [--data-dir DIR] [--listen HOST:PORT]
+ */
+import { generateKeyPairSync, createPrivateKey } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { SignJWT } from 'jose';
+import { freePort, spawnProcess, startSwtpm, waitForPort } from '@keyhold/test-harness';
+import { AGENT_BIN, CLI_BIN, KBS_BIN, REPO_ROOT } from './harness/repo.js';
+import { runNodeCli } from './harness/run-cli.js';
+
+const { values } = parseArgs({
+  options: { once: { type: 'boolean', default: false }, 'data-dir': { type: 'string' }, listen: { type: 'string', default: '127.0.0.1:8080' } },
+});
+const dataDir = resolve(values['data-dir'] ?? join(REPO_ROOT, '.keyhold', 'demo'));
+const SECRET_PATH = 'default/key/demo';
+
+let stepNo = 0;
+function step(msg: string): void {
+  stepNo++;
+  process.stdout.write(`[${stepNo}] ${msg}\n`);
+}
+function fail(msg: string): never {
+  process.stderr.write(`main-job: ${msg}\n`);
+  process.exit(1);
+}
+
+async function adminKey(): Promise<{ publicFile: string; token: () => Promise<string> }> {
+  const privFile = join(dataDir, 'admin.key.pem');
+  const publicFile = join(dataDir, 'admin.pub.pem');
+  let priv;
+  try {
+    priv = createPrivateKey(await readFile(privFile));
+  } catch {
+    const kp = generateKeyPairSync('ed25519');
+    priv = kp.privateKey;
+    await writeFile(privFile, priv.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
+    await writeFile(publicFile, kp.publicKey.export({ format: 'pem', type: 'spki' }));
+  }
+  const key = priv;
+  return { publicFile, token: () => new SignJWT({ role: 'admin' }).setProtectedHeader({ alg: 'EdDSA' }).setSubject('demo-owner').setIssuedAt().setExpirationTime('10m').sign(key) };
+}
+
+async function main(): Promise<void> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  step(`data dir ${dataDir}`);
+
+  step('starting swtpm with an EK certificate from swtpm’s local CA (swtpm_setup --create-ek-cert)');
+  const swtpm = await startSwtpm({ ekCert: true });
+  process.stdout.write(`    TCTI ${swtpm.tcti}\n`);
+
+  const admin = await adminKey();
+  let [host, portText] = values.listen.split(/:(?=\d+$)/) as [string, string];
+  let port = Number(portText);
+  if (!(await isFree(host, port))) {
+    port = await freePort(host);
+    process.stdout.write(`    ${values.listen} is busy; using port ${port}\n`);
+  }
+  step(`starting keyhold-kbs on ${host}:${port} (embedded KMS, in-memory sessions, in-process verifier)`);
+  const kbs = spawnProcess({
+    name: 'keyhold-kbs',
+    command: process.execPath,
+    args: [KBS_BIN, 'serve', '--listen', `${host}:${port}`, '--data-dir', join(dataDir, 'kbs'), '--admin-public-key', admin.publicFile, '--log-level', 'info'],
+  });
+  kbs.child.stderr?.on('data', (b: Buffer) => {
+    for (const line of b.toString().split('\n').filter(Boolean)) {
+      try {
+        const j = JSON.parse(line) as { msg?: string; level?: number; [k: string]: unknown };
+        process.stdout.write(`    kbs: ${j.msg}${j['resource'] !== undefined ? ` ${String(j['resource'])}` : ''}${j['status'] !== undefined && typeof j['status'] === 'string' ? ` (${j['status']})` : ''}\n`);
+      } catch {
+        process.stdout.write(`    kbs: ${line}\n`);
+      }
+    }
+  });
+  await waitForPort(port, kbs, { host });
+  const url = `http://${host}:${port}`;
+  const stopAll = async (): Promise<void> => {
+    await kbs.stop();
+    await swtpm.stop();
+  };
+
+  try {
+    const tokenFile = join(dataDir, 'admin.jwt');
+    await writeFile(tokenFile, await admin.token(), { mode: 0o600 });
+    const agentArgs = ['--url', url, '--tcti', swtpm.tcti, '--ak-mode', 'stored', '--state-dir', join(dataDir, 'agent')];
+
+    step('agent: creating its AK under the EK (RSA-2048, restricted signing key, like tpm2_createak)');
+    const ak = await runNodeCli(AGENT_BIN, ['ak', '--json', ...agentArgs]);
+    if (ak.code !== 0) fail(`keyhold-agent ak failed: ${ak.stderr}`);
+    const akInfo = JSON.parse(ak.stdout) as { ak_public: string; name: string };
+    process.stdout.write(`    AK name ${akInfo.name}\n`);
+
+    step('owner: trusting the node’s AK (reference value trusted_ak) through the admin API');
+    const rv = await runNodeCli(CLI_BIN, ['config', '--url', url, '--admin-token-file', tokenFile, 'set-reference-value', '--name', 'trusted_ak', '--value', akInfo.ak_public]);
+    if (rv.code !== 0) fail(`keyhold config set-reference-value failed: ${rv.stderr}`);
+
+    step(`owner: uploading a demo secret to ${SECRET_PATH}`);
+    const secretFile = join(dataDir, 'demo-secret.txt');
+    await writeFile(secretFile, `hello from keyhold, ${new Date().toISOString()}\n`, { mode: 0o600 });
+    const put = await runNodeCli(CLI_BIN, ['config', '--url', url, '--admin-token-file', tokenFile, 'set-resource', '--path', SECRET_PATH, '--resource-file', secretFile]);
+    if (put.code !== 0) fail(`keyhold config set-resource failed: ${put.stderr}`);
+
+    step(`agent: get-resource kbs:///${SECRET_PATH} (auth → quote PCRs 0-23 with the binding digest → attest → JWE release)`);
+    const got = await runNodeCli(AGENT_BIN, ['get-resource', `kbs:///${SECRET_PATH}`, ...agentArgs]);
+    if (got.code !== 0) fail(`keyhold-agent get-resource failed: ${got.stderr}`);
+    process.stdout.write(`    released secret: ${got.stdout.trimEnd()}\n`);
+    if (got.stdout !== (await readFile(secretFile, 'utf8'))) fail('the released secret differs from the uploaded one');
+
+    if (values.once) {
+      step('done (--once): stopping the KBS and swtpm');
+      await stopAll();
+      return;
+    }
+    step(`the KBS keeps running at ${url} — press Ctrl-C to stop`);
+    await new Promise<void>((res) => {
+      process.once('SIGINT', res);
+      process.once('SIGTERM', res);
+    });
+    process.stdout.write('\nstopping\n');
+    await stopAll();
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+async function isFree(host: string, port: number): Promise<boolean> {
+  const { createServer } = await import('node:net');
+  return new Promise((r) => {
+    const s = createServer();
+    s.once('error', () => r(false));
+    s.listen(port, host, () => s.close(() => r(true)));
+  });
+}
+
+main().catch((err: unknown) => fail(err instanceof Error ? err.message : String(err)));

@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   process.stdout.write(`    TCTI ${swtpm.tcti}\n`);
 
   const admin = await adminKey();
-  let [host, portText] = values.listen.split(/:(?=\d+$)/) as [string, string];
+  const [host, portText] = values.listen.split(/:(?=\d+$)/) as [string, string];
   let port = Number(portText);
   if (!(await isFree(host, port))) {
     port = await freePort(host);

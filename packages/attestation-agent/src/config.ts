@@ -1,6 +1,5 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { AgentError } from './errors.js';
 import { DEFAULT_AK_HANDLE } from './tpm/device.js';
 import { DEFAULT_TCTI } from './tpm/tss-device.js';

@@ -6,30 +6,42 @@ import { z } from 'zod';
 
 /** Secret storage backend settings (see the README's "Storage backends"). */
 const StorageSchema = z.discriminatedUnion('backend', [
-  z.object({ backend: z.literal('embedded'), dir: z.string().optional() }).strict(),
+  z.object({ backend: z.literal('embedded'), dir: z.string().optional(), master_key_file: z.string().optional() }).strict(),
   z
     .object({
       backend: z.literal('redis'),
+      /** Standalone server URL (redis:// or rediss://). */
       url: z.string().optional(),
-      cluster_nodes: z.array(z.string()).optional(),
+      /** Redis Cluster seed nodes as "host:port" (instead of url). */
+      cluster_nodes: z.array(z.string().regex(/^.+:\d{1,5}$/)).min(1).optional(),
+      /** 32-byte master key that wraps per-value data keys; created 0600 in the data dir by default. */
       master_key_file: z.string().optional(),
       key_prefix: z.string().optional(),
+      username: z.string().optional(),
+      password_file: z.string().optional(),
+      tls_ca_file: z.string().optional(),
       command_timeout_ms: z.number().int().positive().optional(),
+      operation_timeout_ms: z.number().int().positive().optional(),
     })
-    .strict(),
+    .strict()
+    .refine((r) => (r.url === undefined) !== (r.cluster_nodes === undefined), 'give exactly one of url or cluster_nodes'),
   z
     .object({
       backend: z.literal('vault'),
       address: z.string(),
-      mount: z.string().default('secret'),
-      kv_version: z.union([z.literal(1), z.literal(2)]).default(2),
+      mount: z.string().optional(),
+      path_prefix: z.string().optional(),
+      kv_version: z.union([z.literal(1), z.literal(2)]).optional(),
       token_file: z.string().optional(),
       approle_role_id: z.string().optional(),
       approle_secret_id_file: z.string().optional(),
+      approle_mount: z.string().optional(),
       namespace: z.string().optional(),
       ca_file: z.string().optional(),
+      request_timeout_ms: z.number().int().positive().optional(),
     })
-    .strict(),
+    .strict()
+    .refine((v) => (v.token_file !== undefined) !== (v.approle_role_id !== undefined), 'give exactly one of token_file or approle_role_id (+ approle_secret_id_file)'),
 ]);
 
 const FileSchema = z

@@ -3,7 +3,6 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { pino, type Logger } from 'pino';
-import { createSecretStore, type SecretStore } from '@keyhold/kms-adapter';
 import { createApp } from './app.js';
 import type { KbsDeps } from './app-env.js';
 import type { KbsConfig } from './config.js';
@@ -17,6 +16,7 @@ import { affirmingResourcePolicy } from './release/resource-policy.js';
 import { kmsResourceStore } from './release/kms-resource-store.js';
 import { InMemorySessionStore } from './session/session-store.js';
 import { loadOrCreateSigningKey } from './signing-key.js';
+import { openSecretStore } from './storage/open-secret-store.js';
 import { EarSigner } from './token/ear-signer.js';
 
 export const BUILD = 'keyhold-kbs 0.1.0';
@@ -36,7 +36,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
     lifetimeMs: config.tokenLifetimeMs,
   });
   const adminAuth = await adminAuthorizerFor(config, logger);
-  const store = await openStore(config);
+  const store = await openSecretStore(config);
   const references = await ReferenceValueStore.open(join(config.dataDir, 'reference-values.json'));
   const sessions = new InMemorySessionStore({ ttlMs: config.sessionTtlMs, maxSessions: config.maxSessions });
   const tpm = new TpmAppraiser({ trustedAkList: config.tpm.trustedAkList });
@@ -84,14 +84,4 @@ async function adminAuthorizerFor(config: KbsConfig, logger: Logger): Promise<Ad
     };
   }
   return singleKeyAdminAuthorizer(createPublicKey(await readFile(config.adminPublicKeyFile)));
-}
-
-async function openStore(config: KbsConfig): Promise<SecretStore> {
-  const s = config.storage;
-  switch (s.backend) {
-    case 'embedded':
-      return createSecretStore({ backend: 'embedded', dir: s.dir ?? join(config.dataDir, 'secrets') });
-    default:
-      throw new KbsError('INTERNAL', `storage backend ${s.backend} is not wired yet`);
-  }
 }

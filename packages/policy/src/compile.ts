@@ -1,5 +1,5 @@
-import { celEnv, parse, plan, type CelResult, type CelInput } from '@bufbuild/cel';
-import { strings } from '@bufbuild/cel/ext';
+import { parse, plan, type CelResult, type CelInput } from '@bufbuild/cel';
+import { policyEnv as env } from './internal/cel-env.js';
 import { CelChecker, T, fmt, resultAssignable, type CheckType } from './internal/cel-check.js';
 import { PolicyCompileError, PolicyError, type PolicyCompileIssue } from './errors.js';
 import {
@@ -9,9 +9,6 @@ import {
   type ResourcePolicyDocument,
   type TrustworthinessComponent,
 } from './document.js';
-
-/** Every policy runs in this environment: the CEL standard library plus the strings extension. */
-const env = celEnv({ funcs: strings });
 
 type RulePlan = (bindings: Record<string, CelInput>) => CelResult;
 

@@ -1,6 +1,7 @@
 import { isCelError, type CelInput } from '@bufbuild/cel';
 import { parseResourcePath } from '@keyhold/protocol';
-import { ownField, toCelInput } from './internal/cel-input.js';
+import { PolicyError } from './errors.js';
+import { toCelInput } from './internal/cel-input.js';
 import type { CompiledResourcePolicy } from './compile.js';
 
 export interface ResourcePolicyInput {
@@ -21,33 +22,41 @@ export interface ResourceDecision {
   readonly reason?: string;
 }
 
-function record(v: unknown): Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+const EMPTY: ReadonlyMap<string, CelInput> = new Map();
+
+function mapField(m: CelInput | undefined, key: string): ReadonlyMap<string, CelInput> {
+  const v = m instanceof Map ? (m as Map<string, CelInput>).get(key) : undefined;
+  return v instanceof Map ? (v as Map<string, CelInput>) : EMPTY;
 }
 
-/** The bindings a resource rule sees (documented on RESOURCE_VARIABLES). */
+/** The bindings a resource rule sees (documented on RESOURCE_VARIABLES). The claims are converted once. */
 export function resourcePolicyBindings(input: ResourcePolicyInput): Record<string, CelInput> {
   const path = parseResourcePath(input.resourcePath);
   const plugin = input.plugin ?? 'resource';
-  const query = input.query ?? {};
-  const submods = record(ownField(input.tokenClaims, 'submods'));
-  const cpu0 = record(ownField(submods, 'cpu0'));
-  const ear: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(cpu0)) if (k.startsWith('ear.')) ear[k.slice(4)] = v;
-  const evidence = record(ownField(cpu0, 'ear.veraison.annotated-evidence'));
-  const initDataClaims = record(ownField(evidence, 'init_data_claims'));
+  const query = toCelInput(input.query ?? {});
+  const claims = toCelInput(input.tokenClaims);
+  if (!(claims instanceof Map)) throw new PolicyError('POLICY_INPUT_INVALID', 'token claims must be an object');
+  const all = new Map(claims as Map<string, CelInput>);
+  all.set('plugin', plugin);
+  all.set('resource-path', input.resourcePath);
+  all.set('query', query);
+  const submods = mapField(claims, 'submods');
+  const cpu0 = mapField(submods, 'cpu0');
+  const ear = new Map<string, CelInput>();
+  for (const [k, v] of cpu0) if (k.startsWith('ear.')) ear.set(k.slice(4), v);
+  const evidence = mapField(cpu0, 'ear.veraison.annotated-evidence');
   return {
-    input: toCelInput({ ...input.tokenClaims, plugin, 'resource-path': input.resourcePath, query }),
-    submods: toCelInput(submods),
-    ear: toCelInput(ear),
-    evidence: toCelInput(evidence),
-    init_data_claims: toCelInput(initDataClaims),
+    input: all,
+    submods,
+    ear,
+    evidence,
+    init_data_claims: mapField(evidence, 'init_data_claims'),
     plugin,
     resource_path: input.resourcePath,
     repository: path.repository,
     resource_type: path.type,
     resource_tag: path.tag,
-    query: toCelInput(query),
+    query,
   };
 }
 

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -23,6 +23,27 @@ afterAll(async () => {
 });
 
 describe('createSoftwareTpm', () => {
+  it('activates a credential made by tpm2_makecredential for an RSA EK, bound to the AK name', async () => {
+    const tpm = createSoftwareTpm();
+    const ek = await tpm.createEk('rsa');
+    const { key: ak } = await tpm.createAk(ek, 'ecc');
+    const { key: otherAk } = await tpm.createAk(ek, 'ecc');
+    await writeFile(join(work, 'soft-ek.pub'), ek.publicArea);
+    await writeFile(join(work, 'soft-secret.bin'), Buffer.from('software credential'));
+    await run('tpm2_makecredential', ['-T', 'none', '-e', 'soft-ek.pub', '-s', 'soft-secret.bin', '-n', Buffer.from(ak.name).toString('hex'), '-o', 'soft-cred.out'], { cwd: work });
+    const out = await readFile(join(work, 'soft-cred.out'));
+    const idLen = 2 + out.readUInt16BE(8);
+    const blob = out.subarray(8, 8 + idLen);
+    const secret = out.subarray(8 + idLen);
+    expect(Buffer.from(await tpm.activateCredential(ak, ek, blob, secret)).toString()).toBe('software credential');
+    // SECURITY negatives: another AK, a tampered blob, a truncated secret.
+    await expect(tpm.activateCredential(otherAk, ek, blob, secret)).rejects.toMatchObject({ code: 'TPM_COMMAND_FAILED' });
+    const tampered = Buffer.from(blob);
+    tampered[tampered.length - 1]! ^= 1;
+    await expect(tpm.activateCredential(ak, ek, tampered, secret)).rejects.toMatchObject({ code: 'TPM_COMMAND_FAILED' });
+    await expect(tpm.activateCredential(ak, ek, blob, secret.subarray(0, 10))).rejects.toMatchObject({ code: 'TPM_COMMAND_FAILED' });
+  });
+
   it.each(['rsa', 'ecc'] as KeyAlg[])('produces %s quotes that tpm2_checkquote accepts', async (alg) => {
     const akKey =
       alg === 'rsa'

@@ -11,6 +11,7 @@ import { DEFAULT_AK_HANDLE } from './device.js';
 import { TpmReader, TpmWriter } from './internal/tpm-bytes.js';
 import { PCR_BANKS, PCR_COUNT, TPM_ALG, assertPcrIndices, bankAlg, bankDigestSize, type PcrBank } from './internal/tpm-alg.js';
 import { encodeQuoteAttest, encodeTpmtSignature } from './quote-format.js';
+import { activateCredentialRsa } from './internal/software-credential.js';
 import { tpmObjectName } from './public-key.js';
 import { akTemplate, ekTemplate, type KeyAlg, type PublicUnique } from './templates.js';
 
@@ -203,9 +204,12 @@ export function createSoftwareTpm(options: SoftwareTpmOptions = {}): TpmDevice {
       return { message, signature };
     },
 
-    async activateCredential() {
+    async activateCredential(ak, ek, credentialBlob, encryptedSecret) {
       live();
-      throw new TpmError('TPM_UNSUPPORTED', 'the software TPM does not implement ActivateCredential');
+      lookup(ak);
+      const e = lookup(ek);
+      if (ek.alg !== 'rsa') throw new TpmError('TPM_UNSUPPORTED', 'the software TPM activates credentials with an RSA EK only');
+      return activateCredentialRsa(e.privateKey, ak.name, credentialBlob, encryptedSecret);
     },
 
     async flushKey(key) {

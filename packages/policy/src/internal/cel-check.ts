@@ -1,4 +1,5 @@
-import { isCelError, run, type CelEnv, type CelType, type parse } from '@bufbuild/cel';
+import type { CelEnv, CelType, parse } from '@bufbuild/cel';
+import { compileRegex } from './cel-env.js';
 
 /**
  * A static type checker for CEL expressions over the Keyhold policy variables.
@@ -266,8 +267,11 @@ export class CelChecker {
       const pattern = c.args[0]?.exprKind;
       if (pattern?.case === 'constExpr' && pattern.value.constantKind.case === 'stringValue') {
         // A constant regular expression is compiled now (RE2 syntax) so a typo fails at upload.
-        const probe = run('"".matches(p)', { p: pattern.value.constantKind.value });
-        if (isCelError(probe)) this.fail(e, pos, `invalid regular expression: ${probe.message.slice(0, 200)}`);
+        try {
+          compileRegex(pattern.value.constantKind.value);
+        } catch (err) {
+          this.fail(e, pos, `invalid regular expression: ${String((err as Error).message).slice(0, 200)}`);
+        }
       }
     }
     const candidates = this.overloads.get(name);

@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import type { EventLogBank } from './algorithms.js';
 import { parseEfiImageLoad } from './efi-image-load.js';
-import { EFI_GLOBAL_VARIABLE_GUID, parseEfiVariable, parseSignatureData, parseSignatureLists, type EfiSignature } from './efi-variable.js';
+import { EFI_GLOBAL_VARIABLE_GUID, parseEfiVariable, parseSignatureData, parseSignatureLists, toHex, type EfiSignature } from './efi-variable.js';
 import { EventLogError } from './errors.js';
 import * as T from './event-types.js';
 import type { EventLog, RawEvent } from './parse.js';
@@ -77,7 +77,7 @@ export function decodeEvent(ev: RawEvent, bank: EventLogBank): DecodedEvent {
   let digest: Uint8Array | undefined;
   for (const d of ev.digests) {
     if (d.bank === undefined) continue;
-    digests[d.bank] = Buffer.from(d.digest.buffer, d.digest.byteOffset, d.digest.byteLength).toString('hex');
+    digests[d.bank] = toHex(d.digest);
     if (d.bank === bank) digest = d.digest;
   }
   let details: EventDetails | undefined;
@@ -114,7 +114,7 @@ function decodeDetails(ev: RawEvent): DetailsResult {
     case T.EV_NO_ACTION:
       return { details: decodeNoAction(ev) };
     case T.EV_SEPARATOR:
-      return { details: { kind: 'separator', value: hex(data) } };
+      return { details: { kind: 'separator', value: toHex(data) } };
     case T.EV_EFI_VARIABLE_DRIVER_CONFIG:
     case T.EV_EFI_VARIABLE_BOOT:
     case T.EV_EFI_VARIABLE_BOOT2:
@@ -188,10 +188,6 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false;
   for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-function hex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 }
 
 function latin1(b: Uint8Array): string {

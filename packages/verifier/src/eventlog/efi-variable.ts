@@ -27,9 +27,15 @@ const MAX_VARIABLE_NAME_CHARS = 1024;
 /** Formats a little-endian EFI_GUID as its canonical text. */
 export function formatGuid(b: Uint8Array): string {
   if (b.byteLength !== 16) throw new TypeError('a GUID is 16 bytes');
-  const h = Buffer.from(b).toString('hex');
-  const le = (s: string): string => (s.match(/../g) ?? []).reverse().join('');
-  return `${le(h.slice(0, 8))}-${le(h.slice(8, 12))}-${le(h.slice(12, 16))}-${h.slice(16, 20)}-${h.slice(20)}`;
+  const h = (i: number): string => HEX_BYTE[b[i] as number] as string;
+  return `${h(3)}${h(2)}${h(1)}${h(0)}-${h(5)}${h(4)}-${h(7)}${h(6)}-${h(8)}${h(9)}-${h(10)}${h(11)}${h(12)}${h(13)}${h(14)}${h(15)}`;
+}
+
+const HEX_BYTE: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
+/** Lower-case hex of a byte view without copying it. */
+export function toHex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 }
 
 /** Parses UEFI_VARIABLE_DATA. Throws EVENTLOG_MALFORMED if any length disagrees with the data. */
@@ -94,6 +100,6 @@ function signatureEntry(signatureType: EfiSignature['signatureType'], entry: Uin
   return {
     signatureType,
     owner: formatGuid(entry.subarray(0, 16)),
-    sha256: signatureType === 'sha256' ? Buffer.from(body).toString('hex') : hash('sha256', body, 'hex'),
+    sha256: signatureType === 'sha256' ? toHex(body) : hash('sha256', body, 'hex'),
   };
 }

@@ -67,7 +67,9 @@ const LEGACY_HEADER_BYTES = 32; // pcr(4) type(4) sha1(20) eventSize(4)
  * Every length is checked against the bytes left before anything is read or allocated; a malformed
  * log throws {@link EventLogError}. The result is unverified: use `verifyEventLogAgainstQuote`.
  */
-export function parseEventLog(bytes: Uint8Array, options: ParseEventLogOptions = {}): EventLog {
+export function parseEventLog(input: Uint8Array, options: ParseEventLogOptions = {}): EventLog {
+  // Views into a plain Uint8Array are much cheaper to create than Buffer slices.
+  const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
   const maxEvents = options.maxEvents ?? DEFAULT_MAX_EVENTS;
   if (!Number.isSafeInteger(maxEvents) || maxEvents < 1) throw new TypeError('maxEvents must be a positive integer');
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -2,6 +2,7 @@ export * from './tpm/index.js';
 export * from './evidence/index.js';
 export * from './kbs-client/index.js';
 export { TpmAttester } from './attester/tpm-attester.js';
+export type { TpmEvidenceContributor } from './attester/tpm-attester.js';
 export { ensureInitDataBound } from './attester/init-data-binding.js';
 export { AgentError, TpmError } from './errors.js';
 export type { AgentErrorCode } from './errors.js';

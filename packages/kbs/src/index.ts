@@ -11,7 +11,7 @@ export { earClaims, statusOfVector, emptyVector, AR4SI, claimAt, TEE_PUBKEY_PATH
 export type { EarStatus, TrustworthinessVector } from './token/ear-claims.js';
 export { InMemorySessionStore } from './session/session-store.js';
 export { ReferenceValueStore, decodeRvpsPayload } from './reference-values/reference-value-store.js';
-export { TpmAppraiser, TRUSTED_AK_REFERENCE } from './attestation/tpm-appraiser.js';
+export { TpmAppraiser, TRUSTED_AK_REFERENCE } from './attestation/tpm/tpm-appraiser.js';
 export type { TeeAppraiser, TeeAppraisal, TeeAppraisalInput } from './attestation/tee-appraiser.js';
 export { defaultAttestationPolicy } from './attestation/attestation-policy.js';
 export type { AttestationPolicy, AttestationVerdict } from './attestation/attestation-policy.js';
@@ -22,3 +22,4 @@ export { kmsResourceStore } from './release/kms-resource-store.js';
 export { wrapSecret } from './release/wrap-secret.js';
 export { singleKeyAdminAuthorizer } from './admin/single-key-authorizer.js';
 export type { AdminAuthorizer, AdminPrincipal, AdminRequest } from './admin/admin-authorizer.js';
+export type { TpmExtension, TpmExtensionInput, TpmExtensionResult } from './attestation/tpm/tpm-extension.js';

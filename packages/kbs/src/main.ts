@@ -10,7 +10,7 @@ import { singleKeyAdminAuthorizer } from './admin/single-key-authorizer.js';
 import type { AdminAuthorizer } from './admin/admin-authorizer.js';
 import { KbsError } from './errors.js';
 import { defaultAttestationPolicy } from './attestation/attestation-policy.js';
-import { TpmAppraiser } from './attestation/tpm-appraiser.js';
+import { TpmAppraiser } from './attestation/tpm/tpm-appraiser.js';
 import { ReferenceValueStore } from './reference-values/reference-value-store.js';
 import { affirmingResourcePolicy } from './release/resource-policy.js';
 import { kmsResourceStore } from './release/kms-resource-store.js';

@@ -171,6 +171,9 @@ export function runSecretStoreConformance(
       await expectKmsError(store.put(n('cas', 'x'), enc('b'), { ifVersion: 0 }), 'KMS_CONFLICT');
       expect((await store.put(n('cas', 'x'), enc('b'), { ifVersion: 1 })).version).toBe(2);
       expect(dec((await store.get(n('cas', 'x'))).value)).toBe('b');
+      for (const ifVersion of [-1, 1.5, Number.NaN, 1e12]) {
+        await expectKmsError(store.put(n('cas', 'x'), enc('c'), { ifVersion }), 'KMS_INVALID_ARGUMENT');
+      }
     });
 
     it('refuses invalid names, including path traversal, with KMS_INVALID_NAME and without echoing them', async () => {

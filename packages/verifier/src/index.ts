@@ -23,7 +23,7 @@ export { EVENTLOG_BANKS, isEventLogBank, type EventLogBank } from './eventlog/al
 export { eventTypeName } from './eventlog/event-types.js';
 export { parseEventLog, MAX_PCR_INDEX, type EventLog, type RawEvent, type EventDigest, type SpecIdHeader, type ParseEventLogOptions } from './eventlog/parse.js';
 export { replayEventLog, initialPcrValue, type BankReplay, type ReplayOptions } from './eventlog/replay.js';
-export { decodeUnverifiedEvents, preferredBank, type DecodedEvent, type EventDetails } from './eventlog/decode.js';
+export { decodeUnverifiedEvents, decodeEvent, preferredBank, type DecodedEvent, type EventDetails } from './eventlog/decode.js';
 export { formatGuid, type EfiSignature } from './eventlog/efi-variable.js';
 export { verifyEventLogAgainstQuote, type VerifiedEventLog, type QuotedPcrs, type VerifyEventLogOptions } from './eventlog/verify.js';
 export { parseMeasuredBootReferenceState, type MeasuredBootReferenceState } from './measured-boot/reference-state.js';

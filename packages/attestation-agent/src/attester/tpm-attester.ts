@@ -3,19 +3,43 @@ import { collectTpmEvidence } from '../evidence/tpm-evidence.js';
 import type { TpmDevice, TpmKey } from '../tpm/device.js';
 import type { Attester, EvidenceRequest } from '../kbs-client/kbs-client.js';
 
+/**
+ * Adds Keyhold's optional fields beside Trustee's in the `tpm` evidence (EK and AK publics,
+ * credential-activation answers, event logs). Trustee's own fields are never changed.
+ */
+export interface TpmEvidenceContributor {
+  readonly name: string;
+  /** Members for the `/auth` request's extra-params. */
+  requestExtraParams?(): Promise<Record<string, unknown>>;
+  /** Extra evidence fields, given the challenge's extra-params. */
+  evidenceFields?(challengeExtra: Record<string, unknown>): Promise<Record<string, unknown>>;
+}
+
 /** Trustee `tpm` attester: quotes SHA-256 PCRs 0-23 with the runtime-data digest as qualifying data. */
 export class TpmAttester implements Attester {
   readonly tee = 'tpm';
   readonly #tpm: TpmDevice;
   readonly #ak: TpmKey;
+  readonly #contributors: readonly TpmEvidenceContributor[];
 
-  constructor(tpm: TpmDevice, ak: TpmKey) {
+  constructor(tpm: TpmDevice, ak: TpmKey, contributors: readonly TpmEvidenceContributor[] = []) {
     this.#tpm = tpm;
     this.#ak = ak;
+    this.#contributors = contributors;
+  }
+
+  async requestExtraParams(): Promise<Record<string, unknown>> {
+    const out: Record<string, unknown> = {};
+    for (const c of this.#contributors) if (c.requestExtraParams !== undefined) Object.assign(out, await c.requestExtraParams());
+    return out;
   }
 
   async evidence(req: EvidenceRequest): Promise<{ primary: unknown }> {
+    const extra: Record<string, unknown> = {};
+    // Contributors run first: e.g. credential activation must not race the quote's PCR reads.
+    for (const c of this.#contributors) if (c.evidenceFields !== undefined) Object.assign(extra, await c.evidenceFields(req.challengeExtra));
     const evidence = await collectTpmEvidence(this.#tpm, this.#ak, fitReportData(req.reportData, TPM_REPORT_DATA_BYTES));
-    return { primary: evidence };
+    // Trustee's fields last, so no contributor can overwrite them.
+    return { primary: { ...extra, ...evidence } };
   }
 }

@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { EventLogError, decodeUnverifiedEvents, parseEventLog, replayEventLog, type DecodedEvent, type EventLogBank } from '@keyhold/verifier';
+import { EventLogError, decodeEvent, parseEventLog, preferredBank, replayEventLog, type DecodedEvent, type EventLog, type EventLogBank } from '@keyhold/verifier';
 import { EXIT, type CommandIo } from '../command.js';
 
 const USAGE = `Usage: keyhold eventlog FILE [--json] [--max-bytes N]
@@ -50,13 +50,11 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     io.stderr.write(`keyhold eventlog: ${file}: ${(err as NodeJS.ErrnoException).code ?? 'cannot read'}\n`);
     return EXIT.FAIL;
   }
-  let events: DecodedEvent[];
-  let pcrs: Record<string, Record<string, string>>;
+  let log: EventLog;
+  const pcrs: Record<string, Record<string, string>> = {};
   const replayErrors: Record<string, string> = {};
   try {
-    const log = parseEventLog(bytes);
-    events = decodeUnverifiedEvents(log);
-    pcrs = {};
+    log = parseEventLog(bytes);
     for (const [bank, r] of replayEventLog(log)) {
       if (!r.ok) {
         replayErrors[bank] = `${r.error.message} (${r.error.code})`;
@@ -73,35 +71,34 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   }
   // A reader that goes away (`| head`) ends the output; it is not an error of the log.
   io.stdout.on('error', () => undefined);
-  if (values.json === true) {
-    const body = Object.keys(replayErrors).length > 0 ? { events, pcrs, replayErrors } : { events, pcrs };
-    await write(io.stdout, `${JSON.stringify(body)}\n`);
-  } else {
-    await writeText(io.stdout, events, pcrs);
+  // Events are decoded and printed one at a time, so memory holds the log and one output chunk.
+  const json = values.json === true;
+  const bank = preferredBank(log);
+  let chunk = json ? '{"events":[' : '---\nevents:\n';
+  for (let i = 0; i < log.events.length; i++) {
+    const ev = decodeEvent(log.events[i] as EventLog['events'][number], bank);
+    chunk += json ? (i === 0 ? '' : ',') + JSON.stringify(ev) : formatEvent(ev);
+    if (chunk.length > 1 << 20) {
+      await write(io.stdout, chunk);
+      chunk = '';
+    }
   }
+  if (json) {
+    chunk += `],"pcrs":${JSON.stringify(pcrs)}${Object.keys(replayErrors).length > 0 ? `,"replayErrors":${JSON.stringify(replayErrors)}` : ''}}\n`;
+  } else {
+    chunk += 'pcrs:\n';
+    for (const [b, values] of Object.entries(pcrs)) {
+      chunk += `  ${b}:\n`;
+      for (const [pcr, hex] of Object.entries(values)) chunk += `    ${pcr.padStart(2)} : 0x${hex}\n`;
+    }
+  }
+  await write(io.stdout, chunk);
   const failed = Object.entries(replayErrors);
   if (failed.length > 0) {
     io.stderr.write(`keyhold eventlog: ${file}: cannot replay ${failed.map(([b, m]) => `${b}: ${m}`).join('; ')}\n`);
     return EXIT.FAIL;
   }
   return EXIT.OK;
-}
-
-async function writeText(out: NodeJS.WritableStream, events: readonly DecodedEvent[], pcrs: Record<string, Record<string, string>>): Promise<void> {
-  let chunk = '---\nevents:\n';
-  for (const ev of events) {
-    chunk += formatEvent(ev);
-    if (chunk.length > 1 << 20) {
-      await write(out, chunk);
-      chunk = '';
-    }
-  }
-  chunk += 'pcrs:\n';
-  for (const [bank, values] of Object.entries(pcrs)) {
-    chunk += `  ${bank}:\n`;
-    for (const [pcr, hex] of Object.entries(values)) chunk += `    ${pcr.padStart(2)} : 0x${hex}\n`;
-  }
-  await write(out, chunk);
 }
 
 function formatEvent(ev: DecodedEvent): string {

@@ -37,6 +37,6 @@ export interface TeeAppraiser {
    * Extra members for the `/auth` challenge's `extra-params` (e.g. a credential-activation blob),
    * computed from the client's request parameters kept in the session.
    */
-  challenge?(session: Session): Promise<Record<string, unknown>>;
+  challenge?(session: Session, references: ReferenceValueStore): Promise<Record<string, unknown>>;
   appraise(input: TeeAppraisalInput): Promise<TeeAppraisal>;
 }

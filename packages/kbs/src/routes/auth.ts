@@ -24,7 +24,7 @@ export async function handleAuth(c: Context<KbsEnv>): Promise<Response> {
   const session = deps.sessions.create({ tee: req.tee, hashAlgorithm, extraParams: extra });
   const challengeExtra: Record<string, unknown> = {};
   if (hashAlgorithm !== 'sha384') challengeExtra['selected-hash-algorithm'] = hashAlgorithm;
-  if (appraiser.challenge !== undefined) Object.assign(challengeExtra, await appraiser.challenge(session));
+  if (appraiser.challenge !== undefined) Object.assign(challengeExtra, await appraiser.challenge(session, deps.references));
   setCookie(c, SESSION_COOKIE, session.id, {
     path: '/kbs',
     httpOnly: true,

@@ -98,6 +98,17 @@ describe('embedded store: encryption at rest', () => {
     await fs.writeFile(fb, JSON.stringify({ ...recB, m: (recB.m as string).replace('"labels":{}', '"labels":{"x":"y"}') }));
     await expectKmsError(store.get('r/t/b'), 'KMS_CORRUPT');
 
+    // A wrapped data key of the wrong length, a truncated tag, a short IV.
+    for (const patch of [
+      { k: Buffer.from(recB.k as string, 'base64').subarray(1).toString('base64') },
+      { t: Buffer.from(recB.t as string, 'base64').subarray(4).toString('base64') },
+      { i: Buffer.from(recB.i as string, 'base64').subarray(4).toString('base64') },
+      { f: 'kh-plain-1' },
+    ]) {
+      await fs.writeFile(fb, JSON.stringify({ ...recB, ...patch }));
+      await expectKmsError(store.get('r/t/b'), 'KMS_CORRUPT');
+    }
+
     // Garbage, oversized and non-string records.
     await fs.writeFile(fb, '{not json');
     await expectKmsError(store.get('r/t/b'), 'KMS_CORRUPT');
@@ -105,6 +116,20 @@ describe('embedded store: encryption at rest', () => {
     await expectKmsError(store.get('r/t/b'), 'KMS_CORRUPT');
     await fs.writeFile(fb, Buffer.alloc(3 * 1024 * 1024, 0x20));
     await expectKmsError(store.get('r/t/b'), 'KMS_CORRUPT');
+    await store.close();
+  });
+
+  it('lists only directories with valid segment names, never symlinks or stray entries', async () => {
+    const dir = path.join(root, 'listing');
+    const store = await createEmbeddedStore({ backend: 'embedded', dir });
+    await store.put('ok/t/x', Buffer.from('x'));
+    await fs.mkdir(path.join(dir, 'secrets/ok/t/bad name'), { recursive: true });
+    await fs.writeFile(path.join(dir, 'secrets/ok/t/bad name/1.rec'), '{}');
+    await fs.symlink(path.join(dir, 'secrets/ok/t/x'), path.join(dir, 'secrets/ok/t/linked'));
+    await fs.writeFile(path.join(dir, 'secrets/ok/t/x/.tmp-leftover'), 'partial');
+    const names = (await store.list()).map((m) => m.name).filter((n) => n.startsWith('ok/'));
+    expect(names).toEqual(['ok/t/x']);
+    expect((await store.versions('ok/t/x')).map((m) => m.version)).toEqual([1]);
     await store.close();
   });
 

@@ -37,9 +37,3 @@ export function toCelInput(value: unknown): CelInput {
   };
   return walk(value, 0);
 }
-
-/** Read a plain object field without inheriting from the prototype chain. */
-export function ownField(o: unknown, key: string): unknown {
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) return undefined;
-  return Object.prototype.hasOwnProperty.call(o, key) ? (o as Record<string, unknown>)[key] : undefined;
-}

@@ -72,6 +72,7 @@ export function preferredBank(log: EventLog): EventLogBank {
   return log.banks[0] ?? 'sha1';
 }
 
+/** Decodes one event; `bank` selects the digest its data is checked against. */
 export function decodeEvent(ev: RawEvent, bank: EventLogBank): DecodedEvent {
   const digests: Partial<Record<EventLogBank, string>> = {};
   let digest: Uint8Array | undefined;
@@ -81,25 +82,28 @@ export function decodeEvent(ev: RawEvent, bank: EventLogBank): DecodedEvent {
     if (d.bank === bank) digest = d.digest;
   }
   let details: EventDetails | undefined;
-  let measured: Uint8Array[] = [ev.data];
+  let measured: Uint8Array[] | undefined;
   try {
     const r = decodeDetails(ev);
     details = r.details;
-    if (r.measured !== undefined) measured = r.measured;
+    measured = r.measured;
   } catch (err) {
     if (!(err instanceof EventLogError)) throw err;
     details = { kind: 'malformed', reason: err.message };
   }
   let dataVerified = false;
   if (digest !== undefined && ev.type !== T.EV_NO_ACTION) {
-    for (const m of measured) {
-      if (equalBytes(hash(bank, m, 'buffer'), digest)) {
-        dataVerified = true;
-        break;
-      }
-    }
+    if (measured === undefined) dataVerified = hashEquals(bank, ev.data, digest);
+    else for (const m of measured) if ((dataVerified = hashEquals(bank, m, digest))) break;
   }
   return { index: ev.index, pcr: ev.pcr, type: ev.type, typeName: T.eventTypeName(ev.type), digests, dataLength: ev.data.byteLength, dataVerified, details };
+}
+
+function hashEquals(bank: EventLogBank, data: Uint8Array, digest: Uint8Array): boolean {
+  const h = hash(bank, data, 'buffer');
+  if (h.byteLength !== digest.byteLength) return false;
+  for (let i = 0; i < h.byteLength; i++) if (h[i] !== digest[i]) return false;
+  return true;
 }
 
 interface DetailsResult {
@@ -182,12 +186,6 @@ function decodeNoAction(ev: RawEvent): EventDetails | undefined {
     return { kind: 'spec-id', specVersion: `${d[21]}.${d[20]}.${d[22]}`, platformClass: view.getUint32(16, true), algorithms };
   }
   return { kind: 'no-action', signature: printable(d.subarray(0, Math.min(16, d.byteLength))) };
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function latin1(b: Uint8Array): string {

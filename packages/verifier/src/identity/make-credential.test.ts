@@ -30,7 +30,7 @@ async function consecutivePorts(): Promise<[number, number]> {
   }
 }
 
-const haveTools = existsSync('/usr/bin/swtpm') && existsSync('/usr/bin/tpm2_activatecredential');
+const haveTools = existsSync('/usr/bin/swtpm_setup') && existsSync('/usr/bin/swtpm') && existsSync('/usr/bin/tpm2_activatecredential');
 
 /** tpm2-tools credential file (tpm2_makecredential -o): u32 0xBADCC0DE, u32 version 1, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET. */
 function tpm2ToolsCredentialFile(blob: Uint8Array, secret: Uint8Array): Uint8Array {
@@ -50,11 +50,11 @@ describe.skipIf(!haveTools)('makeCredential against swtpm (RSA and ECC EKs)', ()
     await tpm('tpm2_flushcontext', '-t');
     await tpm('tpm2_flushcontext', '-s');
   };
-  const activate = async (credFile: string): Promise<Buffer> => {
-    await tpm('tpm2_startauthsession', '--policy-session', '-S', 'session.ctx');
+  const activate = async (credFile: string, ek = 'ek.ctx', sessionHash = 'sha256'): Promise<Buffer> => {
+    await tpm('tpm2_startauthsession', '--policy-session', '-g', sessionHash, '-S', 'session.ctx');
     await tpm('tpm2_policysecret', '-S', 'session.ctx', '-c', 'e');
     try {
-      await tpm('tpm2_activatecredential', '-c', 'ak.ctx', '-C', 'ek.ctx', '-i', credFile, '-o', 'actcred.out', '-P', 'session:session.ctx');
+      await tpm('tpm2_activatecredential', '-c', 'ak.ctx', '-C', ek, '-i', credFile, '-o', 'actcred.out', '-P', 'session:session.ctx');
       return await readFile(path.join(dir, 'actcred.out'));
     } finally {
       await flushAll();
@@ -63,6 +63,9 @@ describe.skipIf(!haveTools)('makeCredential against swtpm (RSA and ECC EKs)', ()
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'keyhold-mkcred-'));
+    // Manufacture the TPM as swtpm_setup does: persistent RSA-2048 EK at 0x81010001 and an
+    // ECC P-384 EK (TCG high-range template: SHA-384 nameAlg, AES-256-CFB) at 0x81010016.
+    await run('swtpm_setup', ['--tpm2', '--tpmstate', dir, '--createek', '--overwrite']);
     const [port, ctrl] = await consecutivePorts();
     swtpm = spawnProcess({
       name: 'swtpm',
@@ -135,4 +138,37 @@ describe.skipIf(!haveTools)('makeCredential against swtpm (RSA and ECC EKs)', ()
       expect(code(() => makeCredential(ek, Uint8Array.of(0x12, 0x34, ...akName.subarray(2)), secret))).toBe('CREDENTIAL_INPUT_INVALID');
     });
   }
+
+  it('activates with an ECC P-384 storage key shaped like the TCG high-range EK (SHA-384 nameAlg, AES-256-CFB)', async () => {
+    // swtpm_setup's P-384 EK (0x81010016) has the high-range PolicyOR authPolicy, which needs a
+    // PolicyOR session the agent builds; here a primary with the same template but password auth
+    // isolates what this module owns: KDFe/KDFa with SHA-384, AES-256-CFB and the P-384 point.
+    await tpm('tpm2_readpublic', '-c', '0x81010016', '-o', 'ek384-real.pub');
+    const real = parseTpm2bPublic(await readFile(path.join(dir, 'ek384-real.pub')));
+    expect(real.type === 'ecc' && real.parameters.curve).toBe('NIST_P384');
+    expect(real.nameAlg).toBe('sha384');
+    expect(real.parameters.symmetric).toEqual({ algorithm: 'aes', keyBits: 256, mode: 'cfb' });
+    await tpm('tpm2_createprimary', '-C', 'e', '-G', 'ecc384:aes256cfb', '-g', 'sha384', '-a', 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|decrypt', '-c', 'ek384.ctx', '-o', 'ek384.pem', '-f', 'pem');
+    await tpm('tpm2_readpublic', '-c', 'ek384.ctx', '-o', 'ek384.pub');
+    await flushAll(); // swtpm has 3 transient slots; every context load takes one
+    await tpm('tpm2_create', '-C', 'ek384.ctx', '-G', 'ecc256:ecdsa-sha256', '-a', 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign', '-u', 'ak384.pub', '-r', 'ak384.priv');
+    await flushAll();
+    await tpm('tpm2_load', '-C', 'ek384.ctx', '-u', 'ak384.pub', '-r', 'ak384.priv', '-c', 'ak.ctx', '-n', 'ak.name');
+    await flushAll();
+    const ek = parseTpm2bPublic(await readFile(path.join(dir, 'ek384.pub')));
+    expect(ek.nameAlg).toBe('sha384');
+    const akName = computeName(parseTpm2bPublic(await readFile(path.join(dir, 'ak384.pub'))).tpmtPublic);
+    expect(Buffer.from(akName)).toEqual(await readFile(path.join(dir, 'ak.name')));
+    const secret = randomBytes(48);
+    const made = makeCredential(ek, akName, secret);
+    await writeFile(path.join(dir, 'cred384.out'), tpm2ToolsCredentialFile(made.credentialBlob, made.secret));
+    try {
+      await tpm('tpm2_activatecredential', '-c', 'ak.ctx', '-C', 'ek384.ctx', '-i', 'cred384.out', '-o', 'act384.out');
+    } finally {
+      await flushAll();
+    }
+    expect(await readFile(path.join(dir, 'act384.out'))).toEqual(secret);
+    // A 49-byte credential exceeds the SHA-384 digest size.
+    expect(() => makeCredential(ek, akName, randomBytes(49))).toThrow(IdentityError);
+  });
 });

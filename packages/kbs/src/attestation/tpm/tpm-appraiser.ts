@@ -1,0 +1,113 @@
+import { fitReportData, tpmInitDataDigest, TPM_REPORT_DATA_BYTES } from '@keyhold/protocol';
+import { appraiseTpmEvidence, type TpmAppraisal } from '@keyhold/verifier';
+import { KbsError } from '../../errors.js';
+import type { ReferenceValueStore } from '../../reference-values/reference-value-store.js';
+import type { Session } from '../../session/session-store.js';
+import { AR4SI, type TrustworthinessVector } from '../../token/ear-claims.js';
+import type { TeeAppraisal, TeeAppraisalInput, TeeAppraiser } from '../tee-appraiser.js';
+import type { TpmExtension } from './tpm-extension.js';
+
+/** Reference value holding the owner's trusted AKs (standard base64 DER SPKI), as in Trustee. */
+export const TRUSTED_AK_REFERENCE = 'trusted_ak';
+
+export interface TpmAppraiserOptions {
+  /** Accept AKs listed in the `trusted_ak` reference value (Trustee compatible). */
+  trustedAkList: boolean;
+  /** Further appraisal steps (hardware identity, measured boot, IMA), run in order. */
+  extensions?: readonly TpmExtension[];
+}
+
+/**
+ * Appraises `tpm` evidence: Trustee's checks in the pure verifier (shape, signature, nonce binding,
+ * PCR digest, init-data), then each extension. The AK must be trusted by the owner's `trusted_ak`
+ * list or by an identity extension (EK-bound); otherwise nothing attests (fail closed).
+ */
+export class TpmAppraiser implements TeeAppraiser {
+  readonly tee = 'tpm';
+  readonly #opts: TpmAppraiserOptions;
+
+  constructor(opts: TpmAppraiserOptions) {
+    this.#opts = opts;
+  }
+
+  async challenge(session: Session, references?: ReferenceValueStore): Promise<Record<string, unknown>> {
+    const out: Record<string, unknown> = {};
+    for (const ext of this.#opts.extensions ?? []) {
+      if (ext.challenge !== undefined && references !== undefined) Object.assign(out, await ext.challenge(session, references));
+    }
+    return out;
+  }
+
+  async appraise(input: TeeAppraisalInput): Promise<TeeAppraisal> {
+    let verified: TpmAppraisal;
+    try {
+      verified = appraiseTpmEvidence(input.evidence, {
+        expectedReportData: fitReportData(input.expectedReportData, TPM_REPORT_DATA_BYTES),
+        // AK trust is decided below, from the owner's list or an identity extension.
+        akTrust: { mode: 'not-checked' },
+        ...(input.initDataDigest !== undefined ? { initDataDigest: tpmInitDataDigest(input.initDataDigest) } : {}),
+      });
+    } catch (err) {
+      throw asAttestationFailure(err);
+    }
+    const { claims } = verified;
+    const listed = this.#opts.trustedAkList && isListed(claims.ak_public, input.references.get(TRUSTED_AK_REFERENCE) ?? []);
+
+    const vector: Partial<TrustworthinessVector> = {};
+    const teeClaims: Record<string, unknown> = { ...claims };
+    const extra: Record<string, unknown> = {};
+    let ekBound = false;
+    const evidence = input.evidence as Record<string, unknown>;
+    for (const ext of this.#opts.extensions ?? []) {
+      let r;
+      try {
+        r = await ext.appraise({ verified, evidence, session: input.session, references: input.references, now: input.now });
+      } catch (err) {
+        throw asAttestationFailure(err);
+      }
+      mergeVector(vector, r.vector ?? {});
+      Object.assign(teeClaims, r.claims ?? {});
+      Object.assign(extra, r.extra ?? {});
+      if (r.akTrusted === 'ek-bound') ekBound = true;
+    }
+    // SECURITY: quotes from an AK neither listed by the owner nor bound to a trusted TPM's EK prove
+    // nothing — a software key can sign a perfect quote (AK substitution). Fail closed.
+    if (!listed && !ekBound) throw new KbsError('ATTESTATION_FAILED', 'AK is not trusted (not in trusted_ak and not bound to a trusted EK)');
+    mergeVector(vector, { 'instance-identity': AR4SI.TRUSTED_INSTANCE });
+    return {
+      teeClaims,
+      reportDataHex: claims.report_data,
+      initDataHex: claims.init_data,
+      vector,
+      ...(Object.keys(extra).length > 0 ? { extra } : {}),
+    };
+  }
+}
+
+/** Compare the AK (standard base64 DER SPKI) with the owner's list, tolerant of base64 padding/format. */
+function isListed(akB64: string, list: readonly string[]): boolean {
+  const ak = Buffer.from(akB64, 'base64');
+  return list.some((v) => {
+    const b = Buffer.from(v, 'base64');
+    return b.length === ak.length && b.equals(ak);
+  });
+}
+
+/** AR4SI: for each claim the worst (highest tier) value wins. */
+function mergeVector(into: Partial<TrustworthinessVector>, add: Partial<TrustworthinessVector>): void {
+  for (const [k, v] of Object.entries(add) as [keyof TrustworthinessVector, number][]) {
+    const cur = into[k];
+    into[k] = cur === undefined ? v : tier(v) > tier(cur) || (tier(v) === tier(cur) && v > cur) ? v : cur;
+  }
+}
+
+function tier(v: number): number {
+  return v >= 96 ? 3 : v >= 32 ? 2 : v >= 2 ? 1 : 0;
+}
+
+function asAttestationFailure(err: unknown): KbsError {
+  if (err instanceof KbsError) return err;
+  const code = (err as { code?: unknown }).code;
+  const msg = err instanceof Error ? err.message : 'invalid evidence';
+  return new KbsError('ATTESTATION_FAILED', typeof code === 'string' ? `${code}: ${msg}` : msg, { cause: err });
+}

@@ -1,0 +1,42 @@
+import type { TpmAppraisal } from '@keyhold/verifier';
+import type { ReferenceValueStore } from '../../reference-values/reference-value-store.js';
+import type { Session } from '../../session/session-store.js';
+import type { TrustworthinessVector } from '../../token/ear-claims.js';
+
+/** What an extension sees: the quote-verified claims and the raw evidence's extra fields. */
+export interface TpmExtensionInput {
+  /** The verified quote and claims (PCR values are quote-verified). */
+  readonly verified: TpmAppraisal;
+  /** The primary evidence object as sent (unverified; extensions verify what they read). */
+  readonly evidence: Readonly<Record<string, unknown>>;
+  readonly session: Session;
+  readonly references: ReferenceValueStore;
+  readonly now: Date;
+}
+
+export interface TpmExtensionResult {
+  /** AR4SI claims this extension makes (merged; the worst value for a key wins). */
+  readonly vector?: Partial<TrustworthinessVector>;
+  /** Claims added under `annotated-evidence.tpm`. */
+  readonly claims?: Record<string, unknown>;
+  /** Members added beside Trustee's in `annotated-evidence` (node id, SPIFFE id, …). */
+  readonly extra?: Record<string, unknown>;
+  /**
+   * Set by an identity extension when it established that the AK belongs to a trusted TPM
+   * (EK certificate / allowlist + credential activation). Without it, or a listed AK, the
+   * attestation fails closed.
+   */
+  readonly akTrusted?: 'ek-bound';
+}
+
+/**
+ * An appraisal step beyond Trustee's quote checks (hardware identity, measured boot, IMA). Runs only
+ * after the quote verified. Throws KbsError('ATTESTATION_FAILED', reason) to refuse the evidence
+ * outright; returns contraindicating vector values to let the attestation policy decide.
+ */
+export interface TpmExtension {
+  readonly name: string;
+  /** Members for the `/auth` challenge's extra-params (e.g. a credential-activation blob). */
+  challenge?(session: Session, references: ReferenceValueStore): Promise<Record<string, unknown>>;
+  appraise(input: TpmExtensionInput): Promise<TpmExtensionResult>;
+}

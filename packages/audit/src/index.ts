@@ -11,6 +11,6 @@ export {
   type AuditFields,
   type AuditRecord,
 } from './record.js';
-export { verifyAuditChain, type AuditChainVerification, type VerifyAuditChainOptions } from './verify-chain.js';
+export { verifyAuditChain, verifyParsedAuditLog, type AuditChainVerification, type VerifyAuditChainOptions } from './verify-chain.js';
 export { parseAuditLog, formatAuditLine, MAX_AUDIT_LINE_CHARS, MAX_AUDIT_LOG_CHARS, type ParsedAuditLog } from './parse-log.js';
 export { filterAuditRecords, type AuditQuery } from './query.js';

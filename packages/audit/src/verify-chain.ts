@@ -49,3 +49,27 @@ export function verifyAuditChain(records: readonly AuditRecord[], options: Verif
   }
   return { ok: true, count: records.length, lastSeq: prev?.seq ?? 0, lastHash: prev?.hash ?? GENESIS_HASH };
 }
+
+/**
+ * Verify a parsed log file: damaged lines and a torn last line fail first (naming the seq that
+ * would follow the last good record), then the chain itself.
+ */
+export function verifyParsedAuditLog(
+  log: { readonly records: readonly AuditRecord[]; readonly badLines: readonly { readonly line: number; readonly reason: string }[]; readonly tornTail?: { readonly line: number; readonly bytes: number } },
+  options: VerifyAuditChainOptions = {},
+): AuditChainVerification {
+  const bad = log.badLines[0];
+  if (bad !== undefined) {
+    // Every line before the first bad one parsed, so the last good record is at index line-2.
+    return { ok: false, firstBadSeq: (log.records[bad.line - 2]?.seq ?? 0) + 1, index: bad.line - 1, reason: `line ${bad.line}: ${bad.reason}` };
+  }
+  if (log.tornTail !== undefined) {
+    return {
+      ok: false,
+      firstBadSeq: (log.records.at(-1)?.seq ?? 0) + 1,
+      index: log.records.length,
+      reason: `torn last line ${log.tornTail.line} (${log.tornTail.bytes} bytes; a crash during an append, or truncation)`,
+    };
+  }
+  return verifyAuditChain(log.records, options);
+}

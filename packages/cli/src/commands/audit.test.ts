@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, spawnProcess, waitForPort, type SpawnedProcess } from '@keyhold/test-harness';
 import { formatAuditLine, nextAuditRecord, type AuditRecord } from '@keyhold/audit';
 import { run } from './audit.js';
 
@@ -77,6 +78,46 @@ describe('keyhold audit', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/FAILED at seq 6: torn last line 6/);
     expect((await cli(['--file', f('torn.jsonl')])).stderr).toMatch(/torn last line; run with --verify/);
+  });
+
+  describe('--url (GET /kbs/v0/audit with an admin token)', () => {
+    // A stand-in KBS endpoint: answers {"records": [...]} from a file, only with the right token.
+    const SERVER = `
+      const http = require('node:http'); const fs = require('node:fs');
+      const [port, file] = process.argv.slice(1);
+      http.createServer((req, res) => {
+        if (req.headers.authorization !== 'Bearer admin-token') { res.writeHead(401, {'content-type':'application/json'}); return res.end('{"type":"https://github.com/confidential-containers/kbs/errors/AdminAuthAccess","detail":"bad token"}'); }
+        const records = fs.readFileSync(file, 'utf8').split('\\n').filter(Boolean).map((l) => JSON.parse(l));
+        res.writeHead(200, {'content-type':'application/json'}); res.end(JSON.stringify({ records, query: req.url }));
+      }).listen(Number(port), '127.0.0.1');`;
+    let server: SpawnedProcess;
+    let url: string;
+    beforeAll(async () => {
+      const port = await freePort();
+      server = spawnProcess({ name: 'audit-endpoint', command: process.execPath, args: ['-e', SERVER, String(port), f('edited.jsonl')] });
+      await waitForPort(port, server);
+      url = `http://127.0.0.1:${port}`;
+      await writeFile(f('token'), 'admin-token\n');
+      await writeFile(f('wrong-token'), 'other\n');
+    });
+    afterAll(async () => {
+      await server.stop();
+    });
+
+    it('lists and verifies the served log', async () => {
+      const list = await cli(['--url', url, '--admin-token-file', f('token'), '--node', 'n1', '--json']);
+      expect(list.code).toBe(0);
+      expect((JSON.parse(list.stdout) as { records: AuditRecord[] }).records.map((r) => r.seq)).toEqual([1, 2]);
+      const v = await cli(['--url', url, '--admin-token-file', f('token'), '--verify']);
+      expect(v.code).toBe(1);
+      expect(v.stderr).toContain('FAILED at seq 3');
+    });
+
+    it('reports a refused admin token (exit 2)', async () => {
+      const r = await cli(['--url', url, '--admin-token-file', f('wrong-token')]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/HTTP 401.*AdminAuthAccess/);
+    });
   });
 
   it('refuses bad usage with exit 2', async () => {

@@ -6,8 +6,7 @@ import {
   decodeUnverifiedAuditRecord,
   filterAuditRecords,
   parseAuditLog,
-  verifyAuditChain,
-  type AuditChainVerification,
+  verifyParsedAuditLog,
   type AuditKind,
   type AuditQuery,
   type AuditRecord,
@@ -53,15 +52,6 @@ function logFromResponse(body: unknown): ParsedAuditLog {
     }
   }
   return { records, badLines };
-}
-
-function verify(log: ParsedAuditLog, partial: boolean): AuditChainVerification {
-  const bad = log.badLines[0];
-  if (bad !== undefined) return { ok: false, firstBadSeq: (log.records[bad.line - 2]?.seq ?? 0) + 1, index: bad.line - 1, reason: `line ${bad.line}: ${bad.reason}` };
-  if (log.tornTail !== undefined) {
-    return { ok: false, firstBadSeq: (log.records.at(-1)?.seq ?? 0) + 1, index: log.records.length, reason: `torn last line ${log.tornTail.line} (${log.tornTail.bytes} bytes; a crash during an append, or truncation)` };
-  }
-  return verifyAuditChain(log.records, { allowSuffix: partial });
 }
 
 function formatRecord(r: AuditRecord): string {
@@ -126,7 +116,7 @@ export async function run(argv: string[], io: CommandIo, now: () => Date = () =>
       log = logFromResponse(await adminCall(base, token, 'GET', `/kbs/v0/audit${qs === '' ? '' : `?${qs}`}`));
       partial = values.verify !== true;
     }
-    const verification = values.verify === true ? verify(log, partial) : undefined;
+    const verification = values.verify === true ? verifyParsedAuditLog(log, { allowSuffix: partial }) : undefined;
     const records = filterAuditRecords(log.records, query);
     if (values.json === true) {
       io.stdout.write(`${JSON.stringify(verification === undefined ? { records } : { records, verification })}\n`);

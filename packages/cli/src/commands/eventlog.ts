@@ -74,25 +74,29 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   // Events are decoded and printed one at a time, so memory holds the log and one output chunk.
   const json = values.json === true;
   const bank = preferredBank(log);
-  let chunk = json ? '{"events":[' : '---\nevents:\n';
+  let parts: string[] = [json ? '{"events":[' : '---\nevents:\n'];
+  let size = 0;
   for (let i = 0; i < log.events.length; i++) {
     const ev = decodeEvent(log.events[i] as EventLog['events'][number], bank);
-    chunk += json ? (i === 0 ? '' : ',') + JSON.stringify(ev) : formatEvent(ev);
-    if (chunk.length > 1 << 20) {
-      await write(io.stdout, chunk);
-      chunk = '';
+    const s = json ? (i === 0 ? '' : ',') + JSON.stringify(ev) : formatEvent(ev);
+    parts.push(s);
+    size += s.length;
+    if (size > 1 << 20) {
+      await write(io.stdout, parts.join(''));
+      parts = [];
+      size = 0;
     }
   }
   if (json) {
-    chunk += `],"pcrs":${JSON.stringify(pcrs)}${Object.keys(replayErrors).length > 0 ? `,"replayErrors":${JSON.stringify(replayErrors)}` : ''}}\n`;
+    parts.push(`],"pcrs":${JSON.stringify(pcrs)}${Object.keys(replayErrors).length > 0 ? `,"replayErrors":${JSON.stringify(replayErrors)}` : ''}}\n`);
   } else {
-    chunk += 'pcrs:\n';
+    parts.push('pcrs:\n');
     for (const [b, values] of Object.entries(pcrs)) {
-      chunk += `  ${b}:\n`;
-      for (const [pcr, hex] of Object.entries(values)) chunk += `    ${pcr.padStart(2)} : 0x${hex}\n`;
+      parts.push(`  ${b}:\n`);
+      for (const [pcr, hex] of Object.entries(values)) parts.push(`    ${pcr.padStart(2)} : 0x${hex}\n`);
     }
   }
-  await write(io.stdout, chunk);
+  await write(io.stdout, parts.join(''));
   const failed = Object.entries(replayErrors);
   if (failed.length > 0) {
     io.stderr.write(`keyhold eventlog: ${file}: cannot replay ${failed.map(([b, m]) => `${b}: ${m}`).join('; ')}\n`);

@@ -1,4 +1,4 @@
-import { filterAuditRecords, nextAuditRecord, verifyAuditChain, type AuditChainVerification, type AuditFields, type AuditKind, type AuditQuery, type AuditRecord } from '@keyhold/audit';
+import { filterAuditRecords, nextAuditRecord, verifyParsedAuditLog, type AuditChainVerification, type AuditFields, type AuditKind, type AuditQuery, type AuditRecord } from '@keyhold/audit';
 import { AuditError } from './errors.js';
 import type { AuditSink } from './sink.js';
 
@@ -51,15 +51,7 @@ export async function createAuditLog(options: AuditLogOptions): Promise<AuditLog
       return filterAuditRecords((await sink.read()).records, q);
     },
     async verify() {
-      const log = await sink.read();
-      const first = log.badLines[0];
-      if (first !== undefined) {
-        // Every line before the first bad one parsed, so it follows record index line-2.
-        const before = log.records[first.line - 2]?.seq ?? 0;
-        return { ok: false, firstBadSeq: before + 1, index: first.line - 1, reason: `line ${first.line}: ${first.reason}` };
-      }
-      if (log.tornTail !== undefined) return { ok: false, firstBadSeq: (log.records.at(-1)?.seq ?? 0) + 1, index: log.records.length, reason: 'torn last line' };
-      return verifyAuditChain(log.records);
+      return verifyParsedAuditLog(await sink.read());
     },
     head() {
       return head === undefined ? undefined : { seq: head.seq, hash: head.hash };

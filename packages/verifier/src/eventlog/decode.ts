@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import type { EventLogBank } from './algorithms.js';
 import { parseEfiImageLoad } from './efi-image-load.js';
-import { EFI_GLOBAL_VARIABLE_GUID, parseEfiVariable, parseSignatureData, parseSignatureLists, toHex, type EfiSignature } from './efi-variable.js';
+import { EFI_GLOBAL_VARIABLE_GUID, parseEfiVariable, parseSignatureData, parseSignatureLists, toHex, viewToString, type EfiSignature } from './efi-variable.js';
 import { EventLogError } from './errors.js';
 import * as T from './event-types.js';
 import type { EventLog, RawEvent } from './parse.js';
@@ -189,13 +189,13 @@ function decodeNoAction(ev: RawEvent): EventDetails | undefined {
 }
 
 function latin1(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+  return viewToString(b, 'latin1');
 }
 
 function ucs2OrLatin1(b: Uint8Array): string {
   const looksUcs2 = b.byteLength >= 2 && b[1] === 0;
   const even = b.byteLength - (b.byteLength % 2);
-  return (looksUcs2 ? Buffer.from(b.buffer, b.byteOffset, even).toString('utf16le') : latin1(b)).replace(/\0+$/, '');
+  return (looksUcs2 ? viewToString(b.subarray(0, even), 'utf16le') : latin1(b)).replace(/\0+$/, '');
 }
 
 function printable(b: Uint8Array): string {

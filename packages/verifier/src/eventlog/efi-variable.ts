@@ -33,9 +33,26 @@ export function formatGuid(b: Uint8Array): string {
 
 const HEX_BYTE: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
+const whole = new WeakMap<ArrayBufferLike, Buffer>();
+
+/** A Buffer over the whole ArrayBuffer behind `b`, cached, so encoding a view allocates no Buffer. */
+function wholeBuffer(b: Uint8Array): Buffer {
+  let buf = whole.get(b.buffer);
+  if (buf === undefined) {
+    buf = Buffer.from(b.buffer);
+    whole.set(b.buffer, buf);
+  }
+  return buf;
+}
+
 /** Lower-case hex of a byte view without copying it. */
 export function toHex(b: Uint8Array): string {
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+  return wholeBuffer(b).toString('hex', b.byteOffset, b.byteOffset + b.byteLength);
+}
+
+/** Decodes a byte view as `encoding` without copying it. */
+export function viewToString(b: Uint8Array, encoding: 'latin1' | 'utf16le'): string {
+  return wholeBuffer(b).toString(encoding, b.byteOffset, b.byteOffset + b.byteLength);
 }
 
 /** Parses UEFI_VARIABLE_DATA. Throws EVENTLOG_MALFORMED if any length disagrees with the data. */

@@ -12,6 +12,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import * as x509 from '@peculiar/x509';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { AlgorithmIdentifier, Certificate } from '@peculiar/asn1-x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, spawnProcess, waitForPort, type SpawnedProcess } from '@keyhold/test-harness';
 import { parseTpm2bPublic } from '../tpm/public.js';
@@ -211,5 +213,30 @@ describe('verifyEkCertificate with generated PKIs (path rules)', () => {
     expect(await codeOf(verifyEkCertificate({ ekCertDer: tooDeep.der, caCerts: [tooDeep.root, tooDeep.ca], ekPublicSpkiDer: tooDeep.spki, now }))).toBe('EK_CERT_CHAIN_INVALID');
     const deepEnough = await pki({ rootPathLength: 1 });
     await expect(verifyEkCertificate({ ekCertDer: deepEnough.der, caCerts: [deepEnough.root, deepEnough.ca], ekPublicSpkiDer: deepEnough.spki, now })).resolves.toBeDefined();
+  });
+
+  it('accepts an EK certificate whose SPKI is labelled id-RSAES-OAEP (as some TPM vendors issue) and matches the RSA key', async () => {
+    const rsa = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 } as const;
+    const caKeys = (await crypto.subtle.generateKey(rsa, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+    const ca = await x509.X509CertificateGenerator.createSelfSigned({
+      name: 'CN=OAEP Test CA', keys: caKeys, signingAlgorithm: rsa, ...validity,
+      extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
+    });
+    const ekKeys = (await crypto.subtle.generateKey(rsa, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+    const plain = await x509.X509CertificateGenerator.create({
+      subject: 'CN=ek', issuer: ca.subject, publicKey: ekKeys.publicKey, signingKey: caKeys.privateKey, signingAlgorithm: rsa, ...validity,
+      extensions: [new x509.BasicConstraintsExtension(false, undefined, true)],
+    });
+    // Relabel the SPKI algorithm as id-RSAES-OAEP (1.2.840.113549.1.1.7) and re-sign the TBS.
+    const asn = AsnConvert.parse(plain.rawData, Certificate);
+    asn.tbsCertificate.subjectPublicKeyInfo.algorithm = new AlgorithmIdentifier({ algorithm: '1.2.840.113549.1.1.7', parameters: new Uint8Array([0x30, 0x00]).buffer });
+    const tbs = AsnConvert.serialize(asn.tbsCertificate);
+    asn.signatureValue = await crypto.subtle.sign('RSASSA-PKCS1-v1_5', caKeys.privateKey, tbs);
+    const der = new Uint8Array(AsnConvert.serialize(asn));
+    const spki = new Uint8Array(await crypto.subtle.exportKey('spki', ekKeys.publicKey));
+    const v = await verifyEkCertificate({ ekCertDer: der, caCerts: [ca], ekPublicSpkiDer: spki, now });
+    expect(v.ekHash).toBe(ekHash(spki));
+    const other = new Uint8Array(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' }));
+    expect(await codeOf(verifyEkCertificate({ ekCertDer: der, caCerts: [ca], ekPublicSpkiDer: other, now }))).toBe('EK_CERT_KEY_MISMATCH');
   });
 });

@@ -151,7 +151,7 @@ describe.skipIf(!haveTools)('makeCredential against swtpm (RSA and ECC EKs)', ()
     await tpm('tpm2_createprimary', '-C', 'e', '-G', 'ecc384:aes256cfb', '-g', 'sha384', '-a', 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|decrypt', '-c', 'ek384.ctx', '-o', 'ek384.pem', '-f', 'pem');
     await tpm('tpm2_readpublic', '-c', 'ek384.ctx', '-o', 'ek384.pub');
     await flushAll(); // swtpm has 3 transient slots; every context load takes one
-    await tpm('tpm2_create', '-C', 'ek384.ctx', '-G', 'ecc256:ecdsa-sha256', '-a', 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign', '-u', 'ak384.pub', '-r', 'ak384.priv');
+    await tpm('tpm2_create', '-C', 'ek384.ctx', '-G', 'ecc256:ecdsa-sha256:null', '-a', 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign', '-u', 'ak384.pub', '-r', 'ak384.priv');
     await flushAll();
     await tpm('tpm2_load', '-C', 'ek384.ctx', '-u', 'ak384.pub', '-r', 'ak384.priv', '-c', 'ak.ctx', '-n', 'ak.name');
     await flushAll();

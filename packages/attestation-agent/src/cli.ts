@@ -9,6 +9,8 @@ import { collectTpmEvidence } from './evidence/tpm-evidence.js';
 import { KbsClientError } from './kbs-client/errors.js';
 import { openNodeSession, type NodeSession } from './node-session.js';
 import { tpm2bPublicToSpkiDer } from './tpm/public-key.js';
+import { runKeyProviderCommand } from './keyprovider/command.js';
+import { runImageCommand } from './image/decrypt-command.js';
 import type { TpmDevice } from './tpm/device.js';
 
 export interface AgentIo {
@@ -24,6 +26,8 @@ Commands:
   evidence --nonce B64                                            print TPM evidence JSON (quote over PCRs 0-23, qualifying data = nonce)
   token                                                           attest and print the attestation token
   ak                                                              print the AK public key (base64 DER SPKI) and name
+  keyprovider [cmd] | keyprovider grpc [--listen ADDR]            ocicrypt key provider (keyhold-agent keyprovider --help)
+  image decrypt --input oci:DIR:TAG --output oci:DIR:TAG          decrypt an encrypted image (keyhold-agent image --help)
 
 Options:
   --url URL            KBS base URL (default http://127.0.0.1:8080; env KEYHOLD_KBS_URL)
@@ -37,6 +41,12 @@ Options:
   --init-data FILE     init-data TOML: extended into PCR8 once per TPM reset and sent to the KBS
   --tee-key ec|rsa     ephemeral key the secret is wrapped to (default ec: ECDH-ES+A256KW)
   --timeout-ms N       per-request timeout (default 30000)
+  --event-log FILE     TCG event log sent as evidence event_log (default /sys/kernel/security/tpm0/binary_bios_measurements
+                       when readable and the TPM is not swtpm/mssim); --no-event-log sends none
+  --ima-log FILE       IMA ascii_runtime_measurements sent as ima_log (default /sys/kernel/security/ima/ascii_runtime_measurements,
+                       same rule); --no-ima-log sends none
+  --ek-alg rsa|ecc     EK named to the KBS for hardware identity (default rsa: TCG template L-1; ecc: L-2 P-256)
+  --no-ek-identity     do not name the EK/AK to the KBS (no credential activation; Trustee's trusted_ak only)
   --json               machine-readable output on stdout
 Exit codes: 0 success, 1 failure (refused, unreachable, TPM error), 2 usage error.`;
 
@@ -53,6 +63,9 @@ export async function runAgentCli(argv: string[], io: AgentIo, env: NodeJS.Proce
     io.stdout.write('keyhold-agent 0.1.0\n');
     return 0;
   }
+  // Commands with their own flags parse their own arguments.
+  if (command === 'keyprovider') return runKeyProviderCommand(rest, io, env, opener);
+  if (command === 'image') return runImageCommand(rest, io, env, opener);
   let values: CommonValues & { output?: string; nonce?: string };
   let positionals: string[];
   try {

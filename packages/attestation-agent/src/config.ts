@@ -1,3 +1,4 @@
+import { accessSync, constants } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AgentError } from './errors.js';
@@ -5,6 +6,7 @@ import { DEFAULT_AK_HANDLE } from './tpm/device.js';
 import { DEFAULT_TCTI } from './tpm/tss-device.js';
 import type { KeyAlg } from './tpm/templates.js';
 import type { TeeKeyType } from './kbs-client/tee-key.js';
+import { DEFAULT_EVENT_LOG_FILE, DEFAULT_IMA_LOG_FILE } from './attester/boot-log-contributor.js';
 
 /** Settings shared by every `keyhold-agent` command, parsed once from flags and environment. */
 export interface AgentConfig {
@@ -21,6 +23,14 @@ export interface AgentConfig {
   readonly teeKey: TeeKeyType;
   readonly json: boolean;
   readonly timeoutMs: number;
+  /** TCG event log sent as `event_log`; undefined: none. */
+  readonly eventLogFile: string | undefined;
+  /** IMA ASCII measurement list sent as `ima_log`; undefined: none. */
+  readonly imaLogFile: string | undefined;
+  /** Name the EK (public, certificate) and AK to the KBS and answer credential activation (hardware identity). */
+  readonly ekIdentity: boolean;
+  /** EK named to the KBS: TCG default template L-1 (RSA 2048) or L-2 (ECC P-256). */
+  readonly ekAlg: KeyAlg;
 }
 
 /** Flags every command accepts (documented in the README). */
@@ -36,6 +46,12 @@ export const COMMON_OPTIONS = {
   'tee-key': { type: 'string' },
   json: { type: 'boolean' },
   'timeout-ms': { type: 'string' },
+  'event-log': { type: 'string' },
+  'no-event-log': { type: 'boolean' },
+  'ima-log': { type: 'string' },
+  'no-ima-log': { type: 'boolean' },
+  'ek-alg': { type: 'string' },
+  'no-ek-identity': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -72,5 +88,32 @@ export function agentConfigFrom(values: CommonValues, env: NodeJS.ProcessEnv): A
     teeKey,
     json: values.json === true,
     timeoutMs,
+    eventLogFile: logFile(values['event-log'], values['no-event-log'], DEFAULT_EVENT_LOG_FILE, tcti, '--event-log'),
+    imaLogFile: logFile(values['ima-log'], values['no-ima-log'], DEFAULT_IMA_LOG_FILE, tcti, '--ima-log'),
+    ekIdentity: values['no-ek-identity'] !== true,
+    ekAlg: ekAlgOf(values['ek-alg']),
   });
+}
+
+/**
+ * The log file to send: the one named, none with --no-…, else the kernel's file when the TPM is the
+ * host's (not a swtpm/mssim simulator, whose PCRs the host's logs do not describe) and it is readable.
+ */
+function logFile(named: string | undefined, disabled: boolean | undefined, fallback: string, tcti: string, flag: string): string | undefined {
+  if (named !== undefined && disabled === true) invalid(`${flag} and --no-${flag.slice(2)} exclude each other`);
+  if (disabled === true) return undefined;
+  if (named !== undefined) return resolve(named);
+  if (/^(swtpm|mssim)(:|$)/.test(tcti)) return undefined;
+  try {
+    accessSync(fallback, constants.R_OK);
+    return fallback;
+  } catch {
+    return undefined;
+  }
+}
+
+function ekAlgOf(v: string | undefined): KeyAlg {
+  const alg = v ?? 'rsa';
+  if (alg !== 'rsa' && alg !== 'ecc') invalid('--ek-alg must be rsa or ecc');
+  return alg;
 }

@@ -7,7 +7,9 @@ import type { TpmDevice } from './tpm/device.js';
 import { openTpmDevice } from './tpm/tss-device.js';
 import { ensureInitDataBound } from './attester/init-data-binding.js';
 import { TpmAttester } from './attester/tpm-attester.js';
+import { BootLogContributor } from './attester/boot-log-contributor.js';
 import { KbsClient } from './kbs-client/kbs-client.js';
+import { IdentityContributor, identityContributorFor } from './attester/identity-contributor.js';
 
 /** An open TPM with the agent's AK loaded, and a KBS client that attests with it. */
 export interface NodeSession {
@@ -39,6 +41,7 @@ export async function readInitData(file: string): Promise<{ wire: InitData; pars
 export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevice } = {}): Promise<NodeSession> {
   const tpm = opts.tpm ?? (await openTpmDevice({ tcti: config.tcti }));
   let ak: LoadedAk | undefined;
+  let identity: IdentityContributor | undefined;
   try {
     ak =
       config.akMode === 'persistent'
@@ -49,9 +52,10 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
       initData = await readInitData(config.initDataFile);
       await ensureInitDataBound(tpm, initData.parsed.digest);
     }
+    identity = config.ekIdentity ? identityContributorFor(tpm, ak, config.ekAlg) : undefined;
     const client = new KbsClient({
       url: config.url,
-      attester: new TpmAttester(tpm, ak.ak),
+      attester: new TpmAttester(tpm, ak.ak, [...(identity !== undefined ? [identity] : []), new BootLogContributor({ eventLogFile: config.eventLogFile, imaLogFile: config.imaLogFile })]),
       teeKeyType: config.teeKey,
       timeoutMs: config.timeoutMs,
       ...(initData !== undefined ? { initData: initData.wire } : {}),
@@ -63,11 +67,13 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
       client,
       initData: initData?.parsed,
       async close() {
+        await identity?.close().catch(() => undefined);
         await loaded.release().catch(() => undefined);
         await tpm.close();
       },
     };
   } catch (err) {
+    await identity?.close().catch(() => undefined);
     await ak?.release().catch(() => undefined);
     await tpm.close();
     throw err;

@@ -7,6 +7,7 @@ import type { ResourceStore } from './release/resource-store.js';
 import type { InMemorySessionStore } from './session/session-store.js';
 import type { AttestationPolicy } from './attestation/attestation-policy.js';
 import type { EarSigner } from './token/ear-signer.js';
+import type { IdentityServices } from './attestation/tpm/identity-services.js';
 
 /** Counters the routes bump; the metrics adapter decides how they are exported. */
 export interface KbsMetrics {
@@ -27,6 +28,8 @@ export interface KbsDeps {
   maxBodyBytes: number;
   build: string;
   metrics?: KbsMetrics;
+  /** Hardware identity stores (EK allowlist, enrolments, EK CA store); admin routes 404 without them. */
+  identity?: IdentityServices;
   now?: () => number;
 }
 

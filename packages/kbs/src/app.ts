@@ -11,6 +11,16 @@ import { handleAttest } from './routes/attest.js';
 import { handleGetResource } from './routes/resource.js';
 import { handleDeleteResource, handleSetResource } from './routes/admin-resource.js';
 import { handleListReferenceValues, handleSetReferenceValue } from './routes/reference-value.js';
+import {
+  handleAddEkAllowlist,
+  handleAddEkCa,
+  handleListEkAllowlist,
+  handleListEkCa,
+  handleListNodes,
+  handleRemoveEkAllowlist,
+  handleRemoveNode,
+  handleRevokeNode,
+} from './routes/admin-identity.js';
 
 const RESOURCE = '/kbs/v0/resource/:repository/:type/:tag';
 
@@ -61,6 +71,14 @@ export function createApp(deps: KbsDeps): Hono<KbsEnv> {
   app.delete(RESOURCE, admin, handleDeleteResource);
   app.post('/kbs/v0/reference-value', admin, handleSetReferenceValue);
   app.get('/kbs/v0/reference-value', admin, handleListReferenceValues);
+  app.post('/kbs/v0/admin/ek-allowlist', admin, handleAddEkAllowlist);
+  app.get('/kbs/v0/admin/ek-allowlist', admin, handleListEkAllowlist);
+  app.delete('/kbs/v0/admin/ek-allowlist/:ekHash', admin, handleRemoveEkAllowlist);
+  app.get('/kbs/v0/admin/nodes', admin, handleListNodes);
+  app.post('/kbs/v0/admin/nodes/:nodeId/revoke', admin, handleRevokeNode);
+  app.delete('/kbs/v0/admin/nodes/:nodeId', admin, handleRemoveNode);
+  app.post('/kbs/v0/admin/ek-ca', admin, handleAddEkCa);
+  app.get('/kbs/v0/admin/ek-ca', admin, handleListEkCa);
 
   app.notFound((c) => c.json(errorInformation('InvalidRequestPath', `no endpoint ${c.req.method} ${c.req.path.slice(0, 200)}`), 404));
   app.onError((err, c) => renderError(err, c as Context<KbsEnv>));

@@ -3,6 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
+import { TPM_IDENTITY_CONFIG_FIELDS, tpmIdentityConfigFrom, type TpmIdentityConfig } from './attestation/tpm/identity-config.js';
 
 /** Secret storage backend settings (see the README's "Storage backends"). */
 const StorageSchema = z.discriminatedUnion('backend', [
@@ -61,6 +62,18 @@ const FileSchema = z
       .object({
         /** Accept AKs listed in the `trusted_ak` reference value (Trustee compatible). */
         trusted_ak_list: z.boolean().optional(),
+        /** Refuse `tpm` evidence without an `event_log` (measured boot). */
+        require_event_log: z.boolean().optional(),
+        /** Accept event-log / IMA replay against a SHA-1 quote (never by default). */
+        allow_sha1_event_log: z.boolean().optional(),
+        /** Refuse `tpm` evidence without an `ima_log`. */
+        require_ima_log: z.boolean().optional(),
+        /** Accept IMA ToMToU / open-writers violations. */
+        allow_ima_violations: z.boolean().optional(),
+        /** Nodes whose IMA checkpoint is kept in memory (incremental appraisal). */
+        ima_checkpoint_max_nodes: z.number().int().positive().optional(),
+        /** Hardware identity: EK CA store, EK allowlist, enrolments, SPIFFE trust domain (issue 3). */
+        ...TPM_IDENTITY_CONFIG_FIELDS,
       })
       .strict()
       .optional(),
@@ -82,7 +95,18 @@ export interface KbsConfig {
   readonly tokenSigningKeyFile: string | undefined;
   readonly tokenIssuer: string;
   readonly storage: StorageConfig;
-  readonly tpm: { readonly trustedAkList: boolean };
+  readonly tpm: { readonly trustedAkList: boolean; readonly measuredBoot: TpmMeasuredBootConfig };
+  /** Hardware identity settings (`[tpm]` keys ek_ca_dir, ek_allowlist_dir, ...; see identity-config.ts). */
+  readonly tpmIdentity: TpmIdentityConfig;
+}
+
+/** Measured boot and IMA settings (`[tpm]` keys; see the README's "Measured boot and IMA"). */
+export interface TpmMeasuredBootConfig {
+  readonly requireEventLog: boolean;
+  readonly allowSha1EventLog: boolean;
+  readonly requireImaLog: boolean;
+  readonly allowImaViolations: boolean;
+  readonly imaCheckpointMaxNodes: number;
 }
 
 export const DEFAULTS = {
@@ -150,7 +174,17 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
     tokenSigningKeyFile: rel(file.token_signing_key),
     tokenIssuer: file.token_issuer ?? DEFAULTS.tokenIssuer,
     storage: file.storage ?? { backend: 'embedded' },
-    tpm: { trustedAkList: file.tpm?.trusted_ak_list ?? true },
+    tpm: {
+      trustedAkList: file.tpm?.trusted_ak_list ?? true,
+      measuredBoot: {
+        requireEventLog: file.tpm?.require_event_log ?? false,
+        allowSha1EventLog: file.tpm?.allow_sha1_event_log ?? false,
+        requireImaLog: file.tpm?.require_ima_log ?? false,
+        allowImaViolations: file.tpm?.allow_ima_violations ?? false,
+        imaCheckpointMaxNodes: file.tpm?.ima_checkpoint_max_nodes ?? 10_000,
+      },
+    },
+    tpmIdentity: tpmIdentityConfigFrom(file.tpm, dataDir),
   };
   return deepFreeze(config);
 }

@@ -11,6 +11,10 @@ import type { AdminAuthorizer } from './admin/admin-authorizer.js';
 import { KbsError } from './errors.js';
 import { defaultAttestationPolicy } from './attestation/attestation-policy.js';
 import { TpmAppraiser } from './attestation/tpm/tpm-appraiser.js';
+import { MeasuredBootExtension } from './attestation/tpm/measured-boot-extension.js';
+import { ImaExtension } from './attestation/tpm/ima-extension.js';
+import { InMemoryImaCheckpointStore } from './attestation/tpm/ima-checkpoint-store.js';
+import { openIdentity } from './attestation/tpm/identity-services.js';
 import { ReferenceValueStore } from './reference-values/reference-value-store.js';
 import { affirmingResourcePolicy } from './release/resource-policy.js';
 import { kmsResourceStore } from './release/kms-resource-store.js';
@@ -39,7 +43,18 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
   const store = await openSecretStore(config);
   const references = await ReferenceValueStore.open(join(config.dataDir, 'reference-values.json'));
   const sessions = new InMemorySessionStore({ ttlMs: config.sessionTtlMs, maxSessions: config.maxSessions });
-  const tpm = new TpmAppraiser({ trustedAkList: config.tpm.trustedAkList });
+  const boot = config.tpm.measuredBoot;
+  const measuredBootExtensions = [
+    new MeasuredBootExtension({ requireEventLog: boot.requireEventLog, allowSha1: boot.allowSha1EventLog }),
+    new ImaExtension({
+      checkpoints: new InMemoryImaCheckpointStore({ maxNodes: boot.imaCheckpointMaxNodes }),
+      requireImaLog: boot.requireImaLog,
+      allowSha1: boot.allowSha1EventLog,
+      allowViolations: boot.allowImaViolations,
+    }),
+  ];
+  const identity = await openIdentity(config.tpmIdentity, { trustedAkList: config.tpm.trustedAkList });
+  const tpm = new TpmAppraiser({ trustedAkList: config.tpm.trustedAkList, extensions: [identity.extension, ...measuredBootExtensions] });
   const deps: KbsDeps = {
     sessions,
     signer,
@@ -52,6 +67,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
     logger,
     maxBodyBytes: config.maxBodyBytes,
     build: BUILD,
+    identity: identity.services,
   };
   const app = createApp(deps);
   const server = await new Promise<ServerType>((resolve, reject) => {

@@ -70,6 +70,16 @@ describe('evaluateResourcePolicy', () => {
     expect(evaluateResourcePolicy(p, { tokenClaims: tokenClaims('affirming'), resourcePath: path })).toMatchObject({ allow: false, reason: 'policy rule did not give a bool' });
   });
 
+  it('matches patterns that come from input correctly (compiled-pattern cache)', () => {
+    const p = rule('repository.matches(query.p)');
+    const d = (pat: string) => evaluateResourcePolicy(p, { tokenClaims: {}, resourcePath: path, query: { p: pat } });
+    expect(d('^repo[0-9]$').allow).toBe(true);
+    expect(d('^x').allow).toBe(false);
+    expect(d('^repo[0-9]$').allow).toBe(true);
+    expect(d('(a+)+$').allow).toBe(false); // RE2: linear time, no catastrophic backtracking
+    expect(d('(').reason).toMatch(/^policy rule failed/);
+  });
+
   it('refuses hostile input with a typed error', () => {
     let deep: Record<string, unknown> = {};
     for (let i = 0; i < 100; i++) deep = { a: deep };

@@ -13,6 +13,8 @@ export interface TpmEvidenceContributor {
   requestExtraParams?(): Promise<Record<string, unknown>>;
   /** Extra evidence fields, given the challenge's extra-params. */
   evidenceFields?(challengeExtra: Record<string, unknown>): Promise<Record<string, unknown>>;
+  /** Extra evidence fields read after the quote (logs the kernel appends to before extending, e.g. IMA). */
+  evidenceFieldsAfterQuote?(challengeExtra: Record<string, unknown>): Promise<Record<string, unknown>>;
 }
 
 /** Trustee `tpm` attester: quotes SHA-256 PCRs 0-23 with the runtime-data digest as qualifying data. */
@@ -39,6 +41,7 @@ export class TpmAttester implements Attester {
     // Contributors run first: e.g. credential activation must not race the quote's PCR reads.
     for (const c of this.#contributors) if (c.evidenceFields !== undefined) Object.assign(extra, await c.evidenceFields(req.challengeExtra));
     const evidence = await collectTpmEvidence(this.#tpm, this.#ak, fitReportData(req.reportData, TPM_REPORT_DATA_BYTES));
+    for (const c of this.#contributors) if (c.evidenceFieldsAfterQuote !== undefined) Object.assign(extra, await c.evidenceFieldsAfterQuote(req.challengeExtra));
     // Trustee's fields last, so no contributor can overwrite them.
     return { primary: { ...extra, ...evidence } };
   }

@@ -6,8 +6,15 @@ import type { CommandIo, CommandModule } from '../command.js';
  * command's dependencies cost nothing to the others. Keys are the command words.
  */
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
+  audit: { summary: 'read and verify the KBS audit trail (--file or --url; --verify checks the hash chain)', load: () => import('../commands/audit.js') },
+  ca: { summary: 'EK CA store on a KBS: add, list', load: () => import('../commands/ca.js') },
+  'ek-hash': { summary: 'hex SHA-256 of an EK public key (from a TPM, a PEM/DER key or an EK certificate)', load: () => import('../commands/ek-hash.js') },
+  node: { summary: 'EK allowlist and enrolled nodes on a KBS: allow, disallow, revoke, remove, list', load: () => import('../commands/node.js') },
+  'policy test': { summary: 'evaluate a CEL policy locally against a token or claims file', load: () => import('../commands/policy-test.js') },
+  'token issue': { summary: 'mint an admin token (JWT) from a private key, for a role and lifetime', load: () => import('../commands/token-issue.js') },
   config: { summary: 'admin calls to a KBS: set-resource, delete-resource, set-reference-value, ...', load: () => import('../commands/config.js') },
   eventlog: { summary: 'print a TCG PC Client event log and its replayed PCRs (like tpm2_eventlog)', load: () => import('../commands/eventlog.js') },
+  'image encrypt': { summary: 'encrypt an OCI image for the node key provider (KEK in the KBS) and/or jwe recipients', load: () => import('../commands/image-encrypt.js') },
   'policy create': { summary: 'generate a measured-boot reference state or a Keylime runtime policy', load: () => import('../commands/policy-create.js') },
   'verify-quote': { summary: 'verify a TPM quote (tpm2_quote output) strictly, like tpm2_checkquote', load: () => import('../commands/verify-quote.js') },
 };

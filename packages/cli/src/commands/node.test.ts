@@ -84,6 +84,7 @@ describe('keyhold node', () => {
   it('disallow, revoke and list call their endpoints', async () => {
     expect((await cli(['disallow', h])).code).toBe(0);
     expect((await cli(['revoke', h])).code).toBe(0);
+    expect((await cli(['remove', h])).code).toBe(0);
     reply = (s) => (s.url.endsWith('/nodes') ? { status: 200, body: { nodes: [{ nodeId: h, akName: '000b' + 'aa'.repeat(32), enrolledAt: '2026-01-01T00:00:00.000Z', revoked: true }] } } : { status: 200, body: { ekHashes: [h, 'b'.repeat(64)] } });
     const list = await cli(['list']);
     expect(list.code).toBe(0);
@@ -92,6 +93,7 @@ describe('keyhold node', () => {
     expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual([
       `DELETE /kbs/v0/admin/ek-allowlist/${h}`,
       `POST /kbs/v0/admin/nodes/${h}/revoke`,
+      `DELETE /kbs/v0/admin/nodes/${h}`,
       'GET /kbs/v0/admin/nodes',
       'GET /kbs/v0/admin/ek-allowlist',
     ]);

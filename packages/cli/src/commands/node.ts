@@ -1,11 +1,12 @@
 /**
- * `keyhold node allow|disallow|revoke|list` — manage which TPMs may enrol with a KBS.
+ * `keyhold node allow|disallow|revoke|remove|list` — manage which TPMs may enrol with a KBS.
  *
  * Admin endpoints used (all under the KBS URL, `Authorization: Bearer <admin JWT>`):
  *   POST   /kbs/v0/admin/ek-allowlist            {"ekHash","note"?}  → {"ekHash"}
  *   DELETE /kbs/v0/admin/ek-allowlist/<ekHash>                       → 204 (404 if not listed)
  *   GET    /kbs/v0/admin/ek-allowlist                                → {"ekHashes":[...]}
  *   POST   /kbs/v0/admin/nodes/<nodeId>/revoke                       → EnrolmentRecord
+ *   DELETE /kbs/v0/admin/nodes/<nodeId>                              → 204 (record removed; the node must re-activate)
  *   GET    /kbs/v0/admin/nodes                                       → {"nodes":[EnrolmentRecord...]}
  */
 import { readFile } from 'node:fs/promises';
@@ -21,6 +22,7 @@ Actions:
   allow (EK_HASH | --ek-pub FILE) [--note TEXT]   add an EK to the KBS allowlist
   disallow EK_HASH                                remove an EK from the allowlist
   revoke NODE_ID                                  revoke an enrolled node (NODE_ID = EK hash); nothing is released to it afterwards
+  remove NODE_ID                                  delete a node's enrolment record (it must re-activate; lifts a revocation)
   list                                            enrolled nodes and allowlisted EKs
 
 EK_HASH / NODE_ID: hex SHA-256 of the EK's DER SPKI (see 'keyhold ek-hash').
@@ -102,6 +104,13 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
         const token = await readAdminToken(values['admin-token-file']);
         const res = await adminCall(url, token, 'POST', `/kbs/v0/admin/nodes/${arg.toLowerCase()}/revoke`);
         out(`revoked ${arg.toLowerCase()}`, res ?? { nodeId: arg.toLowerCase(), revoked: true });
+        return EXIT.OK;
+      }
+      case 'remove': {
+        if (arg === undefined || !HASH.test(arg)) return usage('remove needs a 64-hex node id');
+        const token = await readAdminToken(values['admin-token-file']);
+        await adminCall(url, token, 'DELETE', `/kbs/v0/admin/nodes/${arg.toLowerCase()}`);
+        out(`removed enrolment of ${arg.toLowerCase()}`, { removed: arg.toLowerCase() });
         return EXIT.OK;
       }
       case 'list': {

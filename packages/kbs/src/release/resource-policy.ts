@@ -26,7 +26,27 @@ export const affirmingResourcePolicy: ResourcePolicy = {
   async evaluate({ claims }) {
     const status = claimAt(claims, EAR_STATUS_PATH);
     // SECURITY: nothing is released to a node whose attestation was not affirming.
-    if (status !== 'affirming') return { allow: false, policyId: 'default-affirming', reason: `ear.status is ${String(status)}` };
+    if (status !== 'affirming') {
+      const why = appraisalReason(claims);
+      return { allow: false, policyId: 'default-affirming', reason: `ear.status is ${String(status)}${why !== undefined ? `: ${why}` : ''}` };
+    }
     return { allow: true, policyId: 'default-affirming' };
   },
 };
+
+/**
+ * The first reason an appraisal step recorded: a member of `annotated-evidence.<tee>` that is an
+ * object with `ok: false` and a string `reason` (e.g. `tpm.measured_boot`, `tpm.ima`).
+ */
+function appraisalReason(claims: Record<string, unknown>): string | undefined {
+  const evidence = claimAt(claims, ['submods', 'cpu0', 'ear.veraison.annotated-evidence']);
+  if (evidence === null || typeof evidence !== 'object') return undefined;
+  for (const tee of Object.values(evidence as Record<string, unknown>)) {
+    if (tee === null || typeof tee !== 'object') continue;
+    for (const member of Object.values(tee as Record<string, unknown>)) {
+      const m = member as { ok?: unknown; reason?: unknown } | null;
+      if (m !== null && typeof m === 'object' && m.ok === false && typeof m.reason === 'string') return m.reason;
+    }
+  }
+  return undefined;
+}

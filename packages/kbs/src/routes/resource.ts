@@ -6,6 +6,7 @@ import type { KbsEnv } from '../app-env.js';
 import { SESSION_COOKIE } from '../session/cookie.js';
 import { claimAt, TEE_PUBKEY_PATH } from '../token/ear-claims.js';
 import { wrapSecret } from '../release/wrap-secret.js';
+import { assertNodeNotRevoked } from '../attestation/tpm/node-revocation.js';
 
 /** The resource path of a `/kbs/v0/resource/<repo>/<type>/<tag>` request, validated. */
 export function resourcePathOf(c: Context<KbsEnv>): ResourcePath {
@@ -41,6 +42,7 @@ export async function handleGetResource(c: Context<KbsEnv>): Promise<Response> {
   const log = c.get('log');
   const path = resourcePathOf(c);
   const claims = await attestationClaims(c);
+  await assertNodeNotRevoked(claims, deps.identity?.enrolments);
   const query = c.req.query();
   let version: number | undefined;
   if (query['version'] !== undefined) {
@@ -52,7 +54,7 @@ export async function handleGetResource(c: Context<KbsEnv>): Promise<Response> {
   if (!decision.allow) {
     deps.metrics?.count('deny', path.repository);
     log.info({ resource: pathText, policy: decision.policyId, reason: decision.reason }, 'release denied');
-    throw new KbsError('POLICY_DENY', `access to ${pathText} denied by policy ${decision.policyId}`);
+    throw new KbsError('POLICY_DENY', `access to ${pathText} denied by policy ${decision.policyId}${decision.reason !== undefined ? ` (${decision.reason})` : ''}`);
   }
   const secret = await deps.resources.get(path, version);
   if (secret === undefined) throw new KbsError('RESOURCE_NOT_FOUND', `resource ${pathText}${version !== undefined ? ` version ${version}` : ''} not found`);

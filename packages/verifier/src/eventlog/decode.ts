@@ -1,10 +1,10 @@
 import { hash } from 'node:crypto';
-import type { EventLogBank } from './algorithms.js';
+import { algorithmById, type EventLogBank } from './algorithms.js';
 import { parseEfiImageLoad } from './efi-image-load.js';
 import { EFI_GLOBAL_VARIABLE_GUID, parseEfiVariable, parseSignatureData, parseSignatureLists, toHex, viewToString, type EfiSignature } from './efi-variable.js';
 import { EventLogError } from './errors.js';
 import * as T from './event-types.js';
-import type { EventLog, RawEvent } from './parse.js';
+import { ParsedEvent, type EventLog, type RawEvent } from './parse.js';
 
 export type EventDetails =
   | { readonly kind: 'spec-id'; readonly specVersion: string; readonly platformClass: number; readonly algorithms: readonly { readonly algId: number; readonly digestSize: number }[] }
@@ -76,10 +76,21 @@ export function preferredBank(log: EventLog): EventLogBank {
 export function decodeEvent(ev: RawEvent, bank: EventLogBank): DecodedEvent {
   const digests: Partial<Record<EventLogBank, string>> = {};
   let digest: Uint8Array | undefined;
-  for (const d of ev.digests) {
-    if (d.bank === undefined) continue;
-    digests[d.bank] = toHex(d.digest);
-    if (d.bank === bank) digest = d.digest;
+  if (ev instanceof ParsedEvent) {
+    // Fast path: encode digests straight from the log bytes, no views allocated.
+    const { buf, bytes } = ev.source;
+    ev.forEachDigest((algId, off, size) => {
+      const b = algorithmById(algId)?.bank;
+      if (b === undefined) return;
+      digests[b] = buf.toString('hex', off, off + size);
+      if (b === bank) digest = bytes.subarray(off, off + size);
+    });
+  } else {
+    for (const d of ev.digests) {
+      if (d.bank === undefined) continue;
+      digests[d.bank] = toHex(d.digest);
+      if (d.bank === bank) digest = d.digest;
+    }
   }
   let details: EventDetails | undefined;
   let measured: Uint8Array[] | undefined;

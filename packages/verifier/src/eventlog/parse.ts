@@ -25,6 +25,80 @@ export interface RawEvent {
   readonly data: Uint8Array;
 }
 
+/** Where one log's bytes live, shared by its events. */
+interface LogSource {
+  readonly bytes: Uint8Array;
+  /** The same bytes as a Buffer, for allocation-free copies and encodings. */
+  readonly buf: Buffer;
+  /** Digest size per algorithm id (crypto-agile), from the Spec ID header. */
+  readonly sizes: ReadonlyMap<number, number>;
+  readonly legacy: boolean;
+}
+
+/**
+ * The parser's event: it records offsets and creates the `digests` and `data` views only when
+ * asked, because view allocation dominates parsing large logs. Internal to the verifier.
+ */
+export class ParsedEvent implements RawEvent {
+  private cachedDigests: EventDigest[] | undefined;
+
+  constructor(
+    readonly index: number,
+    readonly offset: number,
+    readonly pcr: number,
+    readonly type: number,
+    readonly source: LogSource,
+    private readonly digestsStart: number,
+    private readonly digestCount: number,
+    private readonly dataStart: number,
+    private readonly dataLength: number,
+  ) {}
+
+  get data(): Uint8Array {
+    return this.source.bytes.subarray(this.dataStart, this.dataStart + this.dataLength);
+  }
+
+  get digests(): readonly EventDigest[] {
+    if (this.cachedDigests === undefined) {
+      const list: EventDigest[] = [];
+      this.forEachDigest((algId, off, size) => {
+        list.push({ algId, bank: algorithmById(algId)?.bank, digest: this.source.bytes.subarray(off, off + size) });
+      });
+      this.cachedDigests = list;
+    }
+    return this.cachedDigests;
+  }
+
+  /** Calls `fn(algId, offset, size)` for each digest, offsets into `source.bytes`. Sizes were bounds-checked by the parser. */
+  forEachDigest(fn: (algId: number, offset: number, size: number) => void): void {
+    if (this.source.legacy) {
+      fn(0x0004, this.digestsStart, 20);
+      return;
+    }
+    const b = this.source.bytes;
+    let off = this.digestsStart;
+    for (let i = 0; i < this.digestCount; i++) {
+      const algId = (b[off] as number) | ((b[off + 1] as number) << 8);
+      const size = this.source.sizes.get(algId) as number;
+      fn(algId, off + 2, size);
+      off += 2 + size;
+    }
+  }
+
+  /** Offset of the digest for `algId` in `source.bytes`, or -1 when the event has none. */
+  digestOffset(algId: number): number {
+    if (this.source.legacy) return algId === 0x0004 ? this.digestsStart : -1;
+    const b = this.source.bytes;
+    let off = this.digestsStart;
+    for (let i = 0; i < this.digestCount; i++) {
+      const id = (b[off] as number) | ((b[off + 1] as number) << 8);
+      if (id === algId) return off + 2;
+      off += 2 + (this.source.sizes.get(id) as number);
+    }
+    return -1;
+  }
+}
+
 export interface SpecIdAlgorithm {
   readonly algId: number;
   readonly digestSize: number;
@@ -86,12 +160,17 @@ export function parseEventLog(input: Uint8Array, options: ParseEventLogOptions =
   // Digest sizes come from the Spec ID header (TCG PC Client PFP 10.4.5.1).
   const sizes = new Map<number, number>();
   const banks: EventLogBank[] = [];
-  for (const alg of specId.algorithms) sizes.set(alg.algId, alg.digestSize);
+  const algIndex = new Map<number, number>();
+  for (const alg of specId.algorithms) {
+    sizes.set(alg.algId, alg.digestSize);
+    algIndex.set(alg.algId, algIndex.size);
+  }
+  const source: LogSource = { bytes, buf: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), sizes, legacy: false };
   for (const alg of specId.algorithms) {
     const known = algorithmById(alg.algId);
     if (known !== undefined) banks.push(known.bank);
   }
-  const events: RawEvent[] = [first];
+  const events: RawEvent[] = [legacyEvent(first, source)];
   let offset = first.next;
   while (offset < len) {
     // SECURITY: bound the event count so a log of tiny events cannot exhaust memory (denial of service).
@@ -110,7 +189,8 @@ export function parseEventLog(input: Uint8Array, options: ParseEventLogOptions =
     if (count > specId.algorithms.length) {
       throw new EventLogError('EVENTLOG_LENGTH_EXCEEDED', `event ${events.length} declares ${count} digests, header declares ${specId.algorithms.length}`);
     }
-    const digests: EventDigest[] = [];
+    const digestsStart = offset;
+    let seen = 0;
     for (let i = 0; i < count; i++) {
       if (len - offset < 2) throw truncated(events.length, start);
       const algId = view.getUint16(offset, true);
@@ -121,11 +201,10 @@ export function parseEventLog(input: Uint8Array, options: ParseEventLogOptions =
         throw new EventLogError('EVENTLOG_MALFORMED', `event ${events.length} uses an algorithm not declared in the Spec ID header`);
       }
       // SECURITY: two digests for one bank would let a parser pick the wrong one (digest confusion).
-      for (const d of digests) {
-        if (d.algId === algId) throw new EventLogError('EVENTLOG_MALFORMED', `event ${events.length} repeats a digest algorithm`);
-      }
+      const bit = 1 << (algIndex.get(algId) as number);
+      if ((seen & bit) !== 0) throw new EventLogError('EVENTLOG_MALFORMED', `event ${events.length} repeats a digest algorithm`);
+      seen |= bit;
       if (len - offset < size) throw truncated(events.length, start);
-      digests.push({ algId, bank: algorithmById(algId)?.bank, digest: bytes.subarray(offset, offset + size) });
       offset += size;
     }
     if (len - offset < 4) throw truncated(events.length, start);
@@ -135,13 +214,19 @@ export function parseEventLog(input: Uint8Array, options: ParseEventLogOptions =
     if (eventSize > len - offset) {
       throw new EventLogError('EVENTLOG_LENGTH_EXCEEDED', `event ${events.length} at offset ${start} declares more data than the log holds`);
     }
-    events.push({ index: events.length, offset: start, pcr, type, digests, data: bytes.subarray(offset, offset + eventSize) });
+    events.push(new ParsedEvent(events.length, start, pcr, type, source, digestsStart, count, offset, eventSize));
     offset += eventSize;
   }
   return { format: 'crypto-agile', specId, banks, events, byteLength: len };
 }
 
-interface LegacyEvent extends RawEvent {
+interface LegacyEvent {
+  readonly index: number;
+  readonly offset: number;
+  readonly pcr: number;
+  readonly type: number;
+  readonly data: Uint8Array;
+  readonly dataStart: number;
   readonly next: number;
 }
 
@@ -150,7 +235,6 @@ function readLegacyEvent(bytes: Uint8Array, view: DataView, offset: number, inde
   if (len - offset < LEGACY_HEADER_BYTES) throw truncated(index, offset);
   const pcr = view.getUint32(offset, true);
   const type = view.getUint32(offset + 4, true);
-  const digest = bytes.subarray(offset + 8, offset + 28);
   const eventSize = view.getUint32(offset + 28, true);
   checkPcr(pcr, index);
   // SECURITY: the event size is checked against the bytes left before slicing (oversized length fields).
@@ -158,19 +242,18 @@ function readLegacyEvent(bytes: Uint8Array, view: DataView, offset: number, inde
     throw new EventLogError('EVENTLOG_LENGTH_EXCEEDED', `event ${index} at offset ${offset} declares more data than the log holds`);
   }
   const dataStart = offset + LEGACY_HEADER_BYTES;
-  return {
-    index,
-    offset,
-    pcr,
-    type,
-    digests: [{ algId: 0x0004, bank: 'sha1', digest }],
-    data: bytes.subarray(dataStart, dataStart + eventSize),
-    next: dataStart + eventSize,
-  };
+  return { index, offset, pcr, type, data: bytes.subarray(dataStart, dataStart + eventSize), dataStart, next: dataStart + eventSize };
+}
+
+/** A TCG_PCR_EVENT (legacy layout: one SHA-1 digest at offset 8) as a ParsedEvent over `source`. */
+function legacyEvent(ev: LegacyEvent, source: LogSource): ParsedEvent {
+  const legacySource: LogSource = source.legacy ? source : { ...source, legacy: true };
+  return new ParsedEvent(ev.index, ev.offset, ev.pcr, ev.type, legacySource, ev.offset + 8, 1, ev.dataStart, ev.data.byteLength);
 }
 
 function parseLegacy(bytes: Uint8Array, view: DataView, first: LegacyEvent, maxEvents: number): EventLog {
-  const events: RawEvent[] = [stripNext(first)];
+  const source: LogSource = { bytes, buf: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), sizes: new Map([[0x0004, 20]]), legacy: true };
+  const events: RawEvent[] = [legacyEvent(first, source)];
   let offset = first.next;
   while (offset < bytes.byteLength) {
     // SECURITY: bound the event count so a log of tiny events cannot exhaust memory (denial of service).
@@ -178,14 +261,10 @@ function parseLegacy(bytes: Uint8Array, view: DataView, first: LegacyEvent, maxE
       throw new EventLogError('EVENTLOG_LENGTH_EXCEEDED', `event log has more than ${maxEvents} events`);
     }
     const ev = readLegacyEvent(bytes, view, offset, events.length);
-    events.push(stripNext(ev));
+    events.push(legacyEvent(ev, source));
     offset = ev.next;
   }
   return { format: 'sha1', specId: undefined, banks: ['sha1'], events, byteLength: bytes.byteLength };
-}
-
-function stripNext(ev: LegacyEvent): RawEvent {
-  return { index: ev.index, offset: ev.offset, pcr: ev.pcr, type: ev.type, digests: ev.digests, data: ev.data };
 }
 
 /** Returns the Spec ID Event03 header when `data` carries one, undefined for other EV_NO_ACTION data. */

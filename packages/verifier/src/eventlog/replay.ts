@@ -2,7 +2,7 @@ import { hash } from 'node:crypto';
 import { algorithmByBank, type EventLogBank } from './algorithms.js';
 import { EventLogError } from './errors.js';
 import { EV_NO_ACTION } from './event-types.js';
-import type { EventLog, RawEvent } from './parse.js';
+import { ParsedEvent, type EventLog, type RawEvent } from './parse.js';
 
 /** The result of replaying one bank. `pcrs` holds only PCRs that at least one event extended. */
 export type BankReplay =
@@ -62,20 +62,27 @@ function replayBank(events: readonly RawEvent[], bank: EventLogBank): BankReplay
       }
       continue;
     }
-    let digest: Uint8Array | undefined;
-    for (const d of ev.digests) {
-      if (d.algId === algId) {
-        digest = d.digest;
-        break;
+    const current = pcrs.get(ev.pcr) ?? initialPcrValue(bank, ev.pcr, startupLocality);
+    scratch.set(current, 0);
+    let found = false;
+    if (ev instanceof ParsedEvent) {
+      // Fast path: copy the digest straight from the log, no view allocated.
+      const off = ev.digestOffset(algId);
+      if (off >= 0) {
+        ev.source.buf.copy(scratch, size, off, off + size);
+        found = true;
+      }
+    } else {
+      for (const d of ev.digests) {
+        if (d.algId === algId && d.digest.byteLength === size) {
+          scratch.set(d.digest, size);
+          found = true;
+          break;
+        }
       }
     }
     // SECURITY: an event without this bank's digest cannot be replayed; skipping it would let events hide from this bank (PFP 10.2.2).
-    if (digest === undefined) {
-      throw new EventLogError('EVENTLOG_MISSING_DIGEST', `event ${ev.index} has no ${bank} digest`);
-    }
-    const current = pcrs.get(ev.pcr) ?? initialPcrValue(bank, ev.pcr, startupLocality);
-    scratch.set(current, 0);
-    scratch.set(digest, size);
+    if (!found) throw new EventLogError('EVENTLOG_MISSING_DIGEST', `event ${ev.index} has no ${bank} digest`);
     pcrs.set(ev.pcr, hash(bank, scratch, 'buffer'));
   }
   return { bank, ok: true, pcrs, startupLocality };

@@ -22,6 +22,10 @@ export interface TpmObjectAttributes {
   readonly sensitiveDataOrigin: boolean;
   readonly userWithAuth: boolean;
   readonly adminWithPolicy: boolean;
+  /** Library spec 1.83+: object bound to the firmware secret. */
+  readonly firmwareLimited: boolean;
+  /** Library spec 1.83+: object bound to the firmware SVN secret. */
+  readonly svnLimited: boolean;
   readonly noDA: boolean;
   readonly encryptedDuplication: boolean;
   readonly restricted: boolean;
@@ -37,6 +41,8 @@ const ATTRIBUTE_BITS = {
   sensitiveDataOrigin: 1 << 5,
   userWithAuth: 1 << 6,
   adminWithPolicy: 1 << 7,
+  firmwareLimited: 1 << 8,
+  svnLimited: 1 << 9,
   noDA: 1 << 10,
   encryptedDuplication: 1 << 11,
   restricted: 1 << 16,
@@ -174,6 +180,8 @@ function decodeAttributes(raw: number): TpmObjectAttributes {
     sensitiveDataOrigin: bit(ATTRIBUTE_BITS.sensitiveDataOrigin),
     userWithAuth: bit(ATTRIBUTE_BITS.userWithAuth),
     adminWithPolicy: bit(ATTRIBUTE_BITS.adminWithPolicy),
+    firmwareLimited: bit(ATTRIBUTE_BITS.firmwareLimited),
+    svnLimited: bit(ATTRIBUTE_BITS.svnLimited),
     noDA: bit(ATTRIBUTE_BITS.noDA),
     encryptedDuplication: bit(ATTRIBUTE_BITS.encryptedDuplication),
     restricted: bit(ATTRIBUTE_BITS.restricted),

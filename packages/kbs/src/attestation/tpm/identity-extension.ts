@@ -1,0 +1,270 @@
+/**
+ * Hardware identity for `tpm` evidence: EK trust, credential activation piggybacked on the KBS
+ * handshake, and enrolment records (issue 3).
+ *
+ * At `/auth` (challenge), when the agent named its EK and AK:
+ *  1. the AK's attributes must describe a TPM-resident restricted signing key (checkAkAttributes);
+ *  2. the EK must be trusted by the owner (CA store and/or allowlist, see ek-trust.ts); otherwise
+ *     the request is refused — unless the owner's `trusted_ak` list (when enabled) names the AK,
+ *     in which case the Trustee-compatible path decides and no identity is claimed;
+ *  3. a revoked node is refused (NODE_REVOKED);
+ *  4. an AK already bound to this EK skips activation; any other AK gets a TPM2_MakeCredential
+ *     blob for (EK public, AK name) with 32 fresh random bytes, kept in the session.
+ * At `/attest` (appraise), after the quote verified:
+ *  5. the quote's AK must be the AK named at `/auth`, and identity fields repeated in the evidence
+ *     must be the ones named at `/auth`;
+ *  6. the activation answer must equal the secret (constant time); only then is the AK → EK binding
+ *     stored; the node is re-checked for revocation;
+ *  7. the result says `akTrusted: 'ek-bound'`, the node id (hex SHA-256 of the EK SPKI), a SPIFFE ID
+ *     and how the EK was trusted (hardware = genuine when a CA vouched for it).
+ * It does NOT appraise PCRs or logs (other extensions and the attestation policy do).
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  canonicalSpkiDer,
+  checkAkAttributes,
+  IdentityError,
+  makeCredential,
+  nameOfPublic,
+  tpmPublicToSpkiDer,
+  type X509Certificate,
+} from '@keyhold/verifier';
+import { KbsError } from '../../errors.js';
+import type { EkAllowlist } from '../../identity/ek-allowlist.js';
+import type { EnrolmentRecord, EnrolmentStore } from '../../identity/enrolment-store.js';
+import { IdentityStoreError } from '../../identity/errors.js';
+import type { ReferenceValueStore } from '../../reference-values/reference-value-store.js';
+import type { Session } from '../../session/session-store.js';
+import { AR4SI, type TrustworthinessVector } from '../../token/ear-claims.js';
+import { evaluateEkTrust, type EkCertificateSummary, type EkTrustVia } from './ek-trust.js';
+import {
+  ACTIVATED_CREDENTIAL_FIELD,
+  canonicalBase64,
+  CREDENTIAL_PARAM,
+  decodeUnverifiedIdentity,
+  IDENTITY_EVIDENCE_FIELDS,
+  MAX_CREDENTIAL_BYTES,
+  type IdentityWire,
+} from './identity-params.js';
+import { TRUSTED_AK_REFERENCE } from './tpm-appraiser.js';
+import type { TpmExtension, TpmExtensionInput, TpmExtensionResult } from './tpm-extension.js';
+
+export interface IdentityExtensionOptions {
+  /** The owner's EK CA store (read on every challenge, so admin uploads apply at once). */
+  readonly caCertificates: () => readonly X509Certificate[];
+  readonly allowlist: EkAllowlist;
+  readonly enrolments: EnrolmentStore;
+  readonly requireEkCertificate: boolean;
+  readonly requireEkAllowlist: boolean;
+  /** Whether the owner's `trusted_ak` list is honoured (TpmAppraiser's `trustedAkList`). */
+  readonly trustedAkList: boolean;
+  /** SPIFFE trust domain of node IDs: spiffe://<trustDomain>/keyhold/node/tpm/<ek-hash>. */
+  readonly trustDomain: string;
+  /** Credential size in bytes (default 32). */
+  readonly credentialBytes?: number;
+}
+
+/** Per-session state, kept in session.challengeState under this key (JSON-friendly values only). */
+const STATE_KEY = 'tpm-identity';
+
+interface IdentityState {
+  readonly wire: IdentityWire;
+  readonly ekHash: string;
+  /** Hex of the AK's canonical DER SPKI and of its TPM name. */
+  readonly akSpkiHex: string;
+  readonly akNameHex: string;
+  /** `listed`: EK untrusted but the AK is in trusted_ak (Trustee path decides, no identity claimed). */
+  readonly mode: 'activate' | 'enrolled' | 'listed';
+  readonly via?: EkTrustVia;
+  readonly certificate?: EkCertificateSummary;
+  readonly untrustedCode?: string;
+  /** Hex of the expected activation answer; removed once used. */
+  expectedHex?: string;
+}
+
+/** Paths of the node identity in EAR claims (beside Trustee's members of annotated-evidence). */
+export const NODE_ID_CLAIM = 'node_id';
+export const SPIFFE_ID_CLAIM = 'spiffe_id';
+
+const TRUST_DOMAIN = /^[a-z0-9._-]{1,255}$/;
+
+export function spiffeIdOf(trustDomain: string, nodeId: string): string {
+  return `spiffe://${trustDomain}/keyhold/node/tpm/${nodeId}`;
+}
+
+function fail(code: string, message: string, cause?: unknown): KbsError {
+  return new KbsError('ATTESTATION_FAILED', `${code}: ${message}`, cause !== undefined ? { cause } : undefined);
+}
+
+function asKbsError(err: unknown): unknown {
+  if (err instanceof IdentityError) return fail(err.code, err.message, err);
+  if (err instanceof IdentityStoreError) {
+    if (err.code === 'NODE_REVOKED') return new KbsError('NODE_REVOKED', 'this node has been revoked by the owner', { cause: err });
+    return new KbsError('STORAGE_UNAVAILABLE', 'identity store is unavailable', { cause: err });
+  }
+  return err;
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+function isListed(akSpki: Uint8Array, list: readonly string[]): boolean {
+  return list.some((v) => {
+    try {
+      return Buffer.from(canonicalSpkiDer(new Uint8Array(Buffer.from(v, 'base64')))).equals(Buffer.from(akSpki));
+    } catch {
+      return false;
+    }
+  });
+}
+
+export class IdentityExtension implements TpmExtension {
+  readonly name = 'hardware-identity';
+  readonly #o: IdentityExtensionOptions;
+  readonly #credentialBytes: number;
+
+  constructor(opts: IdentityExtensionOptions) {
+    if (!TRUST_DOMAIN.test(opts.trustDomain)) throw new TypeError('trustDomain must be a SPIFFE trust domain name ([a-z0-9._-]+)');
+    const n = opts.credentialBytes ?? 32;
+    if (!Number.isInteger(n) || n < 16 || n > 32) throw new TypeError('credentialBytes must be 16..32');
+    this.#o = opts;
+    this.#credentialBytes = n;
+  }
+
+  async challenge(session: Session, references: ReferenceValueStore): Promise<Record<string, unknown>> {
+    try {
+      return await this.#challenge(session, references);
+    } catch (err) {
+      throw asKbsError(err);
+    }
+  }
+
+  async #challenge(session: Session, references: ReferenceValueStore): Promise<Record<string, unknown>> {
+    const id = decodeUnverifiedIdentity(session.extraParams);
+    if (id === undefined) return {};
+    // SECURITY: only a restricted, TPM-generated, non-duplicable signing key can be an AK; anything
+    // else could sign a forged quote (TPM 2.0 Part 1 §25.2.1, TCG EK Credential Profile).
+    checkAkAttributes(id.akPublic);
+    const akSpki = tpmPublicToSpkiDer(id.akPublic);
+    const akName = nameOfPublic(id.akPublic);
+    const trust = await evaluateEkTrust(
+      { ekPublic: id.ekPublic, ekCertDer: id.ekCertDer, now: new Date() },
+      { caCertificates: this.#o.caCertificates, allowlist: this.#o.allowlist, requireEkCertificate: this.#o.requireEkCertificate, requireEkAllowlist: this.#o.requireEkAllowlist },
+    );
+    const base = { wire: id.wire, ekHash: trust.ekHash, akSpkiHex: hex(akSpki), akNameHex: hex(akName) };
+    if (!trust.trusted) {
+      if (this.#o.trustedAkList && isListed(akSpki, references.get(TRUSTED_AK_REFERENCE) ?? [])) {
+        setState(session, { ...base, mode: 'listed', untrustedCode: trust.code });
+        return {};
+      }
+      // SECURITY: the owner vouches for this TPM neither by CA nor by allowlist, and does not list the
+      // AK: nothing the node says can make it trusted (issue 3: a node can never enrol itself).
+      throw fail(trust.code, trust.reason);
+    }
+    const record = await this.#o.enrolments.get(trust.ekHash);
+    // SECURITY: a revoked node gets no challenge and no token (issue 3, enrolment record).
+    if (record?.revoked === true) throw new KbsError('NODE_REVOKED', 'this node has been revoked by the owner');
+    const trusted = { ...base, via: trust.via, ...(trust.certificate !== undefined ? { certificate: trust.certificate } : {}) };
+    if (record !== undefined && record.akName === base.akNameHex) {
+      setState(session, { ...trusted, mode: 'enrolled' });
+      return {};
+    }
+    const secret = new Uint8Array(randomBytes(this.#credentialBytes));
+    const made = makeCredential(id.ekPublic, akName, secret);
+    setState(session, { ...trusted, mode: 'activate', expectedHex: hex(secret) });
+    return {
+      [CREDENTIAL_PARAM]: {
+        credential_blob: Buffer.from(made.credentialBlob).toString('base64'),
+        encrypted_secret: Buffer.from(made.secret).toString('base64'),
+      },
+    };
+  }
+
+  async appraise(input: TpmExtensionInput): Promise<TpmExtensionResult> {
+    try {
+      return await this.#appraise(input);
+    } catch (err) {
+      throw asKbsError(err);
+    }
+  }
+
+  async #appraise(input: TpmExtensionInput): Promise<TpmExtensionResult> {
+    const state = input.session.challengeState?.[STATE_KEY] as IdentityState | undefined;
+    const ev = input.evidence;
+    if (state === undefined) {
+      // SECURITY: an activation answer without an identity named at /auth binds nothing; refuse it
+      // rather than let a client believe it enrolled (the identity must be challenged first).
+      if (ev[ACTIVATED_CREDENTIAL_FIELD] !== undefined) throw fail('TPM_IDENTITY_NOT_CHALLENGED', 'activated_credential sent but no tpm-identity was named at /auth');
+      return {};
+    }
+    for (const f of IDENTITY_EVIDENCE_FIELDS) {
+      // SECURITY: the identity in the evidence must be the one challenged at /auth, so an attacker
+      // cannot answer for one EK/AK and claim another (identity substitution).
+      if (ev[f] !== undefined && ev[f] !== state.wire[f]) throw fail('TPM_IDENTITY_MISMATCH', `${f} differs from the identity named at /auth`);
+    }
+    let quotedAk: Uint8Array;
+    try {
+      quotedAk = canonicalSpkiDer(canonicalBase64(input.verified.claims.ak_public, 'ak_public'));
+    } catch (err) {
+      throw fail('TPM_IDENTITY_MISMATCH', 'ak_public is not a valid key', err);
+    }
+    // SECURITY: the key that signed the quote must be the AK whose attributes were checked and whose
+    // name the credential was bound to; otherwise a software key could sign while a real AK answers
+    // the activation (AK substitution; TPM 2.0 Part 1 §24).
+    if (hex(quotedAk) !== state.akSpkiHex) throw fail('TPM_IDENTITY_MISMATCH', 'the quote was not signed by the AK named at /auth');
+    if (state.mode === 'listed') {
+      return { claims: { ek_trust: 'none', ek_untrusted_reason: state.untrustedCode, ak_name: state.akNameHex } };
+    }
+
+    const record = await this.#o.enrolments.get(state.ekHash);
+    // SECURITY: revocation between /auth and /attest still applies.
+    if (record?.revoked === true) throw new KbsError('NODE_REVOKED', 'this node has been revoked by the owner');
+    let activation: 'performed' | 'enrolled';
+    if (state.mode === 'activate') {
+      const expected = state.expectedHex;
+      delete state.expectedHex;
+      const answer = ev[ACTIVATED_CREDENTIAL_FIELD];
+      // SECURITY: no answer, no binding: without it the AK may be a software key (issue 3).
+      if (expected === undefined || typeof answer !== 'string' || answer.length > Math.ceil(MAX_CREDENTIAL_BYTES / 3) * 4) {
+        throw fail('CREDENTIAL_ACTIVATION_FAILED', 'no credential-activation answer');
+      }
+      const got = Buffer.from(canonicalBase64(answer, ACTIVATED_CREDENTIAL_FIELD));
+      const want = Buffer.from(expected, 'hex');
+      // SECURITY: only the TPM holding the EK, with the named AK loaded, can recover the secret
+      // (TPM2_ActivateCredential); compared in constant time so the answer cannot be guessed byte
+      // by byte (timing side channel).
+      if (got.length !== want.length || !timingSafeEqual(got, want)) throw fail('CREDENTIAL_ACTIVATION_FAILED', 'the credential-activation answer is wrong');
+      await this.#o.enrolments.enrol({ nodeId: state.ekHash, akName: state.akNameHex, now: input.now, ...(state.via !== undefined ? { ekTrust: state.via } : {}) });
+      activation = 'performed';
+    } else {
+      // SECURITY: the binding that let this AK skip activation must still hold (re-bound or removed since /auth).
+      if (!isBound(record, state.akNameHex)) throw fail('AK_NOT_ENROLLED', 'the AK is no longer bound to this EK; re-attest');
+      activation = 'enrolled';
+    }
+
+    const hardware: Partial<TrustworthinessVector> = state.via === 'allowlist' ? {} : { hardware: AR4SI.GENUINE_HARDWARE };
+    return {
+      vector: { 'instance-identity': AR4SI.TRUSTED_INSTANCE, ...hardware },
+      claims: {
+        ek_hash: state.ekHash,
+        ek_trust: state.via,
+        ak_name: state.akNameHex,
+        credential_activation: activation,
+        ...(state.certificate !== undefined ? { ek_certificate: state.certificate } : {}),
+      },
+      extra: {
+        [NODE_ID_CLAIM]: state.ekHash,
+        [SPIFFE_ID_CLAIM]: spiffeIdOf(this.#o.trustDomain, state.ekHash),
+        ek_trust: state.via,
+      },
+      akTrusted: 'ek-bound',
+    };
+  }
+}
+
+function isBound(record: EnrolmentRecord | undefined, akNameHex: string): boolean {
+  return record !== undefined && !record.revoked && record.akName === akNameHex;
+}
+
+function setState(session: Session, state: IdentityState): void {
+  session.challengeState = { ...(session.challengeState ?? {}), [STATE_KEY]: state };
+}

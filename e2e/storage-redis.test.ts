@@ -30,11 +30,12 @@ beforeAll(async () => {
   kbs = await startKbsProcess({
     dataDir: join(dir, 'kbs'),
     adminPublicKeyFile: admin.publicKeyFile,
-    configToml: `[storage]\nbackend = "redis"\nurl = "${redis.url}"\noperation_timeout_ms = 1000\n`,
+    configToml: `rotation_check_interval_ms = 200\n[storage]\nbackend = "redis"\nurl = "${redis.url}"\noperation_timeout_ms = 1000\n`,
   });
   tpm = createSoftwareTpm();
   ak = (await loadOrCreateAk(tpm, { persistentHandle: 0x81010002, persist: true })).ak;
-  const headers = { authorization: `Bearer ${await admin.token()}` };
+  const headers = { authorization: `Bearer ${await admin.token({ lifetimeS: 600 })}` };
+  adminHeaders = headers;
   const payload = Buffer.from(JSON.stringify({ trusted_ak: [Buffer.from(tpm2bPublicToSpkiDer(ak.publicArea)).toString('base64')] })).toString('base64');
   expect((await http(`${kbs.url}/kbs/v0/reference-value`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ version: '0.1.0', type: 'sample', payload }) })).status).toBe(200);
   const put = await http(`${kbs.url}/kbs/v0/resource/default/key/redis`, { method: 'POST', headers, body: SECRET });
@@ -48,19 +49,21 @@ afterAll(async () => {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
 
-async function release(): Promise<{ status: number; text: string; secret?: string; variant?: string }> {
+let adminHeaders: Record<string, string>;
+
+async function release(path = 'default/key/redis'): Promise<{ status: number; text: string; secret?: string; variant?: string }> {
   const s = await auth(kbs.url);
   const a = await buildAttestation(tpm, ak, s.nonce);
   const r = await attest(kbs.url, s.cookie, a.body);
   expect(r.status, r.text).toBe(200);
-  const res = await getResource(kbs.url, 'default/key/redis', { cookie: s.cookie });
+  const res = await getResource(kbs.url, path, { cookie: s.cookie });
   if (res.status !== 200) return { status: res.status, text: res.text, ...(variantOf(res) !== undefined ? { variant: variantOf(res)! } : {}) };
   const { plaintext } = await flattenedDecrypt(res.json as FlattenedJWE, a.teeKey.privateKey);
-  return { status: 200, text: res.text, secret: Buffer.from(plaintext).toString() };
+  return { status: 200, text: res.text, secret: Buffer.from(plaintext).toString('hex') };
 }
 
 it('releases a Redis-backed secret, and Redis holds no plaintext of it', async () => {
-  expect((await release()).secret).toBe(SECRET);
+  expect((await release()).secret).toBe(Buffer.from(SECRET).toString('hex'));
   const client = new Redis(redis.url);
   try {
     const needles = [SECRET, Buffer.from(SECRET).toString('base64'), Buffer.from(SECRET).toString('hex'), Buffer.from(SECRET).toString('base64url')];
@@ -105,6 +108,29 @@ it('answers 503 with the error body while Redis is down and recovers when it ret
     if (last.status === 200) break;
     await new Promise((r) => setTimeout(r, 250));
   }
-  expect(last?.secret).toBe(SECRET);
+  expect(last?.secret).toBe(Buffer.from(SECRET).toString('hex'));
   expect(kbs.proc.child.exitCode).toBeNull();
+});
+
+it('rotates a generated key on schedule; older versions stay retrievable by version', async () => {
+  const gen = await http(`${kbs.url}/kbs/v0/resource/default/key/rotating?generate=32&rotation_period_ms=1000&keep=5`, { method: 'POST', headers: adminHeaders });
+  expect(gen.status, gen.text).toBe(200);
+  expect((gen.json as { version: number }).version).toBe(1);
+  const v1 = await release('default/key/rotating?version=1');
+  expect(v1.secret).toMatch(/^[0-9a-f]{64}$/);
+  let latest = await release('default/key/rotating');
+  const deadline = Date.now() + 15_000;
+  while (latest.secret === v1.secret && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 300));
+    latest = await release('default/key/rotating');
+  }
+  expect(latest.status).toBe(200);
+  expect(latest.secret).not.toBe(v1.secret);
+  expect((await release('default/key/rotating?version=1')).secret).toBe(v1.secret);
+  expect((await release('default/key/rotating?version=2')).secret).toMatch(/^[0-9a-f]{64}$/);
+  // A plain (not generated) resource cannot be rotated.
+  const bad = await http(`${kbs.url}/kbs/v0/resource/default/key/redis?rotate=1`, { method: 'POST', headers: adminHeaders });
+  expect(bad.status).toBe(400);
+  const missing = await release('default/key/rotating?version=99');
+  expect(missing.status).toBe(404);
 });

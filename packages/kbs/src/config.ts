@@ -58,6 +58,8 @@ const FileSchema = z
     token_signing_key: z.string().optional(),
     token_issuer: z.string().optional(),
     storage: StorageSchema.optional(),
+    /** How often (at most) the KBS checks generated keys for scheduled rotation. */
+    rotation_check_interval_ms: z.number().int().min(100).optional(),
     tpm: z
       .object({
         /** Accept AKs listed in the `trusted_ak` reference value (Trustee compatible). */
@@ -95,6 +97,7 @@ export interface KbsConfig {
   readonly tokenSigningKeyFile: string | undefined;
   readonly tokenIssuer: string;
   readonly storage: StorageConfig;
+  readonly rotationCheckIntervalMs: number;
   readonly tpm: { readonly trustedAkList: boolean; readonly measuredBoot: TpmMeasuredBootConfig };
   /** Hardware identity settings (`[tpm]` keys ek_ca_dir, ek_allowlist_dir, ...; see identity-config.ts). */
   readonly tpmIdentity: TpmIdentityConfig;
@@ -174,6 +177,7 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
     tokenSigningKeyFile: rel(file.token_signing_key),
     tokenIssuer: file.token_issuer ?? DEFAULTS.tokenIssuer,
     storage: file.storage ?? { backend: 'embedded' },
+    rotationCheckIntervalMs: file.rotation_check_interval_ms ?? 60_000,
     tpm: {
       trustedAkList: file.tpm?.trusted_ak_list ?? true,
       measuredBoot: {

@@ -3,6 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { pino, type Logger } from 'pino';
+import { RotationScheduler } from '@keyhold/kms-adapter';
 import { createApp } from './app.js';
 import type { KbsDeps } from './app-env.js';
 import type { KbsConfig } from './config.js';
@@ -41,6 +42,16 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
   });
   const adminAuth = await adminAuthorizerFor(config, logger);
   const store = await openSecretStore(config);
+  const rotation = new RotationScheduler({
+    store,
+    checkIntervalMs: config.rotationCheckIntervalMs,
+    minIntervalMs: Math.min(1000, config.rotationCheckIntervalMs),
+    onTick: (r) => {
+      for (const m of r.rotated) logger.info({ resource: m.name, version: m.version }, 'key rotated');
+      for (const f of r.failed) logger.warn({ resource: f.name, code: f.code }, 'key rotation failed');
+    },
+  });
+  rotation.start();
   const references = await ReferenceValueStore.open(join(config.dataDir, 'reference-values.json'));
   const sessions = new InMemorySessionStore({ ttlMs: config.sessionTtlMs, maxSessions: config.maxSessions });
   const boot = config.tpm.measuredBoot;
@@ -85,6 +96,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
     async close() {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       sessions.close();
+      rotation.stop();
       await store.close();
     },
   };

@@ -24,11 +24,8 @@ export async function readBounded(stdin: NodeJS.ReadableStream, maxBytes: number
 export async function runKeyProviderCmd(service: UnwrapService, stdin: NodeJS.ReadableStream, stdout: NodeJS.WritableStream): Promise<void> {
   const request = await readBounded(stdin, MAX_KEYPROVIDER_MESSAGE_BYTES);
   const reply = await service.handleMessage(request);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      stdout.write(reply, (err) => (err ? reject(err) : resolve()));
-    });
-  } finally {
-    reply.fill(0);
-  }
+  // The reply is not zeroed here: the stream may still hold this very buffer until it is flushed.
+  await new Promise<void>((resolve, reject) => {
+    stdout.write(reply, (err) => (err ? reject(err) : resolve()));
+  });
 }

@@ -26,6 +26,8 @@ export type KeyProviderErrorCode =
   | 'ATTESTATION_FAILED'
   /** The KBS or the TPM cannot be reached right now. */
   | 'KBS_UNAVAILABLE'
+  /** The node cannot attest: TPM, AK state or agent configuration failure. */
+  | 'ATTESTER_UNAVAILABLE'
   /** Any other KBS answer. */
   | 'KBS_ERROR'
   /** The released KEK is not 32 bytes. */
@@ -56,6 +58,7 @@ export const GRPC_STATUS_OF: Readonly<Record<KeyProviderErrorCode, GrpcStatus>> 
   KEK_RELEASE_DENIED: GrpcStatus.PERMISSION_DENIED,
   ATTESTATION_FAILED: GrpcStatus.PERMISSION_DENIED,
   KBS_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
+  ATTESTER_UNAVAILABLE: GrpcStatus.UNAVAILABLE,
   KBS_ERROR: GrpcStatus.UNKNOWN,
   KEK_INVALID: GrpcStatus.FAILED_PRECONDITION,
   DECRYPTION_KEY_INVALID: GrpcStatus.FAILED_PRECONDITION,
@@ -105,7 +108,7 @@ export function asKeyProviderError(err: unknown): KeyProviderError {
   const e = err as { code?: unknown; message?: unknown } | undefined;
   // TPM and configuration failures (AgentError, TpmError) mean the node cannot attest now.
   if (typeof e?.code === 'string' && (e.code.startsWith('TPM_') || e.code === 'AK_STORE_FAILED' || e.code === 'INIT_DATA_CONFLICT' || e.code === 'CONFIG_INVALID')) {
-    return new KeyProviderError('KBS_UNAVAILABLE', `cannot attest: ${e.code}: ${String(e.message)}`, { cause: err });
+    return new KeyProviderError('ATTESTER_UNAVAILABLE', `cannot attest: ${e.code}: ${String(e.message)}`, { cause: err });
   }
   return new KeyProviderError('INTERNAL', 'internal error while unwrapping the key', { cause: err });
 }

@@ -74,29 +74,28 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   // Events are decoded and printed one at a time, so memory holds the log and one output chunk.
   const json = values.json === true;
   const bank = preferredBank(log);
-  let parts: string[] = [json ? '{"events":[' : '---\nevents:\n'];
-  let size = 0;
+  const sink = new OutputSink();
+  sink.w(json ? '{"events":[' : '---\nevents:\n');
   for (let i = 0; i < log.events.length; i++) {
     const ev = decodeEvent(log.events[i] as EventLog['events'][number], bank);
-    const s = json ? (i === 0 ? '' : ',') + JSON.stringify(ev) : formatEvent(ev);
-    parts.push(s);
-    size += s.length;
-    if (size > 1 << 20) {
-      await write(io.stdout, parts.join(''));
-      parts = [];
-      size = 0;
+    if (json) {
+      if (i > 0) sink.w(',');
+      sink.w(JSON.stringify(ev));
+    } else {
+      formatEvent(ev, sink);
     }
+    if (sink.hasPending()) await sink.drain(io.stdout);
   }
   if (json) {
-    parts.push(`],"pcrs":${JSON.stringify(pcrs)}${Object.keys(replayErrors).length > 0 ? `,"replayErrors":${JSON.stringify(replayErrors)}` : ''}}\n`);
+    sink.w(`],"pcrs":${JSON.stringify(pcrs)}${Object.keys(replayErrors).length > 0 ? `,"replayErrors":${JSON.stringify(replayErrors)}` : ''}}\n`);
   } else {
-    parts.push('pcrs:\n');
+    sink.w('pcrs:\n');
     for (const [b, values] of Object.entries(pcrs)) {
-      parts.push(`  ${b}:\n`);
-      for (const [pcr, hex] of Object.entries(values)) parts.push(`    ${pcr.padStart(2)} : 0x${hex}\n`);
+      sink.w(`  ${b}:\n`);
+      for (const [pcr, hex] of Object.entries(values)) sink.w(`    ${pcr.padStart(2)} : 0x${hex}\n`);
     }
   }
-  await write(io.stdout, parts.join(''));
+  await sink.drain(io.stdout, true);
   const failed = Object.entries(replayErrors);
   if (failed.length > 0) {
     io.stderr.write(`keyhold eventlog: ${file}: cannot replay ${failed.map(([b, m]) => `${b}: ${m}`).join('; ')}\n`);
@@ -105,43 +104,120 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   return EXIT.OK;
 }
 
-function formatEvent(ev: DecodedEvent): string {
-  let s = `- EventNum: ${ev.index}\n  PCRIndex: ${ev.pcr}\n  EventType: ${ev.typeName}\n  Digests:\n`;
-  for (const [bank, hex] of Object.entries(ev.digests) as [EventLogBank, string][]) s += `  - AlgorithmId: ${bank}\n    Digest: "${hex}"\n`;
-  s += `  EventSize: ${ev.dataLength}\n  DataCoveredByDigest: ${ev.dataVerified ? 'yes' : 'no'}\n`;
-  const d = ev.details;
-  if (d === undefined) return s;
-  switch (d.kind) {
-    case 'efi-variable':
-      s += `  Event:\n    VariableName: ${d.variableGuid}\n    UnicodeName: ${d.name}\n    VariableDataLength: ${d.dataLength}\n`;
-      if (d.enabled !== undefined) s += `    Enabled: ${d.enabled ? 'Yes' : 'No'}\n`;
-      if (d.text !== undefined) s += `    Text: ${JSON.stringify(d.text)}\n`;
-      if (d.signatures !== undefined) {
-        s += `    Signatures:\n`;
-        for (const sig of d.signatures) s += `    - Type: ${sig.signatureType}\n      Owner: ${sig.owner}\n      SHA256: "${sig.sha256}"\n`;
+const CHUNK_BYTES = 1 << 22;
+
+/**
+ * Collects output in large buffers: writing many small strings into a Buffer is several times
+ * cheaper than concatenating them and encoding the result (measured on the 100k-event benchmark).
+ */
+class OutputSink {
+  private buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  private pos = 0;
+  private pending: Buffer[] = [];
+
+  w(s: string): void {
+    if (this.pos + s.length * 3 > CHUNK_BYTES) {
+      this.spill();
+      if (s.length * 3 > CHUNK_BYTES) {
+        this.pending.push(Buffer.from(s, 'utf8'));
+        return;
       }
-      return s;
-    case 'boot-application':
-      return `${s}  Event:\n    ImageLength: ${d.imageLength}\n    DevicePath: ${JSON.stringify(d.devicePath)}\n`;
-    case 'ipl':
-      return `${s}  Event:\n    String: ${JSON.stringify(d.text)}\n`;
-    case 'text':
-      return `${s}  Event: ${JSON.stringify(d.text)}\n`;
-    case 'separator':
-      return `${s}  Event: "${d.value}"\n`;
-    case 'startup-locality':
-      return `${s}  Event:\n    Signature: StartupLocality\n    StartupLocality: ${d.locality}\n`;
-    case 'spec-id':
-      return `${s}  SpecID:\n    specVersion: ${d.specVersion}\n    platformClass: ${d.platformClass}\n    algorithms: ${d.algorithms.map((a) => `0x${a.algId.toString(16)}/${a.digestSize}`).join(', ')}\n`;
-    case 'no-action':
-      return `${s}  Event:\n    Signature: ${JSON.stringify(d.signature)}\n`;
-    case 'malformed':
-      return `${s}  EventMalformed: ${JSON.stringify(d.reason)}\n`;
+    }
+    this.pos += this.buf.write(s, this.pos);
+  }
+
+  hasPending(): boolean {
+    return this.pending.length > 0;
+  }
+
+  async drain(out: NodeJS.WritableStream, final = false): Promise<void> {
+    if (final) this.spill();
+    const chunks = this.pending;
+    this.pending = [];
+    for (const c of chunks) await write(out, c);
+  }
+
+  private spill(): void {
+    if (this.pos === 0) return;
+    this.pending.push(this.buf.subarray(0, this.pos));
+    this.buf = Buffer.allocUnsafe(CHUNK_BYTES);
+    this.pos = 0;
   }
 }
 
-function write(out: NodeJS.WritableStream, s: string): Promise<void> {
+function formatEvent(ev: DecodedEvent, o: OutputSink): void {
+  o.w('- EventNum: ');
+  o.w(String(ev.index));
+  o.w('\n  PCRIndex: ');
+  o.w(String(ev.pcr));
+  o.w('\n  EventType: ');
+  o.w(ev.typeName);
+  o.w('\n  Digests:\n');
+  for (const [bank, hex] of Object.entries(ev.digests) as [EventLogBank, string][]) {
+    o.w('  - AlgorithmId: ');
+    o.w(bank);
+    o.w('\n    Digest: "');
+    o.w(hex);
+    o.w('"\n');
+  }
+  o.w('  EventSize: ');
+  o.w(String(ev.dataLength));
+  o.w(ev.dataVerified ? '\n  DataCoveredByDigest: yes\n' : '\n  DataCoveredByDigest: no\n');
+  const d = ev.details;
+  if (d === undefined) return;
+  switch (d.kind) {
+    case 'efi-variable':
+      o.w('  Event:\n    VariableName: ');
+      o.w(d.variableGuid);
+      o.w('\n    UnicodeName: ');
+      o.w(d.name);
+      o.w('\n    VariableDataLength: ');
+      o.w(String(d.dataLength));
+      o.w('\n');
+      if (d.enabled !== undefined) o.w(d.enabled ? '    Enabled: Yes\n' : '    Enabled: No\n');
+      if (d.text !== undefined) o.w(`    Text: ${JSON.stringify(d.text)}\n`);
+      if (d.signatures !== undefined) {
+        o.w('    Signatures:\n');
+        for (const sig of d.signatures) {
+          o.w('    - Type: ');
+          o.w(sig.signatureType);
+          o.w('\n      Owner: ');
+          o.w(sig.owner);
+          o.w('\n      SHA256: "');
+          o.w(sig.sha256);
+          o.w('"\n');
+        }
+      }
+      return;
+    case 'boot-application':
+      o.w(`  Event:\n    ImageLength: ${d.imageLength}\n    DevicePath: ${JSON.stringify(d.devicePath)}\n`);
+      return;
+    case 'ipl':
+      o.w(`  Event:\n    String: ${JSON.stringify(d.text)}\n`);
+      return;
+    case 'text':
+      o.w(`  Event: ${JSON.stringify(d.text)}\n`);
+      return;
+    case 'separator':
+      o.w(`  Event: "${d.value}"\n`);
+      return;
+    case 'startup-locality':
+      o.w(`  Event:\n    Signature: StartupLocality\n    StartupLocality: ${d.locality}\n`);
+      return;
+    case 'spec-id':
+      o.w(`  SpecID:\n    specVersion: ${d.specVersion}\n    platformClass: ${d.platformClass}\n    algorithms: ${d.algorithms.map((a) => `0x${a.algId.toString(16)}/${a.digestSize}`).join(', ')}\n`);
+      return;
+    case 'no-action':
+      o.w(`  Event:\n    Signature: ${JSON.stringify(d.signature)}\n`);
+      return;
+    case 'malformed':
+      o.w(`  EventMalformed: ${JSON.stringify(d.reason)}\n`);
+      return;
+  }
+}
+
+function write(out: NodeJS.WritableStream, chunk: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
-    out.write(s, (err) => (err && (err as NodeJS.ErrnoException).code !== 'EPIPE' ? reject(err) : resolve()));
+    out.write(chunk, (err) => (err && (err as NodeJS.ErrnoException).code !== 'EPIPE' ? reject(err) : resolve()));
   });
 }

@@ -23,6 +23,27 @@ export function kmsResourceStore(store: SecretStore): ResourceStore {
         throw translate(err);
       }
     },
+    async generate(path: ResourcePath, opts: { bytes: number; rotationPeriodMs?: number; keepVersions?: number }) {
+      try {
+        const meta = await store.generate(formatResourcePath(path), {
+          bytes: opts.bytes,
+          ...(opts.rotationPeriodMs !== undefined ? { rotationPeriodMs: opts.rotationPeriodMs } : {}),
+          ...(opts.keepVersions !== undefined ? { keepVersions: opts.keepVersions } : {}),
+        });
+        return { version: meta.version };
+      } catch (err) {
+        throw translate(err);
+      }
+    },
+    async rotate(path: ResourcePath) {
+      try {
+        const meta = await store.rotate(formatResourcePath(path));
+        return { version: meta.version };
+      } catch (err) {
+        if (err instanceof KmsError && err.code === 'KMS_NOT_FOUND') throw new KbsError('RESOURCE_NOT_FOUND', `resource ${formatResourcePath(path)} not found`, { cause: err });
+        throw translate(err);
+      }
+    },
     async delete(path: ResourcePath) {
       try {
         await store.delete(formatResourcePath(path));
@@ -46,6 +67,8 @@ function translate(err: unknown): unknown {
       return new KbsError('INVALID_RESOURCE_PATH', 'invalid resource path', { cause: err });
     case 'KMS_INVALID_ARGUMENT':
       return new KbsError('BAD_REQUEST', err.message, { cause: err });
+    case 'KMS_CONFLICT':
+      return new KbsError('BAD_REQUEST', 'resource is not a generated key, or it changed concurrently', { cause: err });
     default:
       // KMS_CORRUPT, KMS_CONFIG, KMS_CONFLICT, KMS_BACKEND_ERROR: nothing is released; a generic 500.
       return new KbsError('INTERNAL', 'secret storage error', { cause: err });

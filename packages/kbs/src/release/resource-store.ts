@@ -8,4 +8,8 @@ export interface ResourceStore {
   get(path: ResourcePath, version?: number): Promise<Uint8Array | undefined>;
   put(path: ResourcePath, value: Uint8Array): Promise<{ version: number }>;
   delete(path: ResourcePath): Promise<boolean>;
+  /** Store a fresh random key of `bytes` bytes as a new version; rotated on schedule when a period is given. */
+  generate(path: ResourcePath, opts: { bytes: number; rotationPeriodMs?: number; keepVersions?: number }): Promise<{ version: number }>;
+  /** Replace a generated key by a fresh one of the same length (older versions stay readable until pruned). */
+  rotate(path: ResourcePath): Promise<{ version: number }>;
 }

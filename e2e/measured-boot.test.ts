@@ -169,7 +169,9 @@ describe.skipIf(!HAVE_CORPUS)('measured boot and IMA on swtpm', () => {
 
   it('appraises later IMA entries incrementally and still refuses a new unknown file', async () => {
     // Known-good state first, so the KBS keeps this node's checkpoint.
-    expect((await getSecret()).stdout).toBe(SECRET);
+    const first = await getSecret();
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toBe(SECRET);
     const extra = ima.measure('/usr/bin/tool-3', '#!/bin/sh\necho 3\n');
     expect(extra).toMatch(/^[0-9a-f]{64}$/);
     const tpm = await openTpmDevice({ tcti: swtpm.tcti });

@@ -15,3 +15,14 @@ export { BootLogContributor, readBounded, DEFAULT_EVENT_LOG_FILE, DEFAULT_IMA_LO
 export type { BootLogContributorOptions } from './attester/boot-log-contributor.js';
 export { IdentityContributor, identityContributorFor, IDENTITY_PARAM, CREDENTIAL_PARAM, ACTIVATED_CREDENTIAL_FIELD } from './attester/identity-contributor.js';
 export type { IdentityContributorOptions } from './attester/identity-contributor.js';
+export { createUnwrapService } from './keyprovider/unwrap-service.js';
+export type { KekSource, UnwrapService } from './keyprovider/unwrap-service.js';
+export { startKeyProviderGrpcServer, KEY_PROVIDER_SERVICE, DEFAULT_KEYPROVIDER_LISTEN } from './keyprovider/grpc-server.js';
+export type { KeyProviderGrpcServer, KeyProviderGrpcServerOptions } from './keyprovider/grpc-server.js';
+export { runKeyProviderCmd } from './keyprovider/cmd-mode.js';
+export { nodeKekSource } from './keyprovider/node-kek-source.js';
+export type { NodeKekSource } from './keyprovider/node-kek-source.js';
+export { KeyProviderError, GRPC_STATUS_OF } from './keyprovider/errors.js';
+export type { KeyProviderErrorCode } from './keyprovider/errors.js';
+export { decryptImageOnNode, nodeUnwrapper, loadDecryptionKey } from './image/decrypt.js';
+export type { NodeDecryptOptions } from './image/decrypt.js';

@@ -9,7 +9,7 @@ import { ensureInitDataBound } from './attester/init-data-binding.js';
 import { TpmAttester } from './attester/tpm-attester.js';
 import { BootLogContributor } from './attester/boot-log-contributor.js';
 import { KbsClient } from './kbs-client/kbs-client.js';
-import { IdentityContributor, identityContributorFor } from './attester/identity-contributor.js';
+import { identityContributorFor, type IdentityContributor } from './attester/identity-contributor.js';
 
 /** An open TPM with the agent's AK loaded, and a KBS client that attests with it. */
 export interface NodeSession {

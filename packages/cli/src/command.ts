@@ -11,5 +11,5 @@ export interface CommandModule {
   run(argv: string[], io: CommandIo): Promise<number>;
 }
 
-/** Exit codes shared by every command (tpm2-tools / skopeo style). */
-export const EXIT = { OK: 0, FAIL: 1, USAGE: 2 } as const;
+/** Exit codes shared by every command: 0 ok, 1 failure, 2 usage, 3 refused by the KBS (401/403), 4 not found (404). */
+export const EXIT = { OK: 0, FAIL: 1, USAGE: 2, DENIED: 3, NOT_FOUND: 4 } as const;

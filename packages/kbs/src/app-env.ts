@@ -8,6 +8,7 @@ import type { InMemorySessionStore } from './session/session-store.js';
 import type { AttestationPolicy } from './attestation/attestation-policy.js';
 import type { EarSigner } from './token/ear-signer.js';
 import type { IdentityServices } from './attestation/tpm/identity-services.js';
+import type { OwnerServices } from './owners/owner-services.js';
 
 /** Counters the routes bump; the metrics adapter decides how they are exported. */
 export interface KbsMetrics {
@@ -30,6 +31,8 @@ export interface KbsDeps {
   metrics?: KbsMetrics;
   /** Hardware identity stores (EK allowlist, enrolments, EK CA store); admin routes 404 without them. */
   identity?: IdentityServices;
+  /** Workload-owner services: CEL policy admin, audit trail, rate limits, Prometheus metrics (issue 5). */
+  owners?: OwnerServices;
   now?: () => number;
 }
 

@@ -21,6 +21,9 @@ import {
   handleRemoveNode,
   handleRevokeNode,
 } from './routes/admin-identity.js';
+import { adminMiddleware } from './admin/admin-middleware.js';
+import { ownerMiddleware } from './owners/owner-middleware.js';
+import { registerOwnerRoutes } from './routes/owner-routes.js';
 
 const RESOURCE = '/kbs/v0/resource/:repository/:type/:tag';
 
@@ -37,6 +40,7 @@ export function createApp(deps: KbsDeps): Hono<KbsEnv> {
     await next();
     c.get('log').debug({ method: c.req.method, route: c.req.routePath, status: c.res.status, ms: Math.round(performance.now() - start) }, 'request');
   });
+  app.use('*', ownerMiddleware);
   app.use(
     '/kbs/*',
     bodyLimit({
@@ -48,16 +52,7 @@ export function createApp(deps: KbsDeps): Hono<KbsEnv> {
     }),
   );
 
-  const admin: MiddlewareHandler<KbsEnv> = async (c, next) => {
-    // SECURITY: every admin endpoint checks the caller's signed, unexpired admin token first.
-    const principal = await deps.adminAuth.authorize({
-      authorizationHeader: c.req.header('authorization'),
-      method: c.req.method,
-      path: c.req.path,
-    });
-    c.set('admin', principal);
-    await next();
-  };
+  const admin: MiddlewareHandler<KbsEnv> = adminMiddleware;
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/kbs/v0/token-jwks', (c) => c.json(deps.signer.jwks()));
@@ -79,6 +74,7 @@ export function createApp(deps: KbsDeps): Hono<KbsEnv> {
   app.delete('/kbs/v0/admin/nodes/:nodeId', admin, handleRemoveNode);
   app.post('/kbs/v0/admin/ek-ca', admin, handleAddEkCa);
   app.get('/kbs/v0/admin/ek-ca', admin, handleListEkCa);
+  registerOwnerRoutes(app, admin);
 
   app.notFound((c) => c.json(errorInformation('InvalidRequestPath', `no endpoint ${c.req.method} ${c.req.path.slice(0, 200)}`), 404));
   app.onError((err, c) => renderError(err, c as Context<KbsEnv>));
@@ -98,7 +94,7 @@ export function renderError(err: unknown, c: Context<KbsEnv>): Response {
   if (status >= 500) log?.error({ code: kbsErr.code, err: describeCause(err) }, 'request failed');
   else log?.info({ code: kbsErr.code, status }, 'request refused');
   const res = c.json(errorInformation(variant, kbsErr.message), status);
-  if (status === 429) res.headers.set('retry-after', '1');
+  if (status === 429) res.headers.set('retry-after', String(kbsErr.retryAfterSec ?? 1));
   return res;
 }
 

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { TPM_IDENTITY_CONFIG_FIELDS, tpmIdentityConfigFrom, type TpmIdentityConfig } from './attestation/tpm/identity-config.js';
+import { OWNER_CONFIG_FIELDS, ownerConfigFrom, type OwnerConfig } from './owners/owner-config.js';
 
 /** Secret storage backend settings (see the README's "Storage backends"). */
 const StorageSchema = z.discriminatedUnion('backend', [
@@ -79,6 +80,8 @@ const FileSchema = z
       })
       .strict()
       .optional(),
+    /** Workload owners: [admin], [rate_limit], [metrics], [audit], [policy] (see owners/owner-config.ts). */
+    ...OWNER_CONFIG_FIELDS,
   })
   .strict();
 
@@ -101,6 +104,8 @@ export interface KbsConfig {
   readonly tpm: { readonly trustedAkList: boolean; readonly measuredBoot: TpmMeasuredBootConfig };
   /** Hardware identity settings (`[tpm]` keys ek_ca_dir, ek_allowlist_dir, ...; see identity-config.ts). */
   readonly tpmIdentity: TpmIdentityConfig;
+  /** Admin identities and roles, rate limits, metrics, audit trail, policies (issue 5). */
+  readonly owners: OwnerConfig;
 }
 
 /** Measured boot and IMA settings (`[tpm]` keys; see the README's "Measured boot and IMA"). */
@@ -138,6 +143,7 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
       'admin-public-key': { type: 'string' },
       config: { type: 'string', short: 'c' },
       'log-level': { type: 'string' },
+      'insecure-admin-allow-all': { type: 'boolean' },
     },
     strict: true,
     allowPositionals: false,
@@ -189,8 +195,17 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
       },
     },
     tpmIdentity: tpmIdentityConfigFrom(file.tpm, dataDir),
+    owners: ownerConfigOrThrow(file, dataDir, values['insecure-admin-allow-all'] === true),
   };
   return deepFreeze(config);
+}
+
+function ownerConfigOrThrow(file: z.infer<typeof FileSchema>, dataDir: string, insecureAdminAllowAll: boolean): OwnerConfig {
+  try {
+    return ownerConfigFrom(file, dataDir, { insecureAdminAllowAll });
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
 }
 
 function deepFreeze<T>(o: T): T {

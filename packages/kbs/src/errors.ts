@@ -19,6 +19,7 @@ export type KbsErrorCode =
   | 'POLICY_DENY'
   | 'NODE_REVOKED'
   | 'RESOURCE_NOT_FOUND'
+  | 'POLICY_NOT_FOUND'
   | 'JWE_FAILED'
   | 'PAYLOAD_TOO_LARGE'
   | 'RATE_LIMITED'
@@ -30,9 +31,12 @@ export type KbsErrorCode =
 export class KbsError extends Error {
   override readonly name = 'KbsError';
   readonly code: KbsErrorCode;
-  constructor(code: KbsErrorCode, message: string, options?: { cause?: unknown }) {
+  /** For 429 answers: seconds the client should wait (the `retry-after` header), default 1. */
+  readonly retryAfterSec: number | undefined;
+  constructor(code: KbsErrorCode, message: string, options?: { cause?: unknown; retryAfterSec?: number }) {
     super(message, options);
     this.code = code;
+    this.retryAfterSec = options?.retryAfterSec;
   }
 }
 
@@ -63,6 +67,7 @@ export const ERROR_TABLE: { readonly [C in KbsErrorCode]: ErrorMapping } = {
   POLICY_DENY: { status: 403, variant: 'PolicyDeny' },
   NODE_REVOKED: { status: 403, variant: 'NodeRevoked' },
   RESOURCE_NOT_FOUND: { status: 404, variant: 'ResourceNotFound' },
+  POLICY_NOT_FOUND: { status: 404, variant: 'ResourceNotFound' },
   JWE_FAILED: { status: 400, variant: 'JweError' },
   PAYLOAD_TOO_LARGE: { status: 413, variant: 'PayloadTooLarge' },
   RATE_LIMITED: { status: 429, variant: 'RateLimited' },

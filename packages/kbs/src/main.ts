@@ -1,5 +1,4 @@
-import { createPublicKey } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { pino, type Logger } from 'pino';
@@ -7,22 +6,18 @@ import { RotationScheduler } from '@keyhold/kms-adapter';
 import { createApp } from './app.js';
 import type { KbsDeps } from './app-env.js';
 import type { KbsConfig } from './config.js';
-import { singleKeyAdminAuthorizer } from './admin/single-key-authorizer.js';
-import type { AdminAuthorizer } from './admin/admin-authorizer.js';
-import { KbsError } from './errors.js';
-import { defaultAttestationPolicy } from './attestation/attestation-policy.js';
 import { TpmAppraiser } from './attestation/tpm/tpm-appraiser.js';
 import { MeasuredBootExtension } from './attestation/tpm/measured-boot-extension.js';
 import { ImaExtension } from './attestation/tpm/ima-extension.js';
 import { InMemoryImaCheckpointStore } from './attestation/tpm/ima-checkpoint-store.js';
 import { openIdentity } from './attestation/tpm/identity-services.js';
 import { ReferenceValueStore } from './reference-values/reference-value-store.js';
-import { affirmingResourcePolicy } from './release/resource-policy.js';
 import { kmsResourceStore } from './release/kms-resource-store.js';
 import { InMemorySessionStore } from './session/session-store.js';
 import { loadOrCreateSigningKey } from './signing-key.js';
 import { openSecretStore } from './storage/open-secret-store.js';
 import { EarSigner } from './token/ear-signer.js';
+import { openOwnerServices } from './owners/open-owner-services.js';
 
 export const BUILD = 'keyhold-kbs 0.1.0';
 
@@ -40,7 +35,8 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
     issuer: config.tokenIssuer,
     lifetimeMs: config.tokenLifetimeMs,
   });
-  const adminAuth = await adminAuthorizerFor(config, logger);
+  const owners = await openOwnerServices(config.owners, { adminPublicKeyFile: config.adminPublicKeyFile, logger });
+  const adminAuth = owners.adminAuth;
   const store = await openSecretStore(config);
   const rotation = new RotationScheduler({
     store,
@@ -70,8 +66,8 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
     sessions,
     signer,
     appraisers: new Map([[tpm.tee, tpm]]),
-    attestationPolicy: defaultAttestationPolicy,
-    resourcePolicy: affirmingResourcePolicy,
+    attestationPolicy: owners.attestationPolicy,
+    resourcePolicy: owners.resourcePolicy,
     resources: kmsResourceStore(store),
     references,
     adminAuth,
@@ -79,6 +75,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
     maxBodyBytes: config.maxBodyBytes,
     build: BUILD,
     identity: identity.services,
+    owners: owners.services,
   };
   const app = createApp(deps);
   const server = await new Promise<ServerType>((resolve, reject) => {
@@ -98,18 +95,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
       sessions.close();
       rotation.stop();
       await store.close();
+      await owners.close();
     },
   };
-}
-
-async function adminAuthorizerFor(config: KbsConfig, logger: Logger): Promise<AdminAuthorizer> {
-  if (config.adminPublicKeyFile === undefined) {
-    logger.warn('no --admin-public-key: admin endpoints refuse every call');
-    return {
-      async authorize() {
-        throw new KbsError('ADMIN_UNAUTHORIZED', 'no admin key is configured on this KBS');
-      },
-    };
-  }
-  return singleKeyAdminAuthorizer(createPublicKey(await readFile(config.adminPublicKeyFile)));
 }

@@ -79,15 +79,16 @@ const OCICRYPT_CODES: Partial<Record<OcicryptError['code'], KeyProviderErrorCode
 /** A KBS client failure fetching the KEK `kid`, as the key provider reports it. */
 export function kekFetchError(err: KbsClientError, kid: string): KeyProviderError {
   const name = JSON.stringify(kid.slice(0, 256));
+  const why = err.status !== undefined ? `HTTP ${err.status}: ${err.message}` : err.message;
   switch (err.code) {
     case 'RESOURCE_NOT_FOUND':
-      return new KeyProviderError('KEK_NOT_FOUND', `the KBS has no KEK ${name} (${err.message})`, { cause: err });
+      return new KeyProviderError('KEK_NOT_FOUND', `the KBS has no KEK ${name} (${why})`, { cause: err });
     case 'POLICY_DENY':
-      return new KeyProviderError('KEK_RELEASE_DENIED', `the KBS refused to release KEK ${name} to this node (${err.message})`, { cause: err });
+      return new KeyProviderError('KEK_RELEASE_DENIED', `the KBS refused to release KEK ${name} to this node (${why})`, { cause: err });
     case 'ATTESTATION_FAILED':
     case 'UNAUTHORIZED':
     case 'EVIDENCE_FAILED':
-      return new KeyProviderError('ATTESTATION_FAILED', `attestation failed, KEK ${name} not released (${err.message})`, { cause: err });
+      return new KeyProviderError('ATTESTATION_FAILED', `attestation failed, KEK ${name} not released (${why})`, { cause: err });
     case 'KBS_UNREACHABLE':
     case 'KBS_UNAVAILABLE':
       return new KeyProviderError('KBS_UNAVAILABLE', `cannot fetch KEK ${name}: ${err.message}`, { cause: err });

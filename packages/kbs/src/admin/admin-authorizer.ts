@@ -2,6 +2,8 @@
 export interface AdminPrincipal {
   identity: string;
   role: string;
+  /** Repositories the role is limited to; undefined when unlimited (listings are filtered by it). */
+  repositories?: readonly string[] | undefined;
 }
 
 export interface AdminRequest {

@@ -6,6 +6,8 @@ export interface AttestationVerdict {
   status: EarStatus;
   vector: TrustworthinessVector;
   policyId: string;
+  /** The stored policy's version (0: built in); the token names `<policyId>@<version>`. */
+  version?: number;
   /** The first reason the verdict is not affirming, for the audit trail and the denial detail. */
   reason?: string;
 }

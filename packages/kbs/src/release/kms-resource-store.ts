@@ -1,7 +1,7 @@
 import { formatResourcePath, type ResourcePath } from '@keyhold/protocol';
-import { KmsError, type SecretStore } from '@keyhold/kms-adapter';
+import { KmsError, type SecretMetadata, type SecretStore } from '@keyhold/kms-adapter';
 import { KbsError } from '../errors.js';
-import type { ResourceStore } from './resource-store.js';
+import type { ResourceMetadata, ResourceStore } from './resource-store.js';
 
 /** The KBS's resource port over a KMS adapter, translating its typed errors into KBS ones. */
 export function kmsResourceStore(store: SecretStore): ResourceStore {
@@ -53,6 +53,33 @@ export function kmsResourceStore(store: SecretStore): ResourceStore {
         throw translate(err);
       }
     },
+    async list() {
+      try {
+        return (await store.list()).map(metadataOf);
+      } catch (err) {
+        throw translate(err);
+      }
+    },
+    async versions(path: ResourcePath) {
+      try {
+        return (await store.versions(formatResourcePath(path))).map(metadataOf);
+      } catch (err) {
+        if (err instanceof KmsError && err.code === 'KMS_NOT_FOUND') return undefined;
+        throw translate(err);
+      }
+    },
+  };
+}
+
+/** Metadata only: the KMS's list/versions never decrypt, and no value field is copied. */
+function metadataOf(m: SecretMetadata): ResourceMetadata {
+  return {
+    path: m.name,
+    version: m.version,
+    createdAt: m.createdAt.toISOString(),
+    labels: { ...m.labels },
+    keepVersions: m.keepVersions,
+    ...(m.generated !== undefined ? { generated: { ...m.generated } } : {}),
   };
 }
 

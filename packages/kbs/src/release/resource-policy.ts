@@ -1,5 +1,6 @@
 import type { ResourcePath } from '@keyhold/protocol';
 import { claimAt, EAR_STATUS_PATH } from '../token/ear-claims.js';
+import { appraisalReasonOf } from '../attestation/appraisal-reason.js';
 
 export interface ResourcePolicyInput {
   /** Claims of the verified attestation token. */
@@ -14,6 +15,8 @@ export interface ResourcePolicyDecision {
   policyId: string;
   version?: number;
   reason?: string;
+  /** Which policy slot decided: the repository's own, the global one, or the built-in default. */
+  scope?: 'repository' | 'global' | 'default';
 }
 
 /** Decides each release. */
@@ -27,26 +30,9 @@ export const affirmingResourcePolicy: ResourcePolicy = {
     const status = claimAt(claims, EAR_STATUS_PATH);
     // SECURITY: nothing is released to a node whose attestation was not affirming.
     if (status !== 'affirming') {
-      const why = appraisalReason(claims);
+      const why = appraisalReasonOf(claims);
       return { allow: false, policyId: 'default-affirming', reason: `ear.status is ${String(status)}${why !== undefined ? `: ${why}` : ''}` };
     }
     return { allow: true, policyId: 'default-affirming' };
   },
 };
-
-/**
- * The first reason an appraisal step recorded: a member of `annotated-evidence.<tee>` that is an
- * object with `ok: false` and a string `reason` (e.g. `tpm.measured_boot`, `tpm.ima`).
- */
-function appraisalReason(claims: Record<string, unknown>): string | undefined {
-  const evidence = claimAt(claims, ['submods', 'cpu0', 'ear.veraison.annotated-evidence']);
-  if (evidence === null || typeof evidence !== 'object') return undefined;
-  for (const tee of Object.values(evidence as Record<string, unknown>)) {
-    if (tee === null || typeof tee !== 'object') continue;
-    for (const member of Object.values(tee as Record<string, unknown>)) {
-      const m = member as { ok?: unknown; reason?: unknown } | null;
-      if (m !== null && typeof m === 'object' && m.ok === false && typeof m.reason === 'string') return m.reason;
-    }
-  }
-  return undefined;
-}

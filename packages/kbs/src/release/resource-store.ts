@@ -1,4 +1,7 @@
 import type { ResourcePath } from '@keyhold/protocol';
+import type { ResourceMetadata } from './resource-metadata.js';
+
+export type { ResourceMetadata } from './resource-metadata.js';
 
 /**
  * Where the KBS keeps secrets. Implementations throw KbsError('STORAGE_UNAVAILABLE') when their
@@ -12,4 +15,8 @@ export interface ResourceStore {
   generate(path: ResourcePath, opts: { bytes: number; rotationPeriodMs?: number; keepVersions?: number }): Promise<{ version: number }>;
   /** Replace a generated key by a fresh one of the same length (older versions stay readable until pruned). */
   rotate(path: ResourcePath): Promise<{ version: number }>;
+  /** Metadata (never values) of the latest version of every resource, sorted by path. */
+  list?(): Promise<ResourceMetadata[]>;
+  /** Metadata of every retained version of `path`, oldest first; undefined when absent. */
+  versions?(path: ResourcePath): Promise<ResourceMetadata[] | undefined>;
 }

@@ -3,6 +3,7 @@ import { formatResourcePath } from '@keyhold/protocol';
 import { KbsError } from '../errors.js';
 import type { KbsEnv } from '../app-env.js';
 import { resourcePathOf } from './resource.js';
+import { auditEvent } from '../owners/record-event.js';
 
 const INT = /^[1-9][0-9]{0,12}$/;
 
@@ -41,6 +42,7 @@ export async function handleSetResource(c: Context<KbsEnv>): Promise<Response> {
   const value = new Uint8Array(await c.req.arrayBuffer());
   if (value.length === 0) throw new KbsError('BAD_REQUEST', 'resource body is empty');
   const { version } = await deps.resources.put(path, value);
+  await auditEvent(c, 'admin', { actor: c.get('admin')?.identity, action: 'resource.put', resourcePath: formatResourcePath(path), verdict: 'ok', reason: `version ${version}` });
   c.get('log').info({ resource: formatResourcePath(path), version, admin: c.get('admin')?.identity }, 'resource stored');
   return c.json({ path: formatResourcePath(path), version });
 }
@@ -51,6 +53,7 @@ export async function handleDeleteResource(c: Context<KbsEnv>): Promise<Response
   const path = resourcePathOf(c);
   const existed = await deps.resources.delete(path);
   if (!existed) throw new KbsError('RESOURCE_NOT_FOUND', `resource ${formatResourcePath(path)} not found`);
+  await auditEvent(c, 'admin', { actor: c.get('admin')?.identity, action: 'resource.delete', resourcePath: formatResourcePath(path), verdict: 'ok' });
   c.get('log').info({ resource: formatResourcePath(path), admin: c.get('admin')?.identity }, 'resource deleted');
   return c.body(null, 204);
 }

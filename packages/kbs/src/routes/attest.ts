@@ -7,6 +7,8 @@ import type { KbsEnv } from '../app-env.js';
 import { SESSION_COOKIE } from '../session/cookie.js';
 import { earClaims } from '../token/ear-claims.js';
 import { readJsonBody } from './json-body.js';
+import { auditEvent, errorCode } from '../owners/record-event.js';
+import { nodeLabel } from '../owners/client-address.js';
 
 /**
  * POST /kbs/v0/attest — appraise the evidence bound to this session's nonce and issue an EAR token.
@@ -59,9 +61,11 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
     });
   } catch (err) {
     deps.metrics?.count('attest_fail', session.tee);
+    deps.owners?.metrics?.attestation({ tee: session.tee, status: errorCode(err) });
     if (err instanceof KbsError) {
       log.warn({ code: err.code, reason: err.message, tee: session.tee }, 'attestation refused');
     }
+    await auditEvent(c, 'attest', { tee: session.tee, verdict: 'failed', reason: err instanceof KbsError ? `${err.code}: ${err.message}` : errorCode(err) });
     throw err;
   }
 
@@ -70,7 +74,8 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
     tee: session.tee,
     status: verdict.status,
     vector: verdict.vector,
-    policyId: verdict.policyId,
+    // The token names the policy and the version that appraised it, e.g. `default@3`.
+    policyId: `${verdict.policyId}@${verdict.version ?? 0}`,
     teeClaims: appraisal.teeClaims,
     reportDataHex: appraisal.reportDataHex,
     nonce: runtime.nonce,
@@ -80,6 +85,10 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
     ...(appraisal.extra !== undefined ? { extra: appraisal.extra } : {}),
     build: deps.build,
   });
+  const node = nodeLabel({ ...(appraisal.extra ?? {}), [session.tee]: appraisal.teeClaims }, session.tee);
+  deps.owners?.metrics?.attestation({ tee: session.tee, status: verdict.status });
+  if (verdict.status !== 'affirming') deps.owners?.metrics?.policyDenial({ kind: 'attestation', scope: verdict.version === undefined || verdict.version === 0 ? 'default' : 'global' });
+  await auditEvent(c, 'attest', { tee: session.tee, node, verdict: verdict.status, policyId: verdict.policyId, policyVersion: verdict.version ?? 0, reason: verdict.reason });
   const token = await deps.signer.sign(claims);
   session.attested = { token, claims: claims as Record<string, unknown>, teePubkey: runtime['tee-pubkey'] };
   deps.metrics?.count('attest_ok', session.tee);

@@ -5,6 +5,7 @@ import { KbsError } from '../errors.js';
 import type { KbsEnv } from '../app-env.js';
 import { SESSION_COOKIE } from '../session/cookie.js';
 import { readJsonBody } from './json-body.js';
+import { auditEvent } from '../owners/record-event.js';
 
 /** POST /kbs/v0/auth — start a handshake: check version and TEE, issue a nonce and a session cookie. */
 export async function handleAuth(c: Context<KbsEnv>): Promise<Response> {
@@ -33,6 +34,7 @@ export async function handleAuth(c: Context<KbsEnv>): Promise<Response> {
     expires: new Date(session.expiresAtMs),
   });
   deps.metrics?.count('auth', req.tee);
+  await auditEvent(c, 'auth', { tee: req.tee, verdict: 'challenged' });
   return c.json({ nonce: session.nonce, 'extra-params': Object.keys(challengeExtra).length === 0 ? '' : challengeExtra });
 }
 

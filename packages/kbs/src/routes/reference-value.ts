@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import type { KbsEnv } from '../app-env.js';
 import { decodeRvpsPayload, RvpsMessageSchema } from '../reference-values/reference-value-store.js';
 import { readJsonBody } from './json-body.js';
+import { auditEvent } from '../owners/record-event.js';
 
 /** POST /kbs/v0/reference-value — register reference values (Trustee RVPS "sample" message). Admin only. */
 export async function handleSetReferenceValue(c: Context<KbsEnv>): Promise<Response> {
@@ -9,6 +10,7 @@ export async function handleSetReferenceValue(c: Context<KbsEnv>): Promise<Respo
   const msg = await readJsonBody(c, RvpsMessageSchema);
   const entries = decodeRvpsPayload(msg.payload);
   await deps.references.set(entries);
+  await auditEvent(c, 'admin', { actor: c.get('admin')?.identity, action: `reference-value.put:${Object.keys(entries).join(',')}`, verdict: 'ok' });
   c.get('log').info({ names: Object.keys(entries), admin: c.get('admin')?.identity }, 'reference values set');
   return c.json({ names: Object.keys(entries) });
 }

@@ -6,7 +6,10 @@ import type { KbsEnv } from '../app-env.js';
 import { SESSION_COOKIE } from '../session/cookie.js';
 import { claimAt, TEE_PUBKEY_PATH } from '../token/ear-claims.js';
 import { wrapSecret } from '../release/wrap-secret.js';
+import { appraisalReasonOf } from '../attestation/appraisal-reason.js';
 import { assertNodeNotRevoked } from '../attestation/tpm/node-revocation.js';
+import { auditEvent } from '../owners/record-event.js';
+import { nodeOfClaims } from '../owners/client-address.js';
 
 /** The resource path of a `/kbs/v0/resource/<repo>/<type>/<tag>` request, validated. */
 export function resourcePathOf(c: Context<KbsEnv>): ResourcePath {
@@ -51,15 +54,25 @@ export async function handleGetResource(c: Context<KbsEnv>): Promise<Response> {
   }
   const decision = await deps.resourcePolicy.evaluate({ claims, plugin: 'resource', path, query });
   const pathText = formatResourcePath(path);
+  const node = nodeOfClaims(claims);
+  const audited = { node, resourcePath: pathText, policyId: decision.policyId, policyVersion: decision.version ?? 0 };
   if (!decision.allow) {
     deps.metrics?.count('deny', path.repository);
+    deps.owners?.metrics?.policyDenial({ kind: 'resource', scope: decision.scope ?? 'default' });
+    await auditEvent(c, 'deny', { ...audited, verdict: 'deny', reason: decision.reason });
     log.info({ resource: pathText, policy: decision.policyId, reason: decision.reason }, 'release denied');
-    throw new KbsError('POLICY_DENY', `access to ${pathText} denied by policy ${decision.policyId}${decision.reason !== undefined ? ` (${decision.reason})` : ''}`);
+    // The first failed appraisal step (measured boot, IMA) is named whatever policy engine decided.
+    const why = appraisalReasonOf(claims);
+    const attestationWhy = why !== undefined && decision.reason?.includes(why) !== true ? `; attestation: ${why}` : '';
+    throw new KbsError('POLICY_DENY', `access to ${pathText} denied by policy ${decision.policyId}@${decision.version ?? 0}${decision.reason !== undefined ? ` (${decision.reason})` : ''}${attestationWhy}`);
   }
   const secret = await deps.resources.get(path, version);
   if (secret === undefined) throw new KbsError('RESOURCE_NOT_FOUND', `resource ${pathText}${version !== undefined ? ` version ${version}` : ''} not found`);
   const jwe = await wrapSecret(secret, claimAt(claims, TEE_PUBKEY_PATH));
+  // Recorded before the secret leaves: if the trail cannot be written, nothing is released.
+  await auditEvent(c, 'release', { ...audited, verdict: 'allow' });
   deps.metrics?.count('release', path.repository);
+  deps.owners?.metrics?.release(path.repository);
   log.info({ resource: pathText, policy: decision.policyId }, 'released');
   return c.json(jwe);
 }

@@ -92,8 +92,16 @@ export function parseSignatureLists(data: Uint8Array): EfiSignature[] {
       throw new EventLogError('EVENTLOG_MALFORMED', 'EFI_SIGNATURE_LIST sizes are inconsistent');
     }
     const signatureType = type === EFI_CERT_X509_GUID ? 'x509' : type === EFI_CERT_SHA256_GUID ? 'sha256' : 'other';
+    let lastOwner: Uint8Array | undefined;
+    let lastOwnerText = '';
     for (let p = offset + 28 + headerSize; p < offset + listSize; p += sigSize) {
-      out.push(signatureEntry(signatureType, data.subarray(p, p + sigSize)));
+      const entry = data.subarray(p, p + sigSize);
+      // Lists usually share one owner; reuse its text instead of formatting it per entry.
+      if (lastOwner === undefined || !sameBytes16(lastOwner, entry)) {
+        lastOwner = entry;
+        lastOwnerText = formatGuid(entry.subarray(0, 16));
+      }
+      out.push(signatureEntry(signatureType, entry, lastOwnerText));
     }
     offset += listSize;
   }
@@ -109,14 +117,15 @@ export function parseSignatureData(data: Uint8Array): EfiSignature {
   return signatureEntry(body[0] === 0x30 ? 'x509' : body.byteLength === 32 ? 'sha256' : 'other', data);
 }
 
-function signatureEntry(signatureType: EfiSignature['signatureType'], entry: Uint8Array): EfiSignature {
+function signatureEntry(signatureType: EfiSignature['signatureType'], entry: Uint8Array, owner = formatGuid(entry.subarray(0, 16))): EfiSignature {
   const body = entry.subarray(16);
   if (signatureType === 'sha256' && body.byteLength !== 32) {
     throw new EventLogError('EVENTLOG_MALFORMED', 'EFI_CERT_SHA256 entry is not 32 bytes');
   }
-  return {
-    signatureType,
-    owner: formatGuid(entry.subarray(0, 16)),
-    sha256: signatureType === 'sha256' ? toHex(body) : hash('sha256', body, 'hex'),
-  };
+  return { signatureType, owner, sha256: signatureType === 'sha256' ? toHex(body) : hash('sha256', body, 'hex') };
+}
+
+function sameBytes16(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < 16; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -47,7 +47,7 @@ export function appraiseIma(entries: readonly ImaEntry[], policy: CompiledRuntim
       if (options.allowViolations !== true) failures.push({ index: e.index, path: e.path, reason: 'violation' });
       continue;
     }
-    const digest = Buffer.from(e.digest.buffer, e.digest.byteOffset, e.digest.byteLength).toString('hex');
+    const digest = e.digestHex;
     if (e.templateName === 'ima-buf') {
       if (ignoreAllKeyrings || ignoredKeyrings.has(e.path)) continue;
       const keyring = policy.keyrings.get(e.path);

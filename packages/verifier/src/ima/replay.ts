@@ -23,7 +23,7 @@ export function imaExtendValue(entry: ImaEntry, bank: EventLogBank): Uint8Array 
   const { size } = algorithmByBank(bank);
   // ima_main.c: violations are logged with a zero digest but extend all-ones so the PCR cannot be predicted.
   if (entry.violation) return new Uint8Array(size).fill(0xff);
-  if (entry.templateHash.byteLength === size) return entry.templateHash;
+  if (entry.templateHashHex.length === size * 2) return Buffer.from(entry.templateHashHex, 'hex');
   // Since Linux 5.8 each bank is extended with that bank's hash of the template data (ima_calc_field_array_hash).
   return hash(bank, entry.templateData, 'buffer');
 }

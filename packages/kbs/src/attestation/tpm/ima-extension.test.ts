@@ -139,7 +139,7 @@ describe('ImaExtension', () => {
     expect(r3.ima).toMatchObject({ ok: true, incremental: false, appraised_entries: 23 });
     await node.measure('/usr/bin/tool-3', 'tool 3');
     const r4 = await attest(await refs(merged), { ima_log: node.text() });
-    expect(r4.ima).toMatchObject({ ok: true, incremental: true, from_index: 23, next_index: 24, appraised_entries: 1 });
+    expect(r4.ima).toMatchObject({ ok: true, incremental: true, entries: 24, from_index: 23, next_index: 24, appraised_entries: 1 });
   });
 
   it('a failing entry is appraised again next time (the checkpoint never passes it)', async () => {

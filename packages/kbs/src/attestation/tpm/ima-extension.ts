@@ -105,7 +105,7 @@ export class ImaExtension implements TpmExtension {
 
     const resumed = policy === undefined ? undefined : await this.#resume(node, text, quoted, policy.key, resetCount);
     const v = resumed ?? this.#verifyFull(text, quoted);
-    const summary = { entries: v.log.entries.length, from_index: v.fromIndex, next_index: v.log.checkpoint.nextIndex, incremental: resumed !== undefined };
+    const summary = { entries: v.log.checkpoint.nextIndex, from_index: v.fromIndex, next_index: v.log.checkpoint.nextIndex, incremental: resumed !== undefined };
     if (policy === undefined) return { claims: { ima: { ok: true, appraised: false, ...summary, failures: [] } } };
 
     const result = appraiseIma(v.log.entries, policy.compiled, { allowViolations: this.#opts.allowViolations, fromIndex: v.fromIndex });
@@ -256,7 +256,6 @@ function sha256Text(s: string): string {
 
 /** A file name fit for a log line and an error detail: no control characters, bounded length. */
 function printablePath(p: string): string {
-  // eslint-disable-next-line no-control-regex
   const clean = p.replace(/[\u0000-\u001f\u007f]/g, '?');
   return clean.length > MAX_PATH_IN_REASON ? `${clean.slice(0, MAX_PATH_IN_REASON)}…` : clean;
 }

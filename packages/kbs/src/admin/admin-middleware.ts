@@ -1,0 +1,24 @@
+import type { MiddlewareHandler } from 'hono';
+import type { KbsEnv } from '../app-env.js';
+import { enforceRateLimit } from '../rate-limit/middleware.js';
+import { auditEvent, errorCode } from '../owners/record-event.js';
+
+/**
+ * Guards every admin endpoint: the per-client admin rate limit first (before any signature work),
+ * then the caller's signed, unexpired admin token and its role's ACL. Refused calls are written to
+ * the audit trail (who could not be established, so the client address and the reason code).
+ */
+export const adminMiddleware: MiddlewareHandler<KbsEnv> = async (c, next) => {
+  const deps = c.get('deps');
+  enforceRateLimit(c, 'admin');
+  let principal;
+  try {
+    // SECURITY: every admin endpoint checks the caller's signed, unexpired admin token and role first.
+    principal = await deps.adminAuth.authorize({ authorizationHeader: c.req.header('authorization'), method: c.req.method, path: c.req.path });
+  } catch (err) {
+    await auditEvent(c, 'admin', { action: `${c.req.method} ${c.req.path.slice(0, 200)}`, verdict: 'refused', reason: errorCode(err) });
+    throw err;
+  }
+  c.set('admin', principal);
+  await next();
+};

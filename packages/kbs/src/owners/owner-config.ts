@@ -1,0 +1,105 @@
+/**
+ * The workload-owner config sections (issue 5), parsed once by config.ts:
+ *   [admin]      identities = [{name, public_key_file, role}], roles = {<name> = {rules = [{methods, path}],
+ *                repositories}}, issuer, audience, max_token_lifetime_s, insecure_allow_all
+ *                (honoured only with the --insecure-admin-allow-all flag)
+ *   [rate_limit] enabled (true), auth_per_sec (50), auth_burst (100), admin_per_sec (20), admin_burst (50)
+ *   [metrics]    enabled (true): unauthenticated GET /metrics
+ *   [audit]      enabled (true), file (<data_dir>/audit.jsonl)
+ *   [policy]     attestation_policy ("default"): the attestation policy id tokens are appraised with;
+ *                the policy store is <data_dir>/policies.json
+ */
+import { isAbsolute, join, resolve } from 'node:path';
+import { z } from 'zod';
+
+const RoleSchema = z
+  .object({
+    rules: z.array(z.object({ methods: z.array(z.string().regex(/^(\*|[A-Za-z]+)$/)).min(1), path: z.string().min(1).max(1024) }).strict()).min(1),
+    repositories: z.array(z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/)).min(1).optional(),
+  })
+  .strict();
+
+export const OWNER_CONFIG_FIELDS = {
+  admin: z
+    .object({
+      identities: z.array(z.object({ name: z.string().min(1).max(128), public_key_file: z.string(), role: z.string().min(1) }).strict()).optional(),
+      roles: z.record(z.string().min(1).max(64), RoleSchema).optional(),
+      issuer: z.string().optional(),
+      audience: z.string().optional(),
+      max_token_lifetime_s: z.number().int().positive().optional(),
+      insecure_allow_all: z.boolean().optional(),
+    })
+    .strict()
+    .optional(),
+  rate_limit: z
+    .object({
+      enabled: z.boolean().optional(),
+      auth_per_sec: z.number().positive().optional(),
+      auth_burst: z.number().int().positive().optional(),
+      admin_per_sec: z.number().positive().optional(),
+      admin_burst: z.number().int().positive().optional(),
+    })
+    .strict()
+    .optional(),
+  metrics: z.object({ enabled: z.boolean().optional() }).strict().optional(),
+  audit: z.object({ enabled: z.boolean().optional(), file: z.string().optional() }).strict().optional(),
+  policy: z.object({ attestation_policy: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/).optional() }).strict().optional(),
+};
+
+type FileFields = { [K in keyof typeof OWNER_CONFIG_FIELDS]?: z.infer<(typeof OWNER_CONFIG_FIELDS)[K]> };
+
+export interface OwnerConfig {
+  readonly admin: {
+    readonly identities: readonly { readonly name: string; readonly publicKeyFile: string; readonly role: string }[];
+    readonly roles: Readonly<Record<string, { readonly rules: readonly { readonly methods: readonly string[]; readonly path: string }[]; readonly repositories?: readonly string[] }>> | undefined;
+    readonly issuer: string | undefined;
+    readonly audience: string | undefined;
+    readonly maxTokenLifetimeSec: number | undefined;
+    /** True only when both `insecure_allow_all` and the --insecure-admin-allow-all flag were given. */
+    readonly insecureAllowAll: boolean;
+  };
+  /** undefined when disabled. */
+  readonly rateLimit: { readonly authPerSec: number; readonly authBurst: number; readonly adminPerSec: number; readonly adminBurst: number } | undefined;
+  readonly metricsEnabled: boolean;
+  /** undefined when disabled. */
+  readonly auditFile: string | undefined;
+  readonly policyFile: string;
+  readonly attestationPolicyId: string;
+}
+
+export const OWNER_DEFAULTS = { authPerSec: 50, authBurst: 100, adminPerSec: 20, adminBurst: 50 } as const;
+
+/** Build the owner config; throws Error with a message when insecure_allow_all lacks its flag. */
+export function ownerConfigFrom(file: FileFields, dataDir: string, flags: { insecureAdminAllowAll: boolean }): OwnerConfig {
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(p));
+  const a = file.admin;
+  // SECURITY: turning admin authorization off takes two deliberate acts (config key and command-line
+  // flag), so a copied or tampered config file alone cannot open the admin API.
+  if (a?.insecure_allow_all === true && !flags.insecureAdminAllowAll) {
+    throw new Error('[admin] insecure_allow_all = true also needs the --insecure-admin-allow-all flag');
+  }
+  const rl = file.rate_limit;
+  return {
+    admin: {
+      identities: (a?.identities ?? []).map((i) => ({ name: i.name, publicKeyFile: abs(i.public_key_file), role: i.role })),
+      roles: a?.roles,
+      issuer: a?.issuer,
+      audience: a?.audience,
+      maxTokenLifetimeSec: a?.max_token_lifetime_s,
+      insecureAllowAll: a?.insecure_allow_all === true,
+    },
+    rateLimit:
+      rl?.enabled === false
+        ? undefined
+        : {
+            authPerSec: rl?.auth_per_sec ?? OWNER_DEFAULTS.authPerSec,
+            authBurst: rl?.auth_burst ?? OWNER_DEFAULTS.authBurst,
+            adminPerSec: rl?.admin_per_sec ?? OWNER_DEFAULTS.adminPerSec,
+            adminBurst: rl?.admin_burst ?? OWNER_DEFAULTS.adminBurst,
+          },
+    metricsEnabled: file.metrics?.enabled ?? true,
+    auditFile: file.audit?.enabled === false ? undefined : file.audit?.file !== undefined ? abs(file.audit.file) : join(dataDir, 'audit.jsonl'),
+    policyFile: join(dataDir, 'policies.json'),
+    attestationPolicyId: file.policy?.attestation_policy ?? 'default',
+  };
+}

@@ -23,10 +23,11 @@ import {
   type TpmDevice,
 } from '@keyhold/attestation-agent';
 import { parseInitData, parseResourcePath, PROTOCOL_VERSION } from '@keyhold/protocol';
+import { startSwtpm } from '@keyhold/test-harness';
 import { createAdminKeys, type AdminKeys } from './harness/admin-keys.js';
 import { startKbsProcess, type KbsProcess } from './harness/kbs-process.js';
 import { http, variantOf } from './harness/raw-flow.js';
-import { CLI_BIN, REPO_ROOT } from './harness/repo.js';
+import { AGENT_BIN, CLI_BIN, REPO_ROOT } from './harness/repo.js';
 import { runNodeCli } from './harness/run-cli.js';
 
 const SECRET_A = 'owner-a-secret-3f9c2e71';
@@ -275,6 +276,30 @@ describe('policies', () => {
     }
     // A node without init-data has no workload ID at all.
     expect(await fetchSecret(await node(), 'mars/key/1')).toMatchObject({ status: 403, variant: 'PolicyDeny' });
+  });
+});
+
+describe('node verbs of the owner CLI', () => {
+  it('`keyhold attest` and `keyhold get-resource --path` run the agent against a swtpm', async () => {
+    const tpm = await startSwtpm();
+    try {
+      const args = ['--url', kbs.url, '--tcti', tpm.tcti];
+      const ak = await runNodeCli(AGENT_BIN, ['ak', '--json', ...args]);
+      expect(ak.code, ak.stderr).toBe(0);
+      trustedAks.push((JSON.parse(ak.stdout) as { ak_public: string }).ak_public);
+      const set = await keyhold('config', '--admin-token-file', tokenFiles['root']!, 'set-reference-value', '--name', 'trusted_ak', ...trustedAks.flatMap((v) => ['--value', v]));
+      expect(set.code, set.stderr).toBe(0);
+      const t = await keyhold('attest', ...args);
+      expect(t.code, t.stderr).toBe(0);
+      expect((decodeJwt(t.stdout.trim()) as { submods: { cpu0: Record<string, unknown> } }).submods.cpu0['ear.status']).toBe('affirming');
+      const r = await keyhold('get-resource', '--path', 'a/key/1', ...args);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe(SECRET_A);
+      const usage = await keyhold('get-resource', ...args);
+      expect(usage.code).toBe(2);
+    } finally {
+      await tpm.stop();
+    }
   });
 });
 

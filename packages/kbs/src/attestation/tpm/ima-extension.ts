@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import {
   appraiseIma,
   EventLogError,
@@ -52,6 +52,8 @@ interface Verified {
   readonly fromIndex: number;
   /** Characters of `text` covering `log.checkpoint.nextIndex` entries, when they end at a newline. */
   readonly coveredChars: number | undefined;
+  /** When resumed: the SHA-256 state over the first `hashedChars` characters, to extend rather than rehash. */
+  readonly prefixHash?: { readonly hash: Hash; readonly hashedChars: number };
 }
 
 /**
@@ -118,7 +120,7 @@ export class ImaExtension implements TpmExtension {
         resetCount,
         checkpoint: v.log.checkpoint,
         prefixChars: v.coveredChars,
-        prefixSha256: sha256Text(text.slice(0, v.coveredChars)),
+        prefixSha256: v.prefixHash !== undefined ? v.prefixHash.hash.update(text.slice(v.prefixHash.hashedChars, v.coveredChars), 'utf8').digest('hex') : sha256Text(text.slice(0, v.coveredChars)),
       });
     }
     const first = result.failures[0];
@@ -156,13 +158,15 @@ export class ImaExtension implements TpmExtension {
     // SECURITY: a checkpoint is reused only for the same policy, TPM boot, bank and byte-identical prefix; otherwise the whole log is appraised (skipped appraisal).
     if (rec.policyKey !== policyKey || rec.resetCount !== resetCount || rec.checkpoint.bank !== quoted.bank) return undefined;
     if (text.length < rec.prefixChars || text.charCodeAt(rec.prefixChars - 1) !== 0x0a) return undefined;
-    if (sha256Text(text.slice(0, rec.prefixChars)) !== rec.prefixSha256) return undefined;
+    // One pass over the prefix: the same hash state is extended for the next checkpoint.
+    const hash = createHash('sha256').update(text.slice(0, rec.prefixChars), 'utf8');
+    if (hash.copy().digest('hex') !== rec.prefixSha256) return undefined;
     const tail = text.slice(rec.prefixChars);
     try {
       const entries = parseImaLog(tail, { firstIndex: rec.checkpoint.nextIndex });
       const log = verifyImaAgainstQuote(entries, quoted, { allowSha1: this.#opts.allowSha1, pcr: IMA_PCR, checkpoint: rec.checkpoint });
       const more = charsAfterLines(tail, 0, log.checkpoint.nextIndex - rec.checkpoint.nextIndex);
-      return { log, fromIndex: rec.checkpoint.nextIndex, coveredChars: more === undefined ? undefined : rec.prefixChars + more };
+      return { log, fromIndex: rec.checkpoint.nextIndex, coveredChars: more === undefined ? undefined : rec.prefixChars + more, prefixHash: { hash, hashedChars: rec.prefixChars } };
     } catch (err) {
       // The tail does not continue the checkpoint: verify from the start, which decides.
       if (err instanceof EventLogError) return undefined;

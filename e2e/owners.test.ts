@@ -305,6 +305,13 @@ describe('node verbs of the owner CLI', () => {
 
 describe('audit trail and metrics', () => {
   it('serves the audit trail to the auditor; `keyhold audit --verify` checks it and detects an edited middle record', async () => {
+    // An admin change whose handler writes no record of its own still gets a generic one.
+    const allow = await http(`${kbs.url}/kbs/v0/admin/ek-allowlist`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await adminToken('root')}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ ekHash: 'ab'.repeat(32) }),
+    });
+    expect(allow.status, allow.text).toBe(200);
     const remote = await keyhold('audit', '--url', kbs.url, '--admin-token-file', tokenFiles['audrey']!, '--verify', '--json');
     expect(remote.code, remote.stderr).toBe(0);
     const file = join(kbs.dataDir, 'audit.jsonl');
@@ -314,6 +321,7 @@ describe('audit trail and metrics', () => {
     const kinds = new Set(lines.map((l) => (JSON.parse(l) as { kind: string }).kind));
     expect([...kinds].sort()).toEqual(['admin', 'attest', 'auth', 'deny', 'release']);
     expect(text).toMatch(/"action":"resource-policy.put:b","actor":"bob"|"actor":"bob".*"action":"resource-policy.put:b"/);
+    expect(text).toContain('"action":"POST /kbs/v0/admin/ek-allowlist"');
     const copy = join(dir, 'audit-copy.jsonl');
     await writeFile(copy, `${lines.join('\n')}\n`);
     const ok = await keyhold('audit', '--file', copy, '--verify');

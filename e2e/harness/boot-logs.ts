@@ -29,7 +29,8 @@ export function alterBootApplicationDigest(log: Uint8Array): Buffer {
   const d = ev?.digests.find((x) => x.bank === 'sha256');
   if (d === undefined) throw new Error('the log has no PCR 4 boot application with a sha256 digest');
   const copy = Buffer.from(log);
-  copy[d.digest.byteOffset - log.byteOffset] ^= 0x01;
+  const at = d.digest.byteOffset - log.byteOffset;
+  copy[at] = copy[at]! ^ 0x01;
   return copy;
 }
 

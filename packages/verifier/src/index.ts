@@ -25,7 +25,7 @@ export { parseEventLog, MAX_PCR_INDEX, type EventLog, type RawEvent, type EventD
 export { replayEventLog, initialPcrValue, type BankReplay, type ReplayOptions } from './eventlog/replay.js';
 export { decodeUnverifiedEvents, decodeEvent, preferredBank, type DecodedEvent, type EventDetails } from './eventlog/decode.js';
 export { formatGuid, type EfiSignature } from './eventlog/efi-variable.js';
-export { verifyEventLogAgainstQuote, type VerifiedEventLog, type QuotedPcrs, type VerifyEventLogOptions } from './eventlog/verify.js';
+export { verifyEventLogAgainstQuote, DEFAULT_LOG_PCRS, type VerifiedEventLog, type QuotedPcrs, type VerifyEventLogOptions } from './eventlog/verify.js';
 export { parseMeasuredBootReferenceState, type MeasuredBootReferenceState } from './measured-boot/reference-state.js';
 export { appraiseMeasuredBoot, type MeasuredBootAppraisal, type MeasuredBootFailure, type MeasuredBootCategory } from './measured-boot/appraise.js';
 export { createMeasuredBootReferenceState, type CreateReferenceStateOptions } from './measured-boot/create.js';

@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { EventLogError, decodeEvent, parseEventLog, preferredBank, replayEventLog, type DecodedEvent, type EventLog, type EventLogBank } from '@keyhold/verifier/eventlog';
+import { EventLogError, decodeEvent, parseEventLog, preferredBank, replayEventLog, type DecodedEvent, type EventLog } from '@keyhold/verifier/eventlog';
 import { EXIT, type CommandIo } from '../command.js';
 
 const USAGE = `Usage: keyhold eventlog FILE [--json] [--max-bytes N]
@@ -167,73 +167,47 @@ class OutputSink {
 }
 
 function formatEvent(ev: DecodedEvent, o: OutputSink): void {
-  o.w('- EventNum: ');
-  o.w(String(ev.index));
-  o.w('\n  PCRIndex: ');
-  o.w(String(ev.pcr));
-  o.w('\n  EventType: ');
-  o.w(ev.typeName);
-  o.w('\n  Digests:\n');
-  for (const [bank, hex] of Object.entries(ev.digests) as [EventLogBank, string][]) {
-    o.w('  - AlgorithmId: ');
-    o.w(bank);
-    o.w('\n    Digest: "');
-    o.w(hex);
-    o.w('"\n');
-  }
-  o.w('  EventSize: ');
-  o.w(String(ev.dataLength));
-  o.w(ev.dataVerified ? '\n  DataCoveredByDigest: yes\n' : '\n  DataCoveredByDigest: no\n');
+  // One template per event: V8 builds it as a rope that a single native write flattens and encodes.
+  let s = `- EventNum: ${ev.index}\n  PCRIndex: ${ev.pcr}\n  EventType: ${ev.typeName}\n  Digests:\n`;
+  const dg = ev.digests;
+  if (dg.sha1 !== undefined) s += `  - AlgorithmId: sha1\n    Digest: "${dg.sha1}"\n`;
+  if (dg.sha256 !== undefined) s += `  - AlgorithmId: sha256\n    Digest: "${dg.sha256}"\n`;
+  if (dg.sha384 !== undefined) s += `  - AlgorithmId: sha384\n    Digest: "${dg.sha384}"\n`;
+  if (dg.sha512 !== undefined) s += `  - AlgorithmId: sha512\n    Digest: "${dg.sha512}"\n`;
+  s += `  EventSize: ${ev.dataLength}\n  DataCoveredByDigest: ${ev.dataVerified ? 'yes' : 'no'}\n`;
   const d = ev.details;
-  if (d === undefined) return;
+  if (d !== undefined) s += formatDetails(d);
+  o.w(s);
+}
+
+function formatDetails(d: NonNullable<DecodedEvent['details']>): string {
   switch (d.kind) {
-    case 'efi-variable':
-      o.w('  Event:\n    VariableName: ');
-      o.w(d.variableGuid);
-      o.w('\n    UnicodeName: ');
-      o.w(d.name);
-      o.w('\n    VariableDataLength: ');
-      o.w(String(d.dataLength));
-      o.w('\n');
-      if (d.enabled !== undefined) o.w(d.enabled ? '    Enabled: Yes\n' : '    Enabled: No\n');
-      if (d.text !== undefined) o.w(`    Text: ${JSON.stringify(d.text)}\n`);
+    case 'efi-variable': {
+      let s = `  Event:\n    VariableName: ${d.variableGuid}\n    UnicodeName: ${d.name}\n    VariableDataLength: ${d.dataLength}\n`;
+      if (d.enabled !== undefined) s += d.enabled ? '    Enabled: Yes\n' : '    Enabled: No\n';
+      if (d.text !== undefined) s += `    Text: ${JSON.stringify(d.text)}\n`;
       if (d.signatures !== undefined) {
-        o.w('    Signatures:\n');
-        for (const sig of d.signatures) {
-          o.w('    - Type: ');
-          o.w(sig.signatureType);
-          o.w('\n      Owner: ');
-          o.w(sig.owner);
-          o.w('\n      SHA256: "');
-          o.w(sig.sha256);
-          o.w('"\n');
-        }
+        s += '    Signatures:\n';
+        for (const sig of d.signatures) s += `    - Type: ${sig.signatureType}\n      Owner: ${sig.owner}\n      SHA256: "${sig.sha256}"\n`;
       }
-      return;
+      return s;
+    }
     case 'boot-application':
-      o.w(`  Event:\n    ImageLength: ${d.imageLength}\n    DevicePath: ${JSON.stringify(d.devicePath)}\n`);
-      return;
+      return `  Event:\n    ImageLength: ${d.imageLength}\n    DevicePath: ${JSON.stringify(d.devicePath)}\n`;
     case 'ipl':
-      o.w(`  Event:\n    String: ${JSON.stringify(d.text)}\n`);
-      return;
+      return `  Event:\n    String: ${JSON.stringify(d.text)}\n`;
     case 'text':
-      o.w(`  Event: ${JSON.stringify(d.text)}\n`);
-      return;
+      return `  Event: ${JSON.stringify(d.text)}\n`;
     case 'separator':
-      o.w(`  Event: "${d.value}"\n`);
-      return;
+      return `  Event: "${d.value}"\n`;
     case 'startup-locality':
-      o.w(`  Event:\n    Signature: StartupLocality\n    StartupLocality: ${d.locality}\n`);
-      return;
+      return `  Event:\n    Signature: StartupLocality\n    StartupLocality: ${d.locality}\n`;
     case 'spec-id':
-      o.w(`  SpecID:\n    specVersion: ${d.specVersion}\n    platformClass: ${d.platformClass}\n    algorithms: ${d.algorithms.map((a) => `0x${a.algId.toString(16)}/${a.digestSize}`).join(', ')}\n`);
-      return;
+      return `  SpecID:\n    specVersion: ${d.specVersion}\n    platformClass: ${d.platformClass}\n    algorithms: ${d.algorithms.map((a) => `0x${a.algId.toString(16)}/${a.digestSize}`).join(', ')}\n`;
     case 'no-action':
-      o.w(`  Event:\n    Signature: ${JSON.stringify(d.signature)}\n`);
-      return;
+      return `  Event:\n    Signature: ${JSON.stringify(d.signature)}\n`;
     case 'malformed':
-      o.w(`  EventMalformed: ${JSON.stringify(d.reason)}\n`);
-      return;
+      return `  EventMalformed: ${JSON.stringify(d.reason)}\n`;
   }
 }
 

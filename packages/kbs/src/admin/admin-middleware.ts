@@ -1,7 +1,8 @@
 import type { MiddlewareHandler } from 'hono';
 import type { KbsEnv } from '../app-env.js';
 import { enforceRateLimit } from '../rate-limit/middleware.js';
-import { auditEvent, errorCode } from '../owners/record-event.js';
+import { routePath } from 'hono/route';
+import { auditEvent, errorCode, wasAdminAudited } from '../owners/record-event.js';
 
 /**
  * Guards every admin endpoint: the per-client admin rate limit first (before any signature work),
@@ -21,4 +22,9 @@ export const adminMiddleware: MiddlewareHandler<KbsEnv> = async (c, next) => {
   }
   c.set('admin', principal);
   await next();
+  // Every successful admin change is on record: handlers that know more (policy id and version,
+  // resource path) write their own; any other (EK allowlist, nodes, CA store, ...) gets one here.
+  if (c.req.method !== 'GET' && c.req.method !== 'HEAD' && c.res.status < 400 && !wasAdminAudited(c)) {
+    await auditEvent(c, 'admin', { actor: principal.identity, action: `${c.req.method} ${routePath(c, -1)}`, verdict: 'ok' });
+  }
 };

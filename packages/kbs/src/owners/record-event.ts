@@ -13,6 +13,7 @@ import { clientAddress } from './client-address.js';
 export async function auditEvent(c: Context<KbsEnv>, kind: AuditKind, fields: AuditFields): Promise<void> {
   const audit = c.get('deps').owners?.audit;
   if (audit === undefined) return;
+  if (kind === 'admin') adminAudited.add(c);
   const bounded: Record<string, string | number> = {};
   for (const [k, v] of Object.entries(fields) as [string, string | number | undefined][]) {
     if (v === undefined) continue;
@@ -24,6 +25,13 @@ export async function auditEvent(c: Context<KbsEnv>, kind: AuditKind, fields: Au
     c.get('log').error({ code: (cause as { code?: string }).code, kind }, 'audit record could not be stored');
     throw new KbsError('STORAGE_UNAVAILABLE', 'the audit trail cannot be written; request refused', { cause });
   }
+}
+
+const adminAudited = new WeakSet<Context>();
+
+/** Whether a handler already wrote this admin request's record (else the admin middleware writes a generic one). */
+export function wasAdminAudited(c: Context<KbsEnv>): boolean {
+  return adminAudited.has(c);
 }
 
 /** The stable code of an error, for audit reasons (never its message when it may carry input). */

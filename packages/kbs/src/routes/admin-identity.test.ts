@@ -39,7 +39,7 @@ async function adminToken(key: KeyObject = adminKey): Promise<string> {
   return new SignJWT({ role: 'admin' }).setProtectedHeader({ alg: 'EdDSA' }).setExpirationTime('5m').sign(key);
 }
 
-async function call(method: string, p: string, o: { body?: BodyInit; type?: string; token?: string | null; cookie?: string } = {}) {
+async function call(method: string, p: string, o: { body?: string | Uint8Array; type?: string; token?: string | null; cookie?: string } = {}) {
   const headers: Record<string, string> = {};
   const token = o.token === undefined ? await adminToken() : o.token;
   if (token !== null) headers['authorization'] = `Bearer ${token}`;
@@ -68,7 +68,13 @@ beforeAll(async () => {
     trustDomain: 'example.org',
   });
   const tpm = new TpmAppraiser({ trustedAkList: false, extensions: [ext] });
-  const resources: ResourceStore = { get: async () => SECRET, put: async () => ({ version: 1 }), delete: async () => true };
+  const resources: ResourceStore = {
+    get: async () => SECRET,
+    put: async () => ({ version: 1 }),
+    delete: async () => true,
+    generate: async () => ({ version: 1 }),
+    rotate: async () => ({ version: 2 }),
+  };
   deps = {
     sessions: new InMemorySessionStore({ ttlMs: 60_000, maxSessions: 100 }),
     signer: await EarSigner.create({ privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, issuer: 'test', lifetimeMs: 60_000 }),

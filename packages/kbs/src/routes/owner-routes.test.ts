@@ -315,3 +315,36 @@ describe('audit trail, rate limits, metrics', () => {
     expect(text).not.toContain('route="/kbs/v0/resource/a/key/1"');
   });
 });
+
+describe('fail-closed and defence-in-depth checks', () => {
+  it('refuses to release (503, no secret) when the audit trail cannot be written', async () => {
+    const broken = { ...createMemoryAuditSink(), append: async () => Promise.reject(new Error('disk full')) };
+    const strict = createApp({ ...deps, owners: { ...deps.owners, audit: await createAuditLog({ sink: broken }) } });
+    const res = await strict.request('/kbs/v0/resource/a/key/1', { headers: { authorization: `Bearer ${await earToken()}` } });
+    expect(res.status).toBe(503);
+    const text = await res.text();
+    expect(text).toMatch(/StorageUnavailable/);
+    expect(text).not.toContain('ciphertext');
+  });
+
+  it('writes one record per admin change (the handler’s own, not a second generic one)', async () => {
+    expect((await call('POST', '/kbs/v0/resource/a/key/9', 'alice', 'nine')).status).toBe(200);
+    const mine = sink.records.filter((r) => r.fields.resourcePath === 'a/key/9');
+    expect(mine.map((r) => r.fields.action)).toEqual(['resource.put']);
+    expect(mine[0]!.fields.actor).toBe('alice');
+  });
+
+  it('validates repository and reference-value names itself, even when the ACL is switched off', async () => {
+    const open = createApp({ ...deps, adminAuth: configuredAdminAuthorizer({ identities: [], insecureAllowAll: true }) });
+    const bad = await open.request('/kbs/v0/resource-policy/b%24d', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ policy: b64('true') }) });
+    expect(bad.status).toBe(404);
+    expect((await detail(bad)).detail).toMatch(/repository must match/);
+    const rv = await open.request('/kbs/v0/reference-value/a%20b');
+    expect(rv.status).toBe(400);
+    const b64bad = await open.request('/kbs/v0/resource-policy', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ policy: 'not base64url!' }) });
+    expect(b64bad.status).toBe(400);
+    expect((await detail(b64bad)).detail).toMatch(/base64url/);
+    const attNotJson = await open.request('/kbs/v0/attestation-policy', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ type: 'cel', policy: b64('true') }) });
+    expect(attNotJson.status).toBe(400);
+  });
+});

@@ -38,7 +38,8 @@ export interface VerifiedEventLog {
   readonly events: readonly DecodedEvent[];
 }
 
-const DEFAULT_LOG_PCRS: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14];
+/** PCRs the firmware/boot log extends (0-9 and 14, shim's MOK lists). */
+export const DEFAULT_LOG_PCRS: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 14];
 
 /**
  * Verifies an event log against PCR values from a quote whose signature, nonce and PCR digest the

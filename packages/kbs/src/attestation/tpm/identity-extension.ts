@@ -119,6 +119,7 @@ function isListed(akSpki: Uint8Array, list: readonly string[]): boolean {
 
 export class IdentityExtension implements TpmExtension {
   readonly name = 'hardware-identity';
+  readonly establishesIdentity = true;
   readonly #o: IdentityExtensionOptions;
   readonly #credentialBytes: number;
 

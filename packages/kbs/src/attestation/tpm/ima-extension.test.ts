@@ -58,7 +58,7 @@ let ext: ImaExtension;
 async function refs(policy?: RuntimePolicy | string[]): Promise<ReferenceValueStore> {
   const r = ReferenceValueStore.inMemory();
   const ev = await collectTpmEvidence(node.tpm, node.ak, new Uint8Array(32));
-  const values = policy === undefined ? {} : { [RUNTIME_POLICY_REFERENCE]: Array.isArray(policy) ? policy : [JSON.stringify(policy)] };
+  const values: Record<string, string[]> = policy === undefined ? {} : { [RUNTIME_POLICY_REFERENCE]: Array.isArray(policy) ? policy : [JSON.stringify(policy)] };
   await r.set({ [TRUSTED_AK_REFERENCE]: [ev.ak_public], ...values });
   return r;
 }

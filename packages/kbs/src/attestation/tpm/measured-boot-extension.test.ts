@@ -140,7 +140,8 @@ describe.skipIf(!haveCorpus)('MeasuredBootExtension', () => {
     const app = parsed.events.find((e) => e.pcr === 4 && e.type === 0x80000003)!;
     const d = app.digests.find((x) => x.bank === 'sha256')!;
     const forged = Buffer.from(log);
-    forged[d.digest.byteOffset - log.byteOffset] ^= 0x01;
+    const at = d.digest.byteOffset - log.byteOffset;
+    forged[at] = forged[at]! ^ 0x01;
     const msg = await refusal(attest(node, await references(node), { event_log: b64(forged) }));
     expect(msg).toBe('event_log: EVENTLOG_REPLAY_MISMATCH: replayed sha256 PCR 4 does not match the quote');
   });

@@ -5,6 +5,7 @@ import {
   parseEventLog,
   parseMeasuredBootReferenceState,
   verifyEventLogAgainstQuote,
+  DEFAULT_LOG_PCRS,
   type MeasuredBootFailure,
   type MeasuredBootReferenceState,
   type VerifiedEventLog,
@@ -115,7 +116,9 @@ export class MeasuredBootExtension implements TpmExtension {
     try {
       const log = parseEventLog(bytes);
       // The verified quote's PCRs only: values the evidence merely lists are never trusted here.
-      return verifyEventLogAgainstQuote(log, { bank, values: quote.pcrs }, { allowSha1: this.#opts.allowSha1 });
+      // With init-data bound, PCR8 holds that binding (verified separately), not firmware events.
+      const logPcrs = input.initDataBound ? DEFAULT_LOG_PCRS.filter((p) => p !== 8) : DEFAULT_LOG_PCRS;
+      return verifyEventLogAgainstQuote(log, { bank, values: quote.pcrs }, { allowSha1: this.#opts.allowSha1, logPcrs });
     } catch (err) {
       if (err instanceof EventLogError) throw new KbsError('ATTESTATION_FAILED', `event_log: ${err.code}: ${err.message}`, { cause: err });
       throw err;

@@ -58,10 +58,18 @@ export class TpmAppraiser implements TeeAppraiser {
     const extra: Record<string, unknown> = {};
     let ekBound = false;
     const evidence = input.evidence as Record<string, unknown>;
-    for (const ext of this.#opts.extensions ?? []) {
+    const extensions = this.#opts.extensions ?? [];
+    const runExtension = async (ext: TpmExtension): Promise<void> => {
       let r;
       try {
-        r = await ext.appraise({ verified, evidence, session: input.session, references: input.references, now: input.now });
+        r = await ext.appraise({
+          verified,
+          evidence,
+          session: input.session,
+          references: input.references,
+          now: input.now,
+          initDataBound: input.initDataDigest !== undefined,
+        });
       } catch (err) {
         throw asAttestationFailure(err);
       }
@@ -69,10 +77,13 @@ export class TpmAppraiser implements TeeAppraiser {
       Object.assign(teeClaims, r.claims ?? {});
       Object.assign(extra, r.extra ?? {});
       if (r.akTrusted === 'ek-bound') ekBound = true;
-    }
+    };
+    for (const ext of extensions) if (ext.establishesIdentity === true) await runExtension(ext);
     // SECURITY: quotes from an AK neither listed by the owner nor bound to a trusted TPM's EK prove
-    // nothing — a software key can sign a perfect quote (AK substitution). Fail closed.
+    // nothing — a software key can sign a perfect quote (AK substitution). Fail closed, before any
+    // further (costlier) appraisal of what the untrusted node sent.
     if (!listed && !ekBound) throw new KbsError('ATTESTATION_FAILED', 'AK is not trusted (not in trusted_ak and not bound to a trusted EK)');
+    for (const ext of extensions) if (ext.establishesIdentity !== true) await runExtension(ext);
     mergeVector(vector, { 'instance-identity': AR4SI.TRUSTED_INSTANCE });
     return {
       teeClaims,

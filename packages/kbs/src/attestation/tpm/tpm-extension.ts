@@ -12,6 +12,11 @@ export interface TpmExtensionInput {
   readonly session: Session;
   readonly references: ReferenceValueStore;
   readonly now: Date;
+  /**
+   * True when the attester sent init-data: PCR8 then holds the init-data binding (checked by the
+   * verifier), which no firmware event log contains.
+   */
+  readonly initDataBound: boolean;
 }
 
 export interface TpmExtensionResult {
@@ -36,6 +41,11 @@ export interface TpmExtensionResult {
  */
 export interface TpmExtension {
   readonly name: string;
+  /**
+   * True for extensions that can establish AK trust (hardware identity). They run first; the
+   * others run only once the AK is trusted, so an untrusted AK never makes the KBS parse logs.
+   */
+  readonly establishesIdentity?: boolean;
   /** Members for the `/auth` challenge's extra-params (e.g. a credential-activation blob). */
   challenge?(session: Session, references: ReferenceValueStore): Promise<Record<string, unknown>>;
   appraise(input: TpmExtensionInput): Promise<TpmExtensionResult>;

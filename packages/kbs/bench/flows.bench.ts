@@ -20,7 +20,7 @@ import { collectTpmEvidence, createSoftwareTpm, generateTeeKeyPair, loadOrCreate
 import { freePort, spawnProcess, waitForPort } from '@keyhold/test-harness';
 
 const { values } = parseArgs({
-  options: { concurrency: { type: 'string', default: '32' }, seconds: { type: 'string', default: '10' }, ak: { type: 'string', default: 'ecc' } },
+  options: { concurrency: { type: 'string', default: '32' }, seconds: { type: 'string', default: '10' }, ak: { type: 'string', default: 'ecc' }, profile: { type: 'string' } },
 });
 const CONCURRENCY = Number(values.concurrency);
 const SECONDS = Number(values.seconds);
@@ -39,10 +39,15 @@ async function main(): Promise<void> {
   const admin = generateKeyPairSync('ed25519');
   await writeFile(join(dir, 'admin.pub.pem'), admin.publicKey.export({ format: 'pem', type: 'spki' }));
   const port = await freePort();
+  // All simulated agents share one loopback address: lift the per-address /auth rate limit, which
+  // would otherwise (correctly) throttle them. Everything else is the KBS's default configuration
+  // (embedded KMS, audit trail on, metrics on).
+  await writeFile(join(dir, 'kbs.toml'), '[rate_limit]\nauth_per_sec = 1000000\nauth_burst = 1000000\n');
+  const profileArgs = values.profile !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : [];
   const kbsProc = spawnProcess({
     name: 'keyhold-kbs',
     command: process.execPath,
-    args: [KBS_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'kbs'), '--admin-public-key', join(dir, 'admin.pub.pem'), '--log-level', 'warn'],
+    args: [...profileArgs, KBS_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'kbs'), '--admin-public-key', join(dir, 'admin.pub.pem'), '--log-level', 'warn', '--config', join(dir, 'kbs.toml')],
   });
   await waitForPort(port, kbsProc);
   const base = `http://127.0.0.1:${port}`;

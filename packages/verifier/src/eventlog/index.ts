@@ -8,4 +8,4 @@ export { parseEventLog, MAX_PCR_INDEX, type EventLog, type RawEvent, type EventD
 export { replayEventLog, initialPcrValue, type BankReplay, type ReplayOptions } from './replay.js';
 export { decodeUnverifiedEvents, decodeEvent, preferredBank, type DecodedEvent, type EventDetails } from './decode.js';
 export { formatGuid, type EfiSignature } from './efi-variable.js';
-export { verifyEventLogAgainstQuote, type VerifiedEventLog, type QuotedPcrs, type VerifyEventLogOptions } from './verify.js';
+export { verifyEventLogAgainstQuote, DEFAULT_LOG_PCRS, type VerifiedEventLog, type QuotedPcrs, type VerifyEventLogOptions } from './verify.js';

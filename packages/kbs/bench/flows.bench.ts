@@ -28,6 +28,14 @@ const AK_ALG = values.ak === 'rsa' ? 'rsa' : 'ecc';
 const here = dirname(fileURLToPath(import.meta.url));
 const KBS_BIN = resolve(here, '..', 'bin', 'keyhold-kbs.js');
 
+/** CPU time (user+system, all threads) a process used so far, from /proc. */
+async function procCpuMs(pid: number | undefined): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / 100;
+}
+
 function pct(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -42,7 +50,7 @@ async function main(): Promise<void> {
   // All simulated agents share one loopback address: lift the per-address /auth rate limit, which
   // would otherwise (correctly) throttle them. Everything else is the KBS's default configuration
   // (embedded KMS, audit trail on, metrics on).
-  await writeFile(join(dir, 'kbs.toml'), '[rate_limit]\nauth_per_sec = 1000000\nauth_burst = 1000000\n');
+  await writeFile(join(dir, 'kbs.toml'), '[rate_limit]\nauth_per_sec = 1000000\nauth_burst = 1000000\n' + (process.env['BENCH_KBS_EXTRA'] ?? '').replace(/\\n/g, '\n'));
   const profileArgs = values.profile !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : [];
   const kbsProc = spawnProcess({
     name: 'keyhold-kbs',
@@ -88,6 +96,8 @@ async function main(): Promise<void> {
   let flows = 0;
   const errors = new Map<string, number>();
   const deadline = performance.now() + SECONDS * 1000;
+  const kbsCpu0 = await procCpuMs(kbsProc.pid);
+  const genCpu0 = process.cpuUsage();
   const started = performance.now();
   await Promise.all(
     agents.map(async ({ tpm, ak }) => {
@@ -127,6 +137,9 @@ async function main(): Promise<void> {
     }),
   );
   const elapsed = (performance.now() - started) / 1000;
+  const kbsCpuMs = (await procCpuMs(kbsProc.pid)) - kbsCpu0;
+  const genCpu = process.cpuUsage(genCpu0);
+  const genCpuMs = (genCpu.user + genCpu.system) / 1000;
   const status = await readFile(`/proc/${kbsProc.pid}/status`, 'utf8').catch(() => '');
   const hwmKb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? NaN);
   await pool.close();
@@ -145,6 +158,7 @@ async function main(): Promise<void> {
     out.write(`  ${k.padEnd(10)} ${fmt(pct(s, 50))} ${fmt(pct(s, 95))} ${fmt(pct(s, 99))}\n`);
   }
   out.write(`KBS peak RSS:          ${(hwmKb / 1024).toFixed(1)} MiB\n`);
+  out.write(`CPU per flow:          KBS ${(kbsCpuMs / flows).toFixed(2)} ms, load generator ${(genCpuMs / flows).toFixed(2)} ms (all threads; 2 cores = 2000 ms/s)\n`);
 }
 
 main().catch((err: unknown) => {

@@ -8,7 +8,7 @@
  *   node --import tsx packages/kbs/bench/flows.bench.ts [--concurrency 32] [--seconds 10] [--ak ecc|rsa]
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +34,18 @@ async function procCpuMs(pid: number | undefined): Promise<number> {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(fields[11]) + Number(fields[12]);
   return (ticks * 1000) / 100;
+}
+
+/** Per-thread user and system CPU ms of a process, keyed by thread id (the main thread's id is the pid). */
+async function threadCpuMs(pid: number | undefined): Promise<Map<number, { user: number; sys: number }>> {
+  const out = new Map<number, { user: number; sys: number }>();
+  const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
+  for (const tid of tids) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out.set(Number(tid), { user: (Number(fields[11]) * 1000) / 100, sys: (Number(fields[12]) * 1000) / 100 });
+  }
+  return out;
 }
 
 function pct(sorted: number[], p: number): number {
@@ -97,6 +109,7 @@ async function main(): Promise<void> {
   const errors = new Map<string, number>();
   const deadline = performance.now() + SECONDS * 1000;
   const kbsCpu0 = await procCpuMs(kbsProc.pid);
+  const kbsThreads0 = await threadCpuMs(kbsProc.pid);
   const genCpu0 = process.cpuUsage();
   const started = performance.now();
   await Promise.all(
@@ -138,6 +151,7 @@ async function main(): Promise<void> {
   );
   const elapsed = (performance.now() - started) / 1000;
   const kbsCpuMs = (await procCpuMs(kbsProc.pid)) - kbsCpu0;
+  const kbsThreads1 = await threadCpuMs(kbsProc.pid);
   const genCpu = process.cpuUsage(genCpu0);
   const genCpuMs = (genCpu.user + genCpu.system) / 1000;
   const status = await readFile(`/proc/${kbsProc.pid}/status`, 'utf8').catch(() => '');
@@ -158,6 +172,19 @@ async function main(): Promise<void> {
     out.write(`  ${k.padEnd(10)} ${fmt(pct(s, 50))} ${fmt(pct(s, 95))} ${fmt(pct(s, 99))}\n`);
   }
   out.write(`KBS peak RSS:          ${(hwmKb / 1024).toFixed(1)} MiB\n`);
+  const perFlow = (ms: number): string => (ms / flows).toFixed(2);
+  let main = { user: 0, sys: 0 };
+  const others = { user: 0, sys: 0 };
+  for (const [tid, t1] of kbsThreads1) {
+    const t0 = kbsThreads0.get(tid) ?? { user: 0, sys: 0 };
+    const d = { user: t1.user - t0.user, sys: t1.sys - t0.sys };
+    if (tid === kbsProc.pid) main = d;
+    else {
+      others.user += d.user;
+      others.sys += d.sys;
+    }
+  }
+  out.write(`KBS CPU per flow:      main thread ${perFlow(main.user)} user + ${perFlow(main.sys)} sys ms, other threads ${perFlow(others.user)} user + ${perFlow(others.sys)} sys ms\n`);
   out.write(`CPU per flow:          KBS ${(kbsCpuMs / flows).toFixed(2)} ms, load generator ${(genCpuMs / flows).toFixed(2)} ms (all threads; 2 cores = 2000 ms/s)\n`);
 }
 

@@ -96,6 +96,10 @@ let loaded: TssLibrary | undefined;
 /** Load the tpm2-tss libraries once; TPM_UNAVAILABLE when they are not installed. */
 export function loadTss(): TssLibrary {
   if (loaded !== undefined) return loaded;
+  // tpm2-tss prints its own ERROR/WARNING lines for TPM error responses (including expected ones,
+  // such as probing an empty persistent handle); the device layer reports every failure as a typed
+  // error instead. TSS2_LOG is read at the first log call; a value set by the user is kept.
+  process.env['TSS2_LOG'] ??= 'all+NONE';
   try {
     const tctildr = koffi.load('libtss2-tctildr.so.0');
     const esysLib = koffi.load('libtss2-esys.so.0');

@@ -11,6 +11,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { decodeCaCertificates, IdentityError } from '@keyhold/verifier';
+import { ADMIN_OPTIONS, parseAdminCommand } from '../admin-command-args.js';
 import { EXIT, type CommandIo } from '../command.js';
 import { AdminCallError, DEFAULT_KBS_URL, adminCall, readAdminToken } from '../kbs-admin-client.js';
 
@@ -34,34 +35,20 @@ interface CaEntry {
 }
 
 export async function run(argv: string[], io: CommandIo): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
+  const p = parseAdminCommand('ca', USAGE, io, () =>
+    parseArgs({
       args: argv,
       options: {
-        url: { type: 'string' },
-        'admin-token-file': { type: 'string' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h' },
+        ...ADMIN_OPTIONS,
+
       },
       allowPositionals: true,
       strict: true,
-    });
-  } catch (err) {
-    io.stderr.write(`keyhold ca: ${(err as Error).message}\n${USAGE}\n`);
-    return EXIT.USAGE;
-  }
-  const { values, positionals } = parsed;
-  if (values.help === true) {
-    io.stderr.write(`${USAGE}\n`);
-    return EXIT.OK;
-  }
-  const [action, ...files] = positionals;
-  const url = values.url ?? process.env['KEYHOLD_KBS_URL'] ?? DEFAULT_KBS_URL;
-  const usage = (msg: string): number => {
-    io.stderr.write(`keyhold ca: ${msg}\n${USAGE}\n`);
-    return EXIT.USAGE;
-  };
+    }),
+  );
+  if (typeof p === 'number') return p;
+  const { values, url, usage } = p;
+  const [action, ...files] = p.positionals;
   try {
     switch (action) {
       case 'add': {

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { isValidResourceSegment, parseResourcePath } from '@keyhold/protocol';
 import { AFFIRMING_RESOURCE_POLICY, ALLOW_ALL_RESOURCE_POLICY, DENY_ALL_RESOURCE_POLICY } from '@keyhold/policy';
+import { ADMIN_OPTIONS, parseAdminCommand } from '../admin-command-args.js';
 import { EXIT, type CommandIo } from '../command.js';
 import { AdminCallError, DEFAULT_KBS_URL, adminCall, readAdminToken } from '../kbs-admin-client.js';
 
@@ -53,14 +54,11 @@ function resourceUrl(pathText: string | undefined, what: string, prefix = '/kbs/
 }
 
 export async function run(argv: string[], io: CommandIo): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
+  const p = parseAdminCommand('config', USAGE, io, () =>
+    parseArgs({
       args: argv,
       options: {
-        url: { type: 'string' },
-        'admin-token-file': { type: 'string' },
-        json: { type: 'boolean', default: false },
+        ...ADMIN_OPTIONS,
         path: { type: 'string' },
         'resource-file': { type: 'string' },
         name: { type: 'string' },
@@ -71,22 +69,14 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
         affirming: { type: 'boolean' },
         repository: { type: 'string' },
         id: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
       strict: true,
-    });
-  } catch (err) {
-    io.stderr.write(`keyhold config: ${(err as Error).message}\n${USAGE}\n`);
-    return EXIT.USAGE;
-  }
-  const { values, positionals } = parsed;
-  if (values.help === true) {
-    io.stderr.write(`${USAGE}\n`);
-    return EXIT.OK;
-  }
-  const [action, ...rest] = positionals;
-  const url = values.url ?? process.env['KEYHOLD_KBS_URL'] ?? DEFAULT_KBS_URL;
+    }),
+  );
+  if (typeof p === 'number') return p;
+  const { values, url } = p;
+  const [action, ...rest] = p.positionals;
   const out = (human: string, json: unknown): void => {
     if (values.json === true) io.stdout.write(`${JSON.stringify(json)}\n`);
     else io.stderr.write(`${human}\n`);

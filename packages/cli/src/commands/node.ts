@@ -12,6 +12,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { ekHash, IdentityError } from '@keyhold/verifier';
+import { ADMIN_OPTIONS, parseAdminCommand } from '../admin-command-args.js';
 import { EXIT, type CommandIo } from '../command.js';
 import { AdminCallError, DEFAULT_KBS_URL, adminCall, readAdminToken } from '../kbs-admin-client.js';
 import { ekSpkiFromPublicFile } from './ek-hash.js';
@@ -42,36 +43,21 @@ interface NodeRecord {
 }
 
 export async function run(argv: string[], io: CommandIo): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
+  const p = parseAdminCommand('node', USAGE, io, () =>
+    parseArgs({
       args: argv,
       options: {
-        url: { type: 'string' },
-        'admin-token-file': { type: 'string' },
-        json: { type: 'boolean', default: false },
-        'ek-pub': { type: 'string' },
-        note: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
+        ...ADMIN_OPTIONS,
+      'ek-pub': { type: 'string' },
+      note: { type: 'string' },
       },
       allowPositionals: true,
       strict: true,
-    });
-  } catch (err) {
-    io.stderr.write(`keyhold node: ${(err as Error).message}\n${USAGE}\n`);
-    return EXIT.USAGE;
-  }
-  const { values, positionals } = parsed;
-  if (values.help === true) {
-    io.stderr.write(`${USAGE}\n`);
-    return EXIT.OK;
-  }
-  const [action, arg, ...extra] = positionals;
-  const url = values.url ?? process.env['KEYHOLD_KBS_URL'] ?? DEFAULT_KBS_URL;
-  const usage = (msg: string): number => {
-    io.stderr.write(`keyhold node: ${msg}\n${USAGE}\n`);
-    return EXIT.USAGE;
-  };
+    }),
+  );
+  if (typeof p === 'number') return p;
+  const { values, url, usage } = p;
+  const [action, arg, ...extra] = p.positionals;
   if (extra.length > 0) return usage(`unexpected argument '${extra[0]}'`);
   const out = (human: string, json: unknown): void => {
     io.stdout.write(values.json === true ? `${JSON.stringify(json)}\n` : `${human}\n`);

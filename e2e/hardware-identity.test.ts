@@ -6,13 +6,13 @@
  * and that nothing was released.
  */
 import { execFile } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSoftwareTpm, IdentityContributor, loadOrCreateAk, openTpmDevice, type LoadedAk, type TpmDevice } from '@keyhold/attestation-agent';
+import { createSoftwareTpm, EK_CERT_NV_INDEX, IdentityContributor, loadOrCreateAk, openTpmDevice, tpm2bPublicToSpkiDer, type LoadedAk, type TpmDevice } from '@keyhold/attestation-agent';
 import { startSwtpm, type RunningSwtpm } from '@keyhold/test-harness';
 import { parseTpm2bPublic, tpmPublicToSpkiDer } from '@keyhold/verifier';
 import { createAdminKeys, type AdminKeys } from './harness/admin-keys.js';
@@ -162,6 +162,31 @@ describe('enrolment by credential activation (EK certificate from swtpm local CA
     expect(eccNode).not.toBe(rsaNode);
     expect(c.ekTrust).toBe('ca');
     expect(c.tpm['credential_activation']).toBe('enrolled');
+  });
+
+  it('ECC P-384 EK (high-range H-3, swtpm_setup\'s own certificate at 0x01c00016): enrolment and release', async () => {
+    // The node identity is the hash of the key that swtpm's certificate certifies.
+    const tpm = await openTpmDevice({ tcti: tpmA.tcti });
+    const { ekNode, cert } = await (async () => {
+      try {
+        const ek = await tpm.createEk('ecc384');
+        return { ekNode: createHash('sha256').update(tpm2bPublicToSpkiDer(ek.publicArea)).digest('hex'), cert: await tpm.readNv(EK_CERT_NV_INDEX.ecc384) };
+      } finally {
+        await tpm.close();
+      }
+    })();
+    expect(cert.length).toBeGreaterThan(0);
+    const r = await agentRun(['get-resource', `kbs:///${SECRET_PATH}`], kbs.url, tpmA, '--ek-alg', 'ecc384', '--ak-handle', '0x81010007', '--ak-alg', 'ecc');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(SECRET);
+    const t = await agentRun(['token'], kbs.url, tpmA, '--ek-alg', 'ecc384', '--ak-handle', '0x81010007');
+    expect(t.code, t.stderr).toBe(0);
+    const c = identityClaims(t.stdout.trim());
+    expect(c.nodeId).toBe(ekNode);
+    expect([rsaNode, eccNode]).not.toContain(ekNode);
+    expect(c.ekTrust).toBe('ca');
+    expect(c.tpm['credential_activation']).toBe('enrolled');
+    expect((c.tpm['ek_certificate'] as { issuer: string }).issuer).toContain('swtpm-localca');
   });
 });
 

@@ -45,7 +45,9 @@ Options:
                        when readable and the TPM is not swtpm/mssim); --no-event-log sends none
   --ima-log FILE       IMA ascii_runtime_measurements sent as ima_log (default /sys/kernel/security/ima/ascii_runtime_measurements,
                        same rule); --no-ima-log sends none
-  --ek-alg rsa|ecc     EK named to the KBS for hardware identity (default rsa: TCG template L-1; ecc: L-2 P-256)
+  --ek-alg rsa|ecc|ecc384
+                       EK named to the KBS for hardware identity (default rsa: TCG template L-1; ecc: L-2 P-256;
+                       ecc384: high-range H-3 P-384, the EK swtpm certifies at NV 0x01c00016)
   --no-ek-identity     do not name the EK/AK to the KBS (no credential activation; Trustee's trusted_ak only)
   --json               machine-readable output on stdout
 Exit codes: 0 success, 1 failure (refused, unreachable, TPM error), 2 usage error.`;

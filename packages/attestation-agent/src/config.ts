@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { AgentError } from './errors.js';
 import { DEFAULT_AK_HANDLE } from './tpm/device.js';
 import { DEFAULT_TCTI } from './tpm/tss-device.js';
-import type { KeyAlg } from './tpm/templates.js';
+import type { EkAlg, KeyAlg } from './tpm/templates.js';
 import type { TeeKeyType } from './kbs-client/tee-key.js';
 import { DEFAULT_EVENT_LOG_FILE, DEFAULT_IMA_LOG_FILE } from './attester/boot-log-contributor.js';
 
@@ -29,8 +29,8 @@ export interface AgentConfig {
   readonly imaLogFile: string | undefined;
   /** Name the EK (public, certificate) and AK to the KBS and answer credential activation (hardware identity). */
   readonly ekIdentity: boolean;
-  /** EK named to the KBS: TCG default template L-1 (RSA 2048) or L-2 (ECC P-256). */
-  readonly ekAlg: KeyAlg;
+  /** EK named to the KBS: TCG template L-1 (RSA 2048), L-2 (ECC P-256) or high-range H-3 (ECC P-384). */
+  readonly ekAlg: EkAlg;
 }
 
 /** Flags every command accepts (documented in the README). */
@@ -112,8 +112,8 @@ function logFile(named: string | undefined, disabled: boolean | undefined, fallb
   }
 }
 
-function ekAlgOf(v: string | undefined): KeyAlg {
+function ekAlgOf(v: string | undefined): EkAlg {
   const alg = v ?? 'rsa';
-  if (alg !== 'rsa' && alg !== 'ecc') invalid('--ek-alg must be rsa or ecc');
+  if (alg !== 'rsa' && alg !== 'ecc' && alg !== 'ecc384') invalid('--ek-alg must be rsa, ecc or ecc384');
   return alg;
 }

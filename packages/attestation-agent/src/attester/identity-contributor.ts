@@ -7,13 +7,14 @@
  *    TPM2_ActivateCredential (PolicySecret(endorsement) session, inside the device) and the
  *    evidence carries it as `activated_credential` beside Trustee's fields, with the identity
  *    fields repeated.
- * The EK is created from the TCG default template (L-1 RSA 2048 / L-2 ECC P-256) on first use,
+ * The EK is created from a TCG template (L-1 RSA 2048 / L-2 ECC P-256 / high-range H-3 ECC P-384,
+ * whose PolicyOR session the device builds) on first use,
  * unless the caller passes one already loaded (e.g. the AK's parent), and flushed by close().
  */
 import { EK_CERT_NV_INDEX, type TpmDevice, type TpmKey } from '../tpm/device.js';
 import { TpmError } from '../errors.js';
 import { KbsClientError } from '../kbs-client/errors.js';
-import type { KeyAlg } from '../tpm/templates.js';
+import { ekAlgOfPublic, type EkAlg } from '../tpm/templates.js';
 import type { TpmEvidenceContributor } from './tpm-attester.js';
 
 export const IDENTITY_PARAM = 'tpm-identity';
@@ -27,8 +28,8 @@ const MAX_ENCRYPTED_SECRET_BYTES = 2 + 512;
 export interface IdentityContributorOptions {
   readonly tpm: TpmDevice;
   readonly ak: TpmKey;
-  /** EK algorithm to name (default `rsa`). */
-  readonly ekAlg?: KeyAlg;
+  /** EK template to name (default `rsa`). */
+  readonly ekAlg?: EkAlg;
   /** An EK of `ekAlg` already loaded in `tpm` (not flushed by close()). */
   readonly ek?: TpmKey;
   /** NV index of the EK certificate (default: the TCG index for `ekAlg`). */
@@ -55,7 +56,7 @@ function challengeBytes(v: unknown, field: string, max: number): Uint8Array {
 export class IdentityContributor implements TpmEvidenceContributor {
   readonly name = 'hardware-identity';
   readonly #o: IdentityContributorOptions;
-  readonly #ekAlg: KeyAlg;
+  readonly #ekAlg: EkAlg;
   #ek: TpmKey | undefined;
   #ownEk = false;
   #wire: IdentityWire | undefined;
@@ -63,7 +64,7 @@ export class IdentityContributor implements TpmEvidenceContributor {
   constructor(opts: IdentityContributorOptions) {
     this.#o = opts;
     this.#ekAlg = opts.ekAlg ?? 'rsa';
-    if (opts.ek !== undefined && opts.ek.alg !== this.#ekAlg) throw new TypeError('ek must be of ekAlg');
+    if (opts.ek !== undefined && ekAlgOfPublic(opts.ek.publicArea) !== this.#ekAlg) throw new TypeError('ek must be of ekAlg');
     this.#ek = opts.ek;
   }
 
@@ -123,7 +124,8 @@ export class IdentityContributor implements TpmEvidenceContributor {
   }
 }
 
-/** The contributor for a node session: reuses the AK's parent EK when it is of the EK algorithm asked for. */
-export function identityContributorFor(tpm: TpmDevice, ak: { ak: TpmKey; ek: TpmKey | undefined }, ekAlg: KeyAlg): IdentityContributor {
-  return new IdentityContributor({ tpm, ak: ak.ak, ekAlg, ...(ak.ek !== undefined && ak.ek.alg === ekAlg ? { ek: ak.ek } : {}) });
+/** The contributor for a node session: reuses the AK's parent EK when it was made from the EK template asked for. */
+export function identityContributorFor(tpm: TpmDevice, ak: { ak: TpmKey; ek: TpmKey | undefined }, ekAlg: EkAlg): IdentityContributor {
+  const reuse = ak.ek !== undefined && ekAlgOfPublic(ak.ek.publicArea) === ekAlg;
+  return new IdentityContributor({ tpm, ak: ak.ak, ekAlg, ...(reuse ? { ek: ak.ek } : {}) });
 }

@@ -5,13 +5,13 @@ import { AgentError, TpmError } from '../errors.js';
 import type { AkBlob, TpmDevice, TpmKey } from './device.js';
 import { TpmReader } from './internal/tpm-bytes.js';
 import { parseTpm2bPublic } from './public-key.js';
-import { AK_ATTRIBUTES, AK_REQUIRED_ATTRIBUTES, type KeyAlg } from './templates.js';
+import { AK_ATTRIBUTES, AK_REQUIRED_ATTRIBUTES, type EkAlg, type KeyAlg } from './templates.js';
 
 export interface LoadAkOptions {
   /** AK algorithm; `rsa` (RSASSA-SHA256, what Trustee verifies) by default. */
   alg?: KeyAlg;
   /** EK algorithm for the parent; `rsa` by default. */
-  ekAlg?: KeyAlg;
+  ekAlg?: EkAlg;
   /**
    * Directory (absolute) where the AK's TPM2B_PRIVATE / TPM2B_PUBLIC are kept as `ak-<alg>.priv` /
    * `ak-<alg>.pub` (the formats tpm2_create -r / -u write). Required unless `persistentHandle` is set.

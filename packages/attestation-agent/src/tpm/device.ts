@@ -1,8 +1,8 @@
 import type { PcrBank } from './internal/tpm-alg.js';
-import type { KeyAlg } from './templates.js';
+import type { EkAlg, KeyAlg } from './templates.js';
 
 export type { PcrBank } from './internal/tpm-alg.js';
-export type { KeyAlg } from './templates.js';
+export type { EkAlg, KeyAlg } from './templates.js';
 
 /**
  * A key loaded in a TPM device. The handle behind it belongs to the device that returned it and is
@@ -43,8 +43,11 @@ export interface PcrDigestValue {
 /** The default persistent handle of the AK, as guest-components uses it. */
 export const DEFAULT_AK_HANDLE = 0x81010002;
 
-/** NV indices of the EK certificates (TCG EK Credential Profile 2.0, 2.2.1.5). */
-export const EK_CERT_NV_INDEX = { rsa: 0x01c00002, ecc: 0x01c0000a } as const;
+/**
+ * NV indices of the EK certificates (TCG EK Credential Profile 2.x, 2.2.1.5): low range RSA 2048 and
+ * ECC P-256, and the high-range ECC P-384 (H-3) certificate that swtpm writes.
+ */
+export const EK_CERT_NV_INDEX: Readonly<Record<EkAlg, number>> = { rsa: 0x01c00002, ecc: 0x01c0000a, ecc384: 0x01c00016 };
 
 /**
  * The agent's port to a TPM. One implementation drives tpm2-tss over FFI ({@link openTpmDevice}),
@@ -56,8 +59,8 @@ export interface TpmDevice {
   /** PCR values of one bank, in the order of `indices`. */
   readPcrs(bank: PcrBank, indices: readonly number[]): Promise<Uint8Array[]>;
   extendPcr(index: number, digests: readonly PcrDigestValue[]): Promise<void>;
-  /** Create the EK from the TCG default template (L-1 RSA 2048 / L-2 ECC P-256). */
-  createEk(alg: KeyAlg): Promise<TpmKey>;
+  /** Create the EK from a TCG template (L-1 RSA 2048 / L-2 ECC P-256 / H-3 ECC P-384). */
+  createEk(alg: EkAlg): Promise<TpmKey>;
   /** Contents of an NV index (EK certificates: DER, trailing padding removed). */
   readNv(index: number): Promise<Uint8Array>;
   /** The key at a persistent handle; TPM_NO_AK when the handle is empty. */

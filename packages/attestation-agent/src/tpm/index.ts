@@ -1,4 +1,4 @@
-export type { TpmDevice, TpmKey, AkBlob, TpmQuote, PcrDigestValue, PcrBank, KeyAlg } from './device.js';
+export type { TpmDevice, TpmKey, AkBlob, TpmQuote, PcrDigestValue, PcrBank, KeyAlg, EkAlg } from './device.js';
 export { DEFAULT_AK_HANDLE, EK_CERT_NV_INDEX } from './device.js';
 export { openTpmDevice, DEFAULT_TCTI } from './tss-device.js';
 export type { OpenTpmDeviceOptions } from './tss-device.js';
@@ -6,7 +6,7 @@ export { createSoftwareTpm } from './software-tpm.js';
 export type { SoftwareTpmOptions } from './software-tpm.js';
 export { loadOrCreateAk } from './ak-store.js';
 export type { LoadAkOptions, LoadedAk } from './ak-store.js';
-export { ekTemplate, akTemplate, EK_AUTH_POLICY } from './templates.js';
+export { ekTemplate, akTemplate, EK_AUTH_POLICY, EK_HIGH_RANGE_POLICY_SHA384 } from './templates.js';
 export { parseTpm2bPublic, tpm2bPublicToSpkiDer, tpmObjectName } from './public-key.js';
 export type { TpmPublicInfo } from './public-key.js';
 export { decodeUnverifiedQuoteAttest, parseTpmtSignature } from './quote-format.js';

@@ -8,6 +8,8 @@ export interface TpmPublicInfo {
   readonly type: 'rsa' | 'ecc';
   readonly nameAlg: number;
   readonly objectAttributes: number;
+  /** Policy digest that authorises the key's use in the USER role by policy (empty: none). */
+  readonly authPolicy: Uint8Array;
   /** Signing scheme and its hash (TPM_ALG_NULL when the key has none). */
   readonly scheme: number;
   readonly schemeHash: number;
@@ -47,7 +49,7 @@ export function parseTpmtPublic(area: Uint8Array): TpmPublicInfo {
   const type = r.u16();
   const nameAlg = r.u16();
   const objectAttributes = r.u32();
-  r.tpm2b(64); // authPolicy
+  const authPolicy = r.tpm2b(64);
   readSymDef(r);
   const { scheme, hash } = readScheme(r);
   let info: TpmPublicInfo;
@@ -57,13 +59,13 @@ export function parseTpmtPublic(area: Uint8Array): TpmPublicInfo {
     const modulus = r.tpm2b(512);
     // SECURITY: a modulus whose size disagrees with keyBits is not a key this TPM made (TPM 2.0 Part 2, 12.2.3.5)
     if (modulus.length * 8 !== keyBits) throw new TpmError('TPM_BAD_RESPONSE', 'TPMT_PUBLIC: RSA modulus size mismatch');
-    info = { type: 'rsa', nameAlg, objectAttributes, scheme, schemeHash: hash, rsa: { modulus, exponent } };
+    info = { type: 'rsa', nameAlg, objectAttributes, authPolicy, scheme, schemeHash: hash, rsa: { modulus, exponent } };
   } else if (type === TPM_ALG.ECC) {
     const curve = r.u16();
     readScheme(r); // kdf
     const x = r.tpm2b(66);
     const y = r.tpm2b(66);
-    info = { type: 'ecc', nameAlg, objectAttributes, scheme, schemeHash: hash, ecc: { curve, x, y } };
+    info = { type: 'ecc', nameAlg, objectAttributes, authPolicy, scheme, schemeHash: hash, ecc: { curve, x, y } };
   } else {
     // SECURITY: only RSA and ECC keys are understood; anything else is rejected, not guessed at (TPM 2.0 Part 2, 12.2.4)
     throw new TpmError('TPM_BAD_RESPONSE', `TPMT_PUBLIC: unsupported key type 0x${type.toString(16)}`);

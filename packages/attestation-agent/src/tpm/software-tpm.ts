@@ -120,6 +120,7 @@ export function createSoftwareTpm(options: SoftwareTpmOptions = {}): TpmDevice {
 
     async createEk(alg) {
       live();
+      if (alg === 'ecc384') throw new TpmError('TPM_UNSUPPORTED', 'the software TPM makes low-range (L-1/L-2) EKs only');
       const privateKey = options.ekKeys?.[alg] ?? generate(alg);
       return load(ekTemplate(alg, uniqueOf(privateKey, alg)), alg, privateKey).key;
     },

@@ -1,7 +1,14 @@
 import { TpmWriter } from './internal/tpm-bytes.js';
-import { TPM_ALG, TPM_ECC_NIST_P256 } from './internal/tpm-alg.js';
+import { TPM_ALG, TPM_ECC_NIST_P256, TPM_ECC_NIST_P384 } from './internal/tpm-alg.js';
 
 export type KeyAlg = 'rsa' | 'ecc';
+
+/**
+ * EK templates the agent can create: `rsa` (L-1, RSA 2048), `ecc` (L-2, ECC NIST P-256), and
+ * `ecc384` (high-range H-3, ECC NIST P-384 with SHA-384 and the PolicyOR "Policy B"; the EK that
+ * swtpm certifies at NV 0x01c00016). TCG EK Credential Profile 2.x, B.3 and B.4.
+ */
+export type EkAlg = KeyAlg | 'ecc384';
 
 /** TPMA_OBJECT bits (TPM 2.0 Part 2, 8.3). */
 const FIXED_TPM = 1 << 1;
@@ -21,6 +28,17 @@ export const EK_AUTH_POLICY = Uint8Array.from(
   Buffer.from('837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa', 'hex'),
 );
 
+const hex = (h: string): Uint8Array => Uint8Array.from(Buffer.from(h, 'hex'));
+
+/**
+ * SHA-384 branches of the high-range EK policy (TCG EK Credential Profile 2.x, B.4.x "Computing
+ * PolicyA/PolicyC"): A = PolicySecret(TPM_RH_ENDORSEMENT), C = PolicyAuthorizeNV(0x01c07f02).
+ */
+export const EK_POLICY_A_SHA384 = hex('8bbf2266537c171cb56e403c4dc1d4b64f432611dc386e6f532050c3278c930e143e8bb1133824ccb431053871c6db53');
+export const EK_POLICY_C_SHA384 = hex('d6032ce61f2fb3c240eb3cf6a33237ef2b6a16f4293c22b455e261cffd217ad5b4947c2d73e63005eed2dc2b3593d165');
+/** Policy B = PolicyOR(A, C) with SHA-384: the authPolicy of high-range template H-3. */
+export const EK_HIGH_RANGE_POLICY_SHA384 = hex('b26e7d28d11a50bc53d882bcf5fd3a1a074148bb35d3b4e4cb1c0ad9bde419cacb47ba09699646150f9fc000f3f80e12');
+
 const EK_ATTRIBUTES = FIXED_TPM | FIXED_PARENT | SENSITIVE_DATA_ORIGIN | ADMIN_WITH_POLICY | RESTRICTED | DECRYPT;
 
 /**
@@ -39,12 +57,40 @@ function tpm2bPublic(tpmtPublic: Uint8Array): Uint8Array {
   return new TpmWriter().tpm2b(tpmtPublic).finish();
 }
 
+/** High-range templates add userWithAuth (TCG EK Credential Profile 2.x, B.4). */
+const EK_HIGH_RANGE_ATTRIBUTES = EK_ATTRIBUTES | USER_WITH_AUTH;
+
 /**
- * Default EK template as TPM2B_PUBLIC wire bytes: RSA 2048 (template L-1) or ECC NIST P-256
- * (template L-2) of the TCG EK Credential Profile 2.0, B.3.3 and B.3.4. A TPM derives the same EK
- * from the same template and endorsement seed, so the public key matches tpm2_createek's.
+ * ECC NIST P-384 high-range template H-3 (TCG EK Credential Profile 2.x, B.4): nameAlg SHA-384,
+ * AES-256-CFB, authPolicy Policy B, and an empty `unique` (high-range templates do not pad it).
+ * Checked against swtpm 0.7, whose EK certificate at 0x01c00016 certifies exactly this key.
  */
-export function ekTemplate(alg: KeyAlg, unique?: PublicUnique): Uint8Array {
+function ekTemplateH3(unique?: PublicUnique): Uint8Array {
+  const [x, y] = unique !== undefined && 'x' in unique ? [unique.x, unique.y] : [new Uint8Array(0), new Uint8Array(0)];
+  const w = new TpmWriter()
+    .u16(TPM_ALG.ECC)
+    .u16(TPM_ALG.SHA384)
+    .u32(EK_HIGH_RANGE_ATTRIBUTES)
+    .tpm2b(EK_HIGH_RANGE_POLICY_SHA384)
+    .u16(TPM_ALG.AES)
+    .u16(256)
+    .u16(TPM_ALG.CFB)
+    .u16(TPM_ALG.NULL)
+    .u16(TPM_ECC_NIST_P384)
+    .u16(TPM_ALG.NULL)
+    .tpm2b(x)
+    .tpm2b(y);
+  return tpm2bPublic(w.finish());
+}
+
+/**
+ * EK template as TPM2B_PUBLIC wire bytes: RSA 2048 (template L-1) or ECC NIST P-256 (template L-2)
+ * of the TCG EK Credential Profile 2.0, B.3.3 and B.3.4, or ECC NIST P-384 (high-range H-3, B.4).
+ * A TPM derives the same EK from the same template and endorsement seed, so the public key matches
+ * tpm2_createek's (L-1/L-2) and the key in the TPM's EK certificate.
+ */
+export function ekTemplate(alg: EkAlg, unique?: PublicUnique): Uint8Array {
+  if (alg === 'ecc384') return ekTemplateH3(unique);
   const w = new TpmWriter()
     .u16(alg === 'rsa' ? TPM_ALG.RSA : TPM_ALG.ECC)
     .u16(TPM_ALG.SHA256)
@@ -92,4 +138,35 @@ export function akTemplate(alg: KeyAlg, unique?: PublicUnique): Uint8Array {
       .tpm2b(unique !== undefined && 'x' in unique ? unique.y : new Uint8Array(0));
   }
   return tpm2bPublic(w.finish());
+}
+
+/** How an EK's authPolicy is satisfied: a policy session of `hashAlg` with PolicySecret(endorsement), then PolicyOR over `orBranches` when set. */
+export interface EkPolicy {
+  readonly hashAlg: number;
+  readonly orBranches?: readonly Uint8Array[];
+}
+
+const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
+
+/**
+ * The policy session an EK made from one of our templates needs, found from its nameAlg and
+ * authPolicy; undefined for any other key (the caller refuses it).
+ */
+export function ekPolicyOf(nameAlg: number, authPolicy: Uint8Array): EkPolicy | undefined {
+  if (nameAlg === TPM_ALG.SHA256 && equalBytes(authPolicy, EK_AUTH_POLICY)) return { hashAlg: TPM_ALG.SHA256 };
+  if (nameAlg === TPM_ALG.SHA384 && equalBytes(authPolicy, EK_HIGH_RANGE_POLICY_SHA384)) {
+    return { hashAlg: TPM_ALG.SHA384, orBranches: [EK_POLICY_A_SHA384, EK_POLICY_C_SHA384] };
+  }
+  return undefined;
+}
+
+/** Which of our EK templates a public area was made from (ignoring `unique`), or undefined. */
+export function ekAlgOfPublic(tpm2bPublicArea: Uint8Array): EkAlg | undefined {
+  for (const alg of ['rsa', 'ecc', 'ecc384'] as const) {
+    const t = ekTemplate(alg);
+    // Everything before the unique field is fixed by the template: compare that prefix (after the TPM2B size).
+    const fixed = alg === 'rsa' ? t.length - 2 - 256 : alg === 'ecc' ? t.length - 4 - 64 : t.length - 4;
+    if (tpm2bPublicArea.length > fixed && equalBytes(tpm2bPublicArea.subarray(2, fixed), t.subarray(2, fixed))) return alg;
+  }
+  return undefined;
 }

@@ -114,7 +114,7 @@ describe('EK', () => {
   });
 
   it('reads the EK certificate from NV like tpm2_nvread, signed by the swtpm local CA', async () => {
-    const [rsaCert, p384Cert] = await withDevice(mfg, async (d) => [await d.readNv(EK_CERT_NV_INDEX.rsa), await d.readNv(0x01c00016)]);
+    const [rsaCert, p384Cert] = await withDevice(mfg, async (d) => [await d.readNv(EK_CERT_NV_INDEX.rsa), await d.readNv(EK_CERT_NV_INDEX.ecc384)]);
     await tool(mfg, 'tpm2_nvread', ['0x01c00002', '-C', '0x01c00002', '-o', 'nv.bin']);
     const raw = await readFile(join(work, 'nv.bin'));
     expect(raw.subarray(0, rsaCert!.length)).toEqual(Buffer.from(rsaCert!));
@@ -286,5 +286,61 @@ describe('activateCredential', () => {
       await l.release();
       expect(await d.transientHandles()).toEqual([]);
     });
+  });
+});
+
+describe('high-range ECC P-384 EK (template H-3)', () => {
+  /** Split a tpm2_makecredential output file (magic 0xBADCC0DE, version 1, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET). */
+  async function makeCredential(prefix: string, ekPublic: Uint8Array, akName: Uint8Array, secret: string): Promise<{ blob: Buffer; secret: Buffer }> {
+    await writeFile(join(work, `${prefix}-ek.pub`), ekPublic);
+    await writeFile(join(work, `${prefix}-secret.bin`), Buffer.from(secret));
+    await tool(undefined, 'tpm2_makecredential', [
+      '-T', 'none', '-e', `${prefix}-ek.pub`, '-s', `${prefix}-secret.bin`, '-n', Buffer.from(akName).toString('hex'), '-o', `${prefix}.out`,
+    ]);
+    const out = await readFile(join(work, `${prefix}.out`));
+    const idLen = 2 + out.readUInt16BE(8);
+    return { blob: out.subarray(8, 8 + idLen), secret: out.subarray(8 + idLen) };
+  }
+
+  it('creates the EK that swtpm certified at NV 0x01c00016 and persisted at 0x81010016', async () => {
+    const { ek, cert } = await withDevice(mfg, async (d) => {
+      const key = await d.createEk('ecc384');
+      return { ek: key, cert: await d.readNv(EK_CERT_NV_INDEX.ecc384) };
+    });
+    const certKey = new X509Certificate(cert).publicKey;
+    expect(certKey.asymmetricKeyDetails?.namedCurve).toBe('secp384r1');
+    expect(Buffer.from(tpm2bPublicToSpkiDer(ek.publicArea))).toEqual(certKey.export({ type: 'spki', format: 'der' }));
+    // swtpm_setup keeps the EK it certified at 0x81010016: byte-for-byte the same public area.
+    await tool(mfg, 'tpm2_readpublic', ['-c', '0x81010016', '-o', 'ek384-persisted.pub']);
+    expect(Buffer.from(ek.publicArea)).toEqual(await readFile(join(work, 'ek384-persisted.pub')));
+    expect(ek.alg).toBe('ecc');
+    expect(ek.name.subarray(0, 2)).toEqual(Uint8Array.of(0x00, 0x0c));
+  });
+
+  it('creates and reloads an AK under it and recovers a credential made with tpm2_makecredential (SHA-384 PolicyOR session)', async () => {
+    await withDevice(mfg, async (d) => {
+      const stateDir = join(work, 'cred384');
+      const made = await loadOrCreateAk(d, { stateDir, alg: 'ecc', ekAlg: 'ecc384' });
+      expect(made.created).toBe(true);
+      await made.release();
+      const l = await loadOrCreateAk(d, { stateDir, alg: 'ecc', ekAlg: 'ecc384' });
+      expect(l.created).toBe(false);
+      const cred = await makeCredential('cred384', l.ek!.publicArea, l.ak.name, 'keyhold p384 secret');
+      // TPM2B_ID_OBJECT: size, integrity HMAC with the EK's nameAlg (SHA-384: 48 bytes), encrypted TPM2B secret.
+      expect(cred.blob.length).toBe(2 + (2 + 48) + (2 + 'keyhold p384 secret'.length));
+      expect(Buffer.from(await d.activateCredential(l.ak, l.ek!, cred.blob, cred.secret)).toString()).toBe('keyhold p384 secret');
+
+      // SECURITY negative: a credential bound to another object's name is refused by the TPM (integrity HMAC).
+      const other = await makeCredential('cred384-other', l.ek!.publicArea, l.ek!.name, 'not for this AK');
+      await expect(d.activateCredential(l.ak, l.ek!, other.blob, other.secret)).rejects.toMatchObject({ code: 'TPM_COMMAND_FAILED' });
+      const tampered = Buffer.from(cred.blob);
+      tampered[tampered.length - 1]! ^= 1;
+      await expect(d.activateCredential(l.ak, l.ek!, tampered, cred.secret)).rejects.toMatchObject({ code: 'TPM_COMMAND_FAILED' });
+      // A key that is not an EK from a TCG template cannot stand in as the activation key.
+      await expect(d.activateCredential(l.ak, l.ak, cred.blob, cred.secret)).rejects.toBeInstanceOf(TypeError);
+      await l.release();
+      expect(await d.transientHandles()).toEqual([]);
+    });
+    expect(await tool(mfg, 'tpm2_getcap', ['handles-loaded-session'])).toBe('');
   });
 });

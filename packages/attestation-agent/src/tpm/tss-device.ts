@@ -7,7 +7,7 @@ import { assertPcrIndices, bankAlg, bankDigestSize, pcrSelectionBytes, type PcrB
 import { readNvIndex } from './internal/nv-read.js';
 import { readPcrBank } from './internal/pcr-read.js';
 import { listTransientHandles } from './internal/transient-handles.js';
-import { akTemplate, ekTemplate, type KeyAlg } from './templates.js';
+import { akTemplate, ekPolicyOf, ekTemplate, type EkAlg, type EkPolicy, type KeyAlg } from './templates.js';
 import { parseTpm2bPublic, tpmObjectName } from './public-key.js';
 
 /** TCTI string tpm2-tools uses by default. */
@@ -46,6 +46,15 @@ export async function openTpmDevice(options: OpenTpmDeviceOptions = {}): Promise
 
 function keyAlgOf(publicArea: Uint8Array): KeyAlg {
   return parseTpm2bPublic(publicArea).type;
+}
+
+/** The policy session an EK needs (PolicySecret, or PolicySecret + PolicyOR for high-range EKs). */
+function ekPolicy(ek: TpmKey): EkPolicy {
+  const info = parseTpm2bPublic(ek.publicArea);
+  const policy = ekPolicyOf(info.nameAlg, info.authPolicy);
+  // Programmer misuse: only EKs made from our templates (createEk) are parents / activation keys here.
+  if (policy === undefined) throw new TypeError('ek is not an EK made from a TCG EK template');
+  return policy;
 }
 
 class TssTpmDevice implements TpmDevice {
@@ -129,7 +138,7 @@ class TssTpmDevice implements TpmDevice {
     );
   }
 
-  async createEk(alg: KeyAlg): Promise<TpmKey> {
+  async createEk(alg: EkAlg): Promise<TpmKey> {
     return this.esys.exclusive(async () => {
       const obj = [0];
       const pub: unknown[] = [null];
@@ -187,10 +196,11 @@ class TssTpmDevice implements TpmDevice {
 
   async createAk(ek: TpmKey, alg: KeyAlg): Promise<{ key: TpmKey; blob: AkBlob }> {
     const parent = this.slot(ek).tr;
+    const policy = ekPolicy(ek);
     return this.esys.exclusive(async () => {
       const priv: unknown[] = [null];
       const pub: unknown[] = [null];
-      await this.esys.withEndorsementPolicy((session) =>
+      await this.esys.withEndorsementPolicy(policy, (session) =>
         this.esys.call('Esys_Create', [
           parent,
           session,
@@ -215,21 +225,22 @@ class TssTpmDevice implements TpmDevice {
         throw err;
       }
       const blob: AkBlob = { alg, privateBlob, publicArea: this.esys.out('TPM2B_PUBLIC', pub[0]) };
-      const key = await this.loadUnderEk(parent, blob);
+      const key = await this.loadUnderEk(parent, policy, blob);
       return { key, blob };
     });
   }
 
   async loadAk(ek: TpmKey, blob: AkBlob): Promise<TpmKey> {
     const parent = this.slot(ek).tr;
-    return this.esys.exclusive(() => this.loadUnderEk(parent, blob));
+    const policy = ekPolicy(ek);
+    return this.esys.exclusive(() => this.loadUnderEk(parent, policy, blob));
   }
 
-  private async loadUnderEk(parent: number, blob: AkBlob): Promise<TpmKey> {
+  private async loadUnderEk(parent: number, policy: EkPolicy, blob: AkBlob): Promise<TpmKey> {
     const inPrivate = this.esys.in('TPM2B_PRIVATE', blob.privateBlob);
     const inPublic = this.esys.in('TPM2B_PUBLIC', blob.publicArea);
     const obj = [0];
-    await this.esys.withEndorsementPolicy((session) =>
+    await this.esys.withEndorsementPolicy(policy, (session) =>
       this.esys.call('Esys_Load', [parent, session, ESYS_TR.NONE, ESYS_TR.NONE, inPrivate, inPublic, obj]),
     );
     return this.adopt(obj[0]!, blob.publicArea);
@@ -292,12 +303,13 @@ class TssTpmDevice implements TpmDevice {
   async activateCredential(ak: TpmKey, ek: TpmKey, credentialBlob: Uint8Array, encryptedSecret: Uint8Array): Promise<Uint8Array> {
     const akTr = this.slot(ak).tr;
     const ekTr = this.slot(ek).tr;
+    const policy = ekPolicy(ek);
     return this.esys.exclusive(async () => {
       // Hostile blobs are refused by Tss2_MU_*_Unmarshal (size checks) before the TPM sees them.
       const blob = this.esys.in('TPM2B_ID_OBJECT', credentialBlob);
       const secret = this.esys.in('TPM2B_ENCRYPTED_SECRET', encryptedSecret);
       const out: unknown[] = [null];
-      await this.esys.withEndorsementPolicy((session) =>
+      await this.esys.withEndorsementPolicy(policy, (session) =>
         this.esys.call('Esys_ActivateCredential', [akTr, ekTr, ESYS_TR.PASSWORD, session, ESYS_TR.NONE, blob, secret, out]),
       );
       return new Uint8Array(new TpmReader(this.esys.out('TPM2B_DIGEST', out[0]), 'TPM2B_DIGEST').tpm2b(64));

@@ -1,4 +1,6 @@
 import { TpmError, type AgentErrorCode } from '../../errors.js';
+import type { EkPolicy } from '../templates.js';
+import { TpmWriter } from './tpm-bytes.js';
 import { callAsync, decodeRc, esysFn, fromEsysStruct, loadTss, toStruct, type MuType, type TssLibrary } from './tss-ffi.js';
 
 /** ESYS_TR constants (tss2_esys.h). */
@@ -11,7 +13,8 @@ export const ESYS_TR = {
 } as const;
 
 const TPM2_SE_POLICY = 0x01;
-const TPM_ALG_SHA256 = 0x000b;
+/** PolicyOR takes 2..8 branches (TPM 2.0 Part 3, 23.6). */
+const MAX_OR_BRANCHES = 8;
 /** TPMT_SYM_DEF with algorithm TPM_ALG_NULL: an unencrypted policy session. */
 const SYM_NULL = Uint8Array.of(0x00, 0x10);
 
@@ -107,10 +110,15 @@ export class EsysContext {
   }
 
   /**
-   * A policy session satisfied with PolicySecret(TPM_RH_ENDORSEMENT): the authorisation the
-   * default EK templates demand (TCG EK Credential Profile 2.0, B.3.2). The caller must flush it.
+   * A policy session satisfying an EK's authPolicy (TCG EK Credential Profile 2.x, B.3.2 / B.4):
+   * PolicySecret(TPM_RH_ENDORSEMENT) in a session of the EK's nameAlg, then, for the high-range
+   * templates, PolicyOR over the profile's branch digests. The caller must flush it.
    */
-  async endorsementPolicySession(): Promise<number> {
+  async endorsementPolicySession(policy: EkPolicy): Promise<number> {
+    const branches = policy.orBranches;
+    if (branches !== undefined && (branches.length < 2 || branches.length > MAX_OR_BRANCHES)) {
+      throw new TypeError('PolicyOR needs 2..8 branch digests');
+    }
     const session = [0];
     await this.call('Esys_StartAuthSession', [
       ESYS_TR.NONE,
@@ -121,7 +129,7 @@ export class EsysContext {
       null,
       TPM2_SE_POLICY,
       this.in('TPMT_SYM_DEF', SYM_NULL),
-      TPM_ALG_SHA256,
+      policy.hashAlg,
       session,
     ]);
     const handle = session[0]!;
@@ -139,6 +147,11 @@ export class EsysContext {
         null,
         null,
       ]);
+      if (branches !== undefined) {
+        const list = new TpmWriter().u32(branches.length);
+        for (const d of branches) list.tpm2b(d);
+        await this.call('Esys_PolicyOR', [handle, ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, this.in('TPML_DIGEST', list.finish())]);
+      }
     } catch (err) {
       await this.flush(handle).catch(() => undefined);
       throw err;
@@ -146,9 +159,9 @@ export class EsysContext {
     return handle;
   }
 
-  /** Run `fn` with a fresh endorsement policy session, flushed afterwards whatever happens. */
-  async withEndorsementPolicy<T>(fn: (session: number) => Promise<T>): Promise<T> {
-    const session = await this.endorsementPolicySession();
+  /** Run `fn` with a fresh EK policy session, flushed afterwards whatever happens. */
+  async withEndorsementPolicy<T>(policy: EkPolicy, fn: (session: number) => Promise<T>): Promise<T> {
+    const session = await this.endorsementPolicySession(policy);
     try {
       return await fn(session);
     } finally {

@@ -88,6 +88,7 @@ const ESYS_PROTOTYPES = [
   'uint32_t Esys_GetCapability(void *ctx, uint32_t s1, uint32_t s2, uint32_t s3, uint32_t capability, uint32_t property, uint32_t count, _Out_ uint8_t *more, _Out_ void **data)',
   'uint32_t Esys_StartAuthSession(void *ctx, uint32_t tpmKey, uint32_t bind, uint32_t s1, uint32_t s2, uint32_t s3, void *nonceCaller, uint8_t sessionType, void *symmetric, uint16_t authHash, _Out_ uint32_t *session)',
   'uint32_t Esys_PolicySecret(void *ctx, uint32_t authHandle, uint32_t policySession, uint32_t s1, uint32_t s2, uint32_t s3, void *nonceTpm, void *cpHashA, void *policyRef, int32_t expiration, void *timeout, void *ticket)',
+  'uint32_t Esys_PolicyOR(void *ctx, uint32_t policySession, uint32_t s1, uint32_t s2, uint32_t s3, void *pHashList)',
   'uint32_t Esys_ActivateCredential(void *ctx, uint32_t activateHandle, uint32_t keyHandle, uint32_t s1, uint32_t s2, uint32_t s3, void *credentialBlob, void *secret, _Out_ void **certInfo)',
 ];
 

@@ -9,8 +9,6 @@ import { collectTpmEvidence } from './evidence/tpm-evidence.js';
 import { KbsClientError } from './kbs-client/errors.js';
 import { openNodeSession, type NodeSession } from './node-session.js';
 import { tpm2bPublicToSpkiDer } from './tpm/public-key.js';
-import { runKeyProviderCommand } from './keyprovider/command.js';
-import { runImageCommand } from './image/decrypt-command.js';
 import type { TpmDevice } from './tpm/device.js';
 
 export interface AgentIo {
@@ -66,8 +64,9 @@ export async function runAgentCli(argv: string[], io: AgentIo, env: NodeJS.Proce
     return 0;
   }
   // Commands with their own flags parse their own arguments.
-  if (command === 'keyprovider') return runKeyProviderCommand(rest, io, env, opener);
-  if (command === 'image') return runImageCommand(rest, io, env, opener);
+  // Loaded on demand: gRPC and the OCI code cost nothing to the other commands' start-up.
+  if (command === 'keyprovider') return (await import('./keyprovider/command.js')).runKeyProviderCommand(rest, io, env, opener);
+  if (command === 'image') return (await import('./image/decrypt-command.js')).runImageCommand(rest, io, env, opener);
   let values: CommonValues & { output?: string; nonce?: string };
   let positionals: string[];
   try {

@@ -5,7 +5,10 @@
  * Prints flows/s, per-step latency percentiles, errors, and the KBS's peak RSS, next to a
  * baseline measured in the same run (GET /healthz requests/s on the same server and client).
  *
- *   node --import tsx packages/kbs/bench/flows.bench.ts [--concurrency 32] [--seconds 10] [--ak ecc|rsa]
+ *   node --import tsx packages/kbs/bench/flows.bench.ts [--concurrency 32] [--seconds 10] [--ak ecc|rsa] [--profile DIR]
+ *
+ * Environment: BENCH_KBS_EXTRA (TOML appended to the KBS config, `\n` for newlines) and
+ * BENCH_KBS_UV (UV_THREADPOOL_SIZE for the KBS process only).
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -67,6 +70,7 @@ async function main(): Promise<void> {
   const kbsProc = spawnProcess({
     name: 'keyhold-kbs',
     command: process.execPath,
+    env: { ...process.env, ...(process.env['BENCH_KBS_UV'] !== undefined ? { UV_THREADPOOL_SIZE: process.env['BENCH_KBS_UV'] } : {}) },
     args: [...profileArgs, KBS_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'kbs'), '--admin-public-key', join(dir, 'admin.pub.pem'), '--log-level', 'warn', '--config', join(dir, 'kbs.toml')],
   });
   await waitForPort(port, kbsProc);

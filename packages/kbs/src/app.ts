@@ -41,16 +41,19 @@ export function createApp(deps: KbsDeps): Hono<KbsEnv> {
     c.get('log').debug({ method: c.req.method, route: c.req.routePath, status: c.res.status, ms: Math.round(performance.now() - start) }, 'request');
   });
   app.use('*', ownerMiddleware);
-  app.use(
-    '/kbs/*',
-    bodyLimit({
-      maxSize: deps.maxBodyBytes,
-      onError: () => {
-        // SECURITY: caps the memory one request can pin (resource exhaustion).
-        throw new KbsError('PAYLOAD_TOO_LARGE', `request body exceeds ${deps.maxBodyBytes} bytes`);
-      },
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: deps.maxBodyBytes,
+    onError: () => {
+      // SECURITY: caps the memory one request can pin (resource exhaustion).
+      throw new KbsError('PAYLOAD_TOO_LARGE', `request body exceeds ${deps.maxBodyBytes} bytes`);
+    },
+  });
+  app.use('/kbs/*', (c, next) => {
+    // GET and HEAD requests never have a body (fetch and node-server both refuse one), so the limit
+    // would pass them unchanged; skipping it saves building a full web Request for each.
+    if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
+    return limitBody(c, next);
+  });
 
   const admin: MiddlewareHandler<KbsEnv> = adminMiddleware;
 

@@ -65,6 +65,20 @@ describe('audit log', () => {
     await sink.close();
   });
 
+  it('keeps chain order and durability with no group commit window', async () => {
+    const sink = await openFileAuditSink({ file, groupCommitWindowMs: 0 });
+    const log = await createAuditLog({ sink, now: clock });
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => log.record('auth', { requestId: `r${i}` })));
+    expect(results.map((r) => r.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    await sink.close();
+    expect(verifyAuditChain(parseAuditLog(await readFile(file, 'utf8')).records)).toMatchObject({ ok: true, count: 20 });
+  });
+
+  it('refuses a nonsensical group commit window (programmer error)', async () => {
+    await expect(openFileAuditSink({ file, groupCommitWindowMs: -1 })).rejects.toThrow(TypeError);
+    await expect(openFileAuditSink({ file, groupCommitWindowMs: Number.NaN })).rejects.toThrow(TypeError);
+  });
+
   it('detects a middle record edited on disk, naming its seq', async () => {
     const sink = await openFileAuditSink({ file });
     await fill(sink);

@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { MAX_AUDIT_LINE_CHARS, MAX_AUDIT_LOG_CHARS, decodeUnverifiedAuditRecord, formatAuditLine, parseAuditLog, type AuditRecord } from '@keyhold/audit';
@@ -7,7 +8,16 @@ import type { AuditSink } from './sink.js';
 export interface FileAuditSinkOptions {
   /** The JSON-lines log file, created 0600 when missing. */
   readonly file: string;
+  /**
+   * How long the first record of a batch waits for others before the batch is written (group
+   * commit window). Longer windows mean fewer synchronous writes under load and that much more
+   * latency per audited request; nothing resolves before its record is durable either way.
+   */
+  readonly groupCommitWindowMs?: number;
 }
+
+/** Two milliseconds: at a few hundred audited requests a second this groups several records per write. */
+const DEFAULT_GROUP_COMMIT_WINDOW_MS = 2;
 
 export interface FileAuditSink extends AuditSink {
   /** Bytes of a torn last line (crash mid-append) cut off at open, 0 when the file was clean. */
@@ -15,15 +25,20 @@ export interface FileAuditSink extends AuditSink {
 }
 
 /**
- * An append-only JSON-lines file. Each `append` writes its lines with one write and fsyncs before
- * resolving; appends arriving while one is in flight are grouped into the next write (group
- * commit), so durability per record costs one fsync per batch. At open, a torn last line (no
+ * An append-only JSON-lines file. Each `append` resolves only once its lines are on stable storage:
+ * the file is opened with O_DSYNC, so every write returns after its data (and the size change) is
+ * durable, exactly as a write followed by fdatasync, in one thread-pool round trip instead of two.
+ * Appends arriving while one is in flight are grouped into the next write (group commit), so
+ * durability per record costs one synchronous write per batch. At open, a torn last line (no
  * trailing newline, left by a crash mid-write) is cut off so later lines stay aligned, and the
  * number of bytes cut is reported (the caller records it in the log itself).
  */
 export async function openFileAuditSink(options: FileAuditSinkOptions): Promise<FileAuditSink> {
+  const windowMs = options.groupCommitWindowMs ?? DEFAULT_GROUP_COMMIT_WINDOW_MS;
+  if (!Number.isFinite(windowMs) || windowMs < 0 || windowMs > 1000) throw new TypeError('groupCommitWindowMs is a number of milliseconds in 0..1000');
   await mkdir(path.dirname(options.file), { recursive: true, mode: 0o700 });
-  const fh = await open(options.file, 'a+', 0o600);
+  // 'a+' plus O_DSYNC: read/append/create, every write synchronised before it returns.
+  const fh = await open(options.file, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC, 0o600);
   let truncatedTornBytes = 0;
   let last: AuditRecord | undefined;
   try {
@@ -38,14 +53,12 @@ export async function openFileAuditSink(options: FileAuditSinkOptions): Promise<
   let failed: unknown;
 
   async function drain(): Promise<void> {
-    writing = true;
     while (pending.length > 0) {
       const batch = pending;
       pending = [];
       try {
         if (failed !== undefined) throw failed;
         await fh.appendFile(batch.map((b) => b.lines).join(''), 'utf8');
-        await fh.datasync();
         for (const b of batch) b.resolve();
       } catch (err) {
         // After a failed write the file may hold part of the batch; refuse further appends so the
@@ -64,7 +77,11 @@ export async function openFileAuditSink(options: FileAuditSinkOptions): Promise<
       const last0 = records[records.length - 1];
       return new Promise<void>((resolve, reject) => {
         pending.push({ lines: records.map(formatAuditLine).join(''), resolve, reject });
-        if (!writing) void drain();
+        if (!writing) {
+          writing = true;
+          if (windowMs === 0) void drain();
+          else setTimeout(() => void drain(), windowMs);
+        }
       }).then(() => {
         last = last0;
       });

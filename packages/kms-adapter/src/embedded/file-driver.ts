@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { constants, promises as fs } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, promises as fs, readdirSync, readSync } from 'node:fs';
 import path from 'node:path';
 import { KmsError } from '../errors.js';
 import { isValidSegment, MAX_VERSION } from '../resource-name.js';
@@ -21,6 +21,11 @@ const VERSION_FILE = /^([1-9][0-9]{0,8})\.rec$/;
  * prune N+1 away, still creates N+1; it then sits below the latest as an older version until the
  * next prune (never above it). Deleting a resource while another process writes to it is linearisable per file
  * but not across the resource: the other process may recreate it. Local file systems only (no NFS).
+ *
+ * Reads (the release hot path) use synchronous calls: a record is a small file in a local directory,
+ * normally in the page cache, so listing and reading it takes a few microseconds on the event loop,
+ * where the asynchronous calls cost five thread-pool round trips (readdir, open, fstat, read, close)
+ * that compete with WebCrypto for the pool. Writes stay asynchronous (they fsync).
  */
 export class FileDriver implements StorageDriver {
   readonly backend = 'embedded' as const;
@@ -50,10 +55,10 @@ export class FileDriver implements StorageDriver {
     return path.join(this.#root, ...name.split('/'));
   }
 
-  async #versionNumbers(name: string): Promise<number[]> {
+  #versionNumbers(name: string): number[] {
     let entries: string[];
     try {
-      entries = await fs.readdir(this.#dir(name));
+      entries = readdirSync(this.#dir(name));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw unavailable(err);
@@ -68,45 +73,54 @@ export class FileDriver implements StorageDriver {
   }
 
   async latestVersion(name: string): Promise<number> {
-    const v = await this.#versionNumbers(name);
-    return v.at(-1) ?? 0;
+    return this.#versionNumbers(name).at(-1) ?? 0;
   }
 
   async readLatest(name: string): Promise<{ version: number; fields: RecordFields } | undefined> {
     // A concurrent prune in another process can remove what we just listed; look again.
     for (let i = 0; i < 3; i++) {
-      const version = await this.latestVersion(name);
+      const version = this.#versionNumbers(name).at(-1) ?? 0;
       if (version === 0) return undefined;
-      const fields = await this.read(name, version);
+      const fields = this.#readSync(name, version);
       if (fields !== undefined) return { version, fields };
     }
     return undefined;
   }
 
   async read(name: string, version: number): Promise<RecordFields | undefined> {
+    return this.#readSync(name, version);
+  }
+
+  #readSync(name: string, version: number): RecordFields | undefined {
     const file = path.join(this.#dir(name), `${version}.rec`);
-    let fh: fs.FileHandle;
+    let fd: number;
     try {
-      fh = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+      fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       if ((err as NodeJS.ErrnoException).code === 'ELOOP') throw corrupt(name, version);
       throw unavailable(err);
     }
     try {
-      const st = await fh.stat();
+      const st = fstatSync(fd);
       // SECURITY: check the size before reading a file into memory (resource exhaustion).
       if (!st.isFile() || st.size > this.#maxRecordBytes) throw corrupt(name, version);
-      const text = await fh.readFile('utf8');
-      return parseRecord(text, name, version);
+      const buf = Buffer.allocUnsafe(st.size);
+      let got = 0;
+      while (got < st.size) {
+        const n = readSync(fd, buf, got, st.size - got, got);
+        if (n === 0) break;
+        got += n;
+      }
+      return parseRecord(buf.toString('utf8', 0, got), name, version);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
 
   async readAll(name: string): Promise<Array<{ version: number; fields: RecordFields }>> {
     const out: Array<{ version: number; fields: RecordFields }> = [];
-    for (const version of await this.#versionNumbers(name)) {
+    for (const version of this.#versionNumbers(name)) {
       const fields = await this.read(name, version);
       if (fields !== undefined) out.push({ version, fields });
     }
@@ -152,7 +166,7 @@ export class FileDriver implements StorageDriver {
         if (code === 'EEXIST' || code === 'ENOENT') return false;
         throw err;
       }
-      const all = await this.#versionNumbers(name);
+      const all = this.#versionNumbers(name);
       const excess = all.length - keep;
       for (const old of all.slice(0, Math.max(0, excess))) {
         await fs.unlink(path.join(dir, `${old}.rec`)).catch(() => undefined);

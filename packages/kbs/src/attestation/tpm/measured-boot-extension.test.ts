@@ -183,6 +183,46 @@ describe.skipIf(!haveCorpus)('MeasuredBootExtension', () => {
     }
   });
 
+  it('with init-data bound, PCR8 is the init-data binding and is left out of the log replay', async () => {
+    // A node whose firmware/boot events (except PCR8's) replay from the log, and whose PCR8 holds only
+    // the init-data binding, as a CVM attester leaves it.
+    const tpm = createSoftwareTpm();
+    const { ak } = await loadOrCreateAk(tpm, { persistentHandle: 0x81010002, persist: true });
+    for (const ev of parseEventLog(log).events) {
+      if (ev.type === EV_NO_ACTION || ev.pcr === 8) continue;
+      await tpm.extendPcr(ev.pcr, [{ alg: 'sha256', digest: ev.digests.find((x) => x.bank === 'sha256')!.digest }]);
+    }
+    const initDigest = randomBytes(32);
+    await tpm.extendPcr(8, [{ alg: 'sha256', digest: initDigest }]);
+    const cvm: Node = { tpm, ak };
+    const refs = await references(cvm);
+    const ext = new MeasuredBootExtension({ requireEventLog: false, allowSha1: false });
+    const run = async (initDataDigest?: Uint8Array) => {
+      const reportData = randomBytes(32);
+      const evidence = { event_log: b64(log), ...(await collectTpmEvidence(tpm, ak, reportData)) };
+      return new TpmAppraiser({ trustedAkList: true, extensions: [ext] }).appraise({
+        evidence,
+        expectedReportData: reportData,
+        ...(initDataDigest !== undefined ? { initDataDigest } : {}),
+        session: {} as Session,
+        references: refs,
+        now: new Date(),
+      });
+    };
+    const ok = await run(initDigest);
+    expect((ok.teeClaims['measured_boot'] as Record<string, unknown>)['appraised']).not.toBe(true);
+    expect(ok.teeClaims['pcr08']).toBe(ok.initDataHex);
+    // Without init-data the same PCR8 must replay from the log, and it does not.
+    expect(await refusal(run())).toMatch(/PCR 8/);
+  });
+
+  it('an untrusted AK is refused before its event log is even parsed', async () => {
+    const stranger = createSoftwareTpm();
+    const { ak } = await loadOrCreateAk(stranger, { persistentHandle: 0x81010002, persist: true });
+    const msg = await refusal(attest({ tpm: stranger, ak }, await references(node), { event_log: b64(Buffer.from('not an event log')) }));
+    expect(msg).toMatch(/AK is not trusted/);
+  });
+
   it('rejects bad options at construction', () => {
     expect(() => new MeasuredBootExtension({ requireEventLog: false, allowSha1: false, maxEventLogBytes: 0 })).toThrow(TypeError);
   });

@@ -7,11 +7,12 @@
  *   node --import tsx e2e/main-job.ts [--once] [--data-dir DIR] [--listen HOST:PORT]
  */
 import { generateKeyPairSync, createPrivateKey } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
-import { freePort, spawnProcess, startSwtpm, waitForPort } from '@keyhold/test-harness';
+import { decodeJwt } from 'jose';
+import { freePort, spawnProcess, startSwtpm, waitForPort, SWTPM_LOCALCA_ISSUER_CERT, SWTPM_LOCALCA_ROOT_CERT } from '@keyhold/test-harness';
 import { AGENT_BIN, CLI_BIN, KBS_BIN, REPO_ROOT } from './harness/repo.js';
 import { runNodeCli } from './harness/run-cli.js';
 
@@ -51,6 +52,9 @@ async function main(): Promise<void> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   step(`data dir ${dataDir}`);
 
+  // Each run manufactures a fresh swtpm (new seeds), so an AK stored by an earlier run cannot load
+  // under its EK: start the agent's state afresh too.
+  await rm(join(dataDir, 'agent'), { recursive: true, force: true });
   step('starting swtpm with an EK certificate from swtpm’s local CA (swtpm_setup --create-ek-cert)');
   const swtpm = await startSwtpm({ ekCert: true });
   process.stdout.write(`    TCTI ${swtpm.tcti}\n`);
@@ -90,6 +94,10 @@ async function main(): Promise<void> {
     await writeFile(tokenFile, await admin.token(), { mode: 0o600 });
     const agentArgs = ['--url', url, '--tcti', swtpm.tcti, '--ak-mode', 'stored', '--state-dir', join(dataDir, 'agent')];
 
+    step('owner: trusting swtpm’s local CA as an EK certificate authority (keyhold ca add)');
+    const ca = await runNodeCli(CLI_BIN, ['ca', '--url', url, '--admin-token-file', tokenFile, 'add', SWTPM_LOCALCA_ISSUER_CERT, SWTPM_LOCALCA_ROOT_CERT]);
+    if (ca.code !== 0) fail(`keyhold ca add failed: ${ca.stderr}`);
+
     step('agent: creating its AK under the EK (RSA-2048, restricted signing key, like tpm2_createak)');
     const ak = await runNodeCli(AGENT_BIN, ['ak', '--json', ...agentArgs]);
     if (ak.code !== 0) fail(`keyhold-agent ak failed: ${ak.stderr}`);
@@ -110,6 +118,12 @@ async function main(): Promise<void> {
     const got = await runNodeCli(AGENT_BIN, ['get-resource', `kbs:///${SECRET_PATH}`, ...agentArgs]);
     if (got.code !== 0) fail(`keyhold-agent get-resource failed: ${got.stderr}`);
     process.stdout.write(`    released secret: ${got.stdout.trimEnd()}\n`);
+    const tok = await runNodeCli(AGENT_BIN, ['token', ...agentArgs]);
+    if (tok.code === 0) {
+      const cpu0 = (decodeJwt(tok.stdout.trim()) as { submods?: { cpu0?: Record<string, any> } }).submods?.cpu0 ?? {};
+      const ev = cpu0['ear.veraison.annotated-evidence'] ?? {};
+      process.stdout.write(`    token: ear.status ${cpu0['ear.status']}, node ${ev['node_id'] ?? '-'}, ${ev['spiffe_id'] ?? ''}\n`);
+    }
     if (got.stdout !== (await readFile(secretFile, 'utf8'))) fail('the released secret differs from the uploaded one');
 
     if (values.once) {

@@ -90,7 +90,7 @@ export function renderError(err: unknown, c: Context<KbsEnv>): Response {
   if (err instanceof KbsError) kbsErr = err;
   else if (err instanceof HTTPException && err.status === 413) kbsErr = new KbsError('PAYLOAD_TOO_LARGE', 'request body too large');
   else if (err instanceof HTTPException && err.status < 500) kbsErr = new KbsError('BAD_REQUEST', err.message || 'bad request');
-  else if (isStorageUnavailable(err)) kbsErr = new KbsError('STORAGE_UNAVAILABLE', 'secret storage is unavailable, retry later', { cause: err });
+  else if (isStorageUnavailable(err)) kbsErr = new KbsError('STORAGE_UNAVAILABLE', 'storage is unavailable, retry later', { cause: err });
   else kbsErr = new KbsError('INTERNAL', 'internal error', { cause: err });
   const { status, variant } = ERROR_TABLE[kbsErr.code];
   const log = c.get('log');
@@ -101,10 +101,13 @@ export function renderError(err: unknown, c: Context<KbsEnv>): Response {
   return res;
 }
 
-/** Storage adapters signal an outage with a `code` ending in `_UNAVAILABLE`. */
+/**
+ * Storage adapters signal an outage with a `code` ending in `_UNAVAILABLE`; the policy store and the
+ * audit sink with their `*_FAILED` codes (file or Redis unreadable/unwritable). All answer 503.
+ */
 function isStorageUnavailable(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /(^|_)UNAVAILABLE$/.test(code);
+  return typeof code === 'string' && (/(^|_)UNAVAILABLE$/.test(code) || code === 'POLICY_STORE_FAILED' || code === 'AUDIT_SINK_FAILED');
 }
 
 function describeCause(err: unknown): string {

@@ -86,4 +86,14 @@ describe('owner config', () => {
     await expect(o2.adminAuth.authorize({ authorizationHeader: undefined, method: 'GET', path: '/kbs/v0/resources' })).rejects.toMatchObject({ code: 'ADMIN_UNAUTHORIZED' });
     await o2.close();
   });
+
+  it('keeps audit and policies in files by default, in the [storage] Redis when asked, and refuses that without Redis', async () => {
+    const redisStorage = '[storage]\nbackend = "redis"\nurl = "redis://127.0.0.1:6390"\n';
+    expect((await load(redisStorage)).owners.redis).toBeUndefined();
+    const c = await load(`${redisStorage}[audit]\nbackend = "storage"\n[policy]\nbackend = "storage"\n`);
+    expect(c.owners.redis).toMatchObject({ audit: true, policies: true, url: 'redis://127.0.0.1:6390' });
+    const onlyPolicies = await load(`${redisStorage}[policy]\nbackend = "storage"\n`);
+    expect(onlyPolicies.owners.redis).toMatchObject({ audit: false, policies: true });
+    await expect(load('[audit]\nbackend = "storage"\n')).rejects.toThrow(/needs \[storage\] backend = "redis"/);
+  });
 });

@@ -8,6 +8,11 @@
  *   [audit]      enabled (true), file (<data_dir>/audit.jsonl)
  *   [policy]     attestation_policy ("default"): the attestation policy id tokens are appraised with;
  *                the policy store is <data_dir>/policies.json
+ *   [audit] backend / [policy] backend: "file" (default, in the data dir) or "storage": kept in the
+ *                `[storage]` Redis (standalone or cluster; same connection settings and key prefix as the
+ *                secrets), shared by every KBS process using it. "storage" needs `[storage] backend = "redis"`.
+ *                While that Redis is down, audited requests (auth, attest, admin) and policy reads fail
+ *                with it, which is why it is not the default.
  */
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -42,11 +47,44 @@ export const OWNER_CONFIG_FIELDS = {
     .strict()
     .optional(),
   metrics: z.object({ enabled: z.boolean().optional() }).strict().optional(),
-  audit: z.object({ enabled: z.boolean().optional(), file: z.string().optional() }).strict().optional(),
-  policy: z.object({ attestation_policy: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/).optional() }).strict().optional(),
+  audit: z.object({ enabled: z.boolean().optional(), file: z.string().optional(), backend: z.enum(['file', 'storage']).optional() }).strict().optional(),
+  policy: z
+    .object({ attestation_policy: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/).optional(), backend: z.enum(['file', 'storage']).optional() })
+    .strict()
+    .optional(),
 };
 
-type FileFields = { [K in keyof typeof OWNER_CONFIG_FIELDS]?: z.infer<(typeof OWNER_CONFIG_FIELDS)[K]> };
+/** The parts of the (already validated) `[storage]` section the owner services use. */
+interface StorageFields {
+  readonly backend: string;
+  readonly url?: string | undefined;
+  readonly cluster_nodes?: readonly string[] | undefined;
+  readonly key_prefix?: string | undefined;
+  readonly username?: string | undefined;
+  readonly password_file?: string | undefined;
+  readonly tls_ca_file?: string | undefined;
+  readonly command_timeout_ms?: number | undefined;
+  readonly operation_timeout_ms?: number | undefined;
+}
+
+type FileFields = { [K in keyof typeof OWNER_CONFIG_FIELDS]?: z.infer<(typeof OWNER_CONFIG_FIELDS)[K]> } & { readonly storage?: StorageFields | undefined };
+
+/** The `[storage]` Redis, when the audit trail or the policies are kept there. */
+export interface OwnerRedisConfig {
+  /** The audit trail is in Redis (`[audit] backend = "storage"`). */
+  readonly audit: boolean;
+  /** The policies are in Redis (`[policy] backend = "storage"`). */
+  readonly policies: boolean;
+  readonly url: string | undefined;
+  readonly clusterNodes: readonly { readonly host: string; readonly port: number }[] | undefined;
+  readonly keyPrefix: string | undefined;
+  readonly username: string | undefined;
+  /** Read at open, never kept in config. */
+  readonly passwordFile: string | undefined;
+  readonly tlsCaFile: string | undefined;
+  readonly commandTimeoutMs: number | undefined;
+  readonly operationTimeoutMs: number | undefined;
+}
 
 export interface OwnerConfig {
   readonly admin: {
@@ -65,6 +103,8 @@ export interface OwnerConfig {
   readonly auditFile: string | undefined;
   readonly policyFile: string;
   readonly attestationPolicyId: string;
+  /** Set when the audit trail or the policies are kept in the `[storage]` Redis instead of files. */
+  readonly redis?: OwnerRedisConfig | undefined;
 }
 
 export const OWNER_DEFAULTS = { authPerSec: 50, authBurst: 100, adminPerSec: 20, adminBurst: 50 } as const;
@@ -79,6 +119,10 @@ export function ownerConfigFrom(file: FileFields, dataDir: string, flags: { inse
     throw new Error('[admin] insecure_allow_all = true also needs the --insecure-admin-allow-all flag');
   }
   const rl = file.rate_limit;
+  const inStorage = { audit: file.audit?.backend === 'storage' && file.audit.enabled !== false, policies: file.policy?.backend === 'storage' };
+  if ((inStorage.audit || inStorage.policies) && file.storage?.backend !== 'redis') {
+    throw new Error('[audit] / [policy] backend = "storage" needs [storage] backend = "redis"');
+  }
   return {
     admin: {
       identities: (a?.identities ?? []).map((i) => ({ name: i.name, publicKeyFile: abs(i.public_key_file), role: i.role })),
@@ -101,5 +145,19 @@ export function ownerConfigFrom(file: FileFields, dataDir: string, flags: { inse
     auditFile: file.audit?.enabled === false ? undefined : file.audit?.file !== undefined ? abs(file.audit.file) : join(dataDir, 'audit.jsonl'),
     policyFile: join(dataDir, 'policies.json'),
     attestationPolicyId: file.policy?.attestation_policy ?? 'default',
+    ...(file.storage?.backend === 'redis' && (inStorage.audit || inStorage.policies) ? { redis: { ...inStorage, ...redisConfigFrom(file.storage) } } : {}),
+  };
+}
+
+function redisConfigFrom(s: StorageFields): Omit<OwnerRedisConfig, 'audit' | 'policies'> {
+  return {
+    url: s.url,
+    clusterNodes: s.cluster_nodes?.map((n) => ({ host: n.slice(0, n.lastIndexOf(':')), port: Number(n.slice(n.lastIndexOf(':') + 1)) })),
+    keyPrefix: s.key_prefix,
+    username: s.username,
+    passwordFile: s.password_file,
+    tlsCaFile: s.tls_ca_file,
+    commandTimeoutMs: s.command_timeout_ms,
+    operationTimeoutMs: s.operation_timeout_ms,
   };
 }

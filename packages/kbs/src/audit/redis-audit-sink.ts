@@ -16,6 +16,7 @@ import type { Cluster, Redis } from 'ioredis';
 import type { AuditLog } from './audit-log.js';
 import { AuditError } from './errors.js';
 import type { AuditSink } from './sink.js';
+import { checkRedisStoreOptions, withRedisDeadline } from '../storage/redis-operation.js';
 
 /**
  * Compare-and-append. KEYS[1] list of record lines, KEYS[2] head `<seq> <hash>` ('' when empty).
@@ -47,7 +48,6 @@ export interface RedisAuditSinkOptions {
   readonly operationTimeoutMs?: number;
 }
 
-const PREFIX = /^[A-Za-z0-9_.-]{1,32}$/;
 const HEAD = /^([1-9][0-9]{0,15}) ([0-9a-f]{64})$/;
 /** Conflicting appends by other KBS processes tolerated per append before giving up. */
 const MAX_APPEND_ATTEMPTS = 64;
@@ -72,10 +72,7 @@ export class RedisAuditSink implements AuditSink {
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(client: Redis | Cluster, options: RedisAuditSinkOptions = {}) {
-    const prefix = options.keyPrefix ?? 'kh';
-    if (!PREFIX.test(prefix)) throw new TypeError('redis audit sink: keyPrefix must match ^[A-Za-z0-9_.-]{1,32}$');
-    const ms = options.operationTimeoutMs ?? 1500;
-    if (!Number.isInteger(ms) || ms < 1 || ms > 600_000) throw new TypeError('redis audit sink: operationTimeoutMs is an integer in 1..600000');
+    const { prefix, timeoutMs: ms } = checkRedisStoreOptions('redis audit sink', options);
     client.defineCommand('khAuditAppend', { numberOfKeys: 2, lua: APPEND_LUA });
     this.#client = client as Client;
     this.#logKey = `{${prefix}:audit}:log`;
@@ -163,21 +160,14 @@ export class RedisAuditSink implements AuditSink {
     return run;
   }
 
-  async #op<T>(fn: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('redis operation timed out')), this.#opTimeoutMs);
+  #op<T>(fn: () => Promise<T>): Promise<T> {
+    return withRedisDeadline(this.#opTimeoutMs, fn, (cause) => {
+      if (cause instanceof AuditError) return cause;
+      if (/^KHCORRUPT/.test((cause as Error | undefined)?.message ?? '')) return new AuditError('AUDIT_LOG_CORRUPT', 'audit head is missing in redis', { cause });
+      return new AuditError('AUDIT_SINK_FAILED', 'redis audit trail is unavailable', { cause });
     });
-    try {
-      return await Promise.race([fn(), deadline]);
-    } catch (cause) {
-      if (cause instanceof AuditError) throw cause;
-      if (/^KHCORRUPT/.test((cause as Error | undefined)?.message ?? '')) throw new AuditError('AUDIT_LOG_CORRUPT', 'audit head is missing in redis', { cause });
-      throw new AuditError('AUDIT_SINK_FAILED', 'redis audit trail is unavailable', { cause });
-    } finally {
-      clearTimeout(timer);
-    }
   }
+
 }
 
 function decodeLine(line: string): AuditRecord {

@@ -1,6 +1,7 @@
 import { isValidResourceSegment } from '@keyhold/protocol';
 import { PolicyError, parsePolicyStoreSnapshot, policyKey, type PolicyDocument, type PolicyRef, type PolicyStore, type StoredPolicy, type PolicyPutOptions } from '@keyhold/policy';
 import type { Cluster, Redis } from 'ioredis';
+import { checkRedisStoreOptions, withRedisDeadline } from '../storage/redis-operation.js';
 
 /**
  * Compare-and-set put. KEYS[1] hash slot key → `<version>\n<json>`, KEYS[2] hash slot key → last
@@ -36,7 +37,6 @@ export interface RedisPolicyStoreOptions {
   readonly now?: () => Date;
 }
 
-const PREFIX = /^[A-Za-z0-9_.-]{1,32}$/;
 /** Same bound as the file store's whole file, per stored policy entry. */
 const MAX_ENTRY_CHARS = 16 * 1024 * 1024;
 const MAX_POLICIES = 100_000;
@@ -56,10 +56,7 @@ export class RedisPolicyStore implements PolicyStore {
   readonly #now: () => Date;
 
   constructor(client: Redis | Cluster, options: RedisPolicyStoreOptions = {}) {
-    const prefix = options.keyPrefix ?? 'kh';
-    if (!PREFIX.test(prefix)) throw new TypeError('redis policy store: keyPrefix must match ^[A-Za-z0-9_.-]{1,32}$');
-    const ms = options.operationTimeoutMs ?? 1500;
-    if (!Number.isInteger(ms) || ms < 1 || ms > 600_000) throw new TypeError('redis policy store: operationTimeoutMs is an integer in 1..600000');
+    const { prefix, timeoutMs: ms } = checkRedisStoreOptions('redis policy store', options);
     client.defineCommand('khPolicyPut', { numberOfKeys: 2, lua: PUT_LUA });
     this.#client = client as Client;
     this.#docKey = `{${prefix}:policies}:doc`;
@@ -103,20 +100,12 @@ export class RedisPolicyStore implements PolicyStore {
       .sort((a, b) => policyKey(a.ref).localeCompare(policyKey(b.ref)));
   }
 
-  async #op<T>(fn: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('redis operation timed out')), this.#opTimeoutMs);
-    });
-    try {
-      return await Promise.race([fn(), deadline]);
-    } catch (cause) {
-      if (cause instanceof PolicyError) throw cause;
-      throw new PolicyError('POLICY_STORE_FAILED', 'redis policy store is unavailable', { cause });
-    } finally {
-      clearTimeout(timer);
-    }
+  #op<T>(fn: () => Promise<T>): Promise<T> {
+    return withRedisDeadline(this.#opTimeoutMs, fn, (cause) =>
+      cause instanceof PolicyError ? cause : new PolicyError('POLICY_STORE_FAILED', 'redis policy store is unavailable', { cause }),
+    );
   }
+
 }
 
 /** Decode one stored entry through the policy package's snapshot validation. */

@@ -165,3 +165,14 @@ describe('acquireDirLock', () => {
     await expect(acquireDirLock(dir, { fileName: '../x' })).rejects.toBeInstanceOf(TypeError);
   });
 });
+
+describe('writeFileAtomic with streamed chunks', () => {
+  it('writes every chunk of an async iterable, in order', async () => {
+    const file = join(root, 'chunks.txt');
+    async function* chunks(): AsyncIterable<string | Uint8Array> {
+      for (let i = 0; i < 100; i++) yield i % 2 === 0 ? `${i},` : Buffer.from(`${i},`);
+    }
+    await writeFileAtomic(file, chunks());
+    expect(await readFile(file, 'utf8')).toBe(Array.from({ length: 100 }, (_, i) => `${i},`).join(''));
+  });
+});

@@ -12,8 +12,11 @@ export type StateErrorCode =
 export class StateError extends Error {
   override readonly name = 'StateError';
   readonly code: StateErrorCode;
-  constructor(code: StateErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** For STATE_LOCKED: the pid of the process holding the data dir's lock. */
+  readonly holderPid: number | undefined;
+  constructor(code: StateErrorCode, message: string, options?: { cause?: unknown; holderPid?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
+    this.holderPid = options?.holderPid;
   }
 }

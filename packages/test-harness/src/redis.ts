@@ -96,7 +96,7 @@ export interface RedisCluster {
  * Start a Redis Cluster of `masters` redis-server processes (no replicas) on loopback, created with
  * `redis-cli --cluster create`, and wait until every node reports cluster_state:ok.
  */
-export async function startRedisCluster(options: { masters?: number; timeoutMs?: number } = {}): Promise<RedisCluster> {
+export async function startRedisCluster(options: { masters?: number; timeoutMs?: number; /** Extra redis-server arguments for every node (e.g. AOF). */ args?: readonly string[] } = {}): Promise<RedisCluster> {
   const masters = options.masters ?? 3;
   const timeoutMs = options.timeoutMs ?? 30_000;
   if (!Number.isInteger(masters) || masters < 3) throw new TypeError('a Redis Cluster needs at least 3 masters');
@@ -122,6 +122,10 @@ export async function startRedisCluster(options: { masters?: number; timeoutMs?:
         '--cluster-port', String(ports[masters + i]),
         '--cluster-config-file', `nodes-${port}.conf`,
         '--cluster-node-timeout', '2000',
+        // Nodes share the temp dir: per-node persistence file names (used when args turn AOF on).
+        '--appenddirname', `appendonlydir-${port}`,
+        '--dbfilename', `dump-${port}.rdb`,
+        ...(options.args ?? []),
       ],
     });
     procs[i] = proc;

@@ -218,9 +218,9 @@ export function runStateConformance(name: string, options: StateConformanceOptio
           await b.sessions.create(newSession({ shard: made[0]!.id[0] }));
           for (const s of made.slice(1)) await b.sessions.delete(s.id);
           // Now fill with short-lived sessions; once they expire, the room is free again.
-          for (let i = 0; i < 31; i++) await a.sessions.create(newSession({ shard: HEX[(i + 1) % 16], ttlMs: 200 }));
+          await Promise.all(Array.from({ length: 31 }, (_, i) => a.sessions.create(newSession({ shard: HEX[(i + 1) % 16], ttlMs: 800 }))));
           await expectKbsError(a.sessions.create(newSession({ shard: '5' })), 'SESSION_LIMIT');
-          await sleep(300);
+          await sleep(900);
           for (let i = 0; i < 31; i++) await b.sessions.create(newSession({ shard: HEX[(i + 1) % 16] }));
         } finally {
           if (b !== a) await b.close();

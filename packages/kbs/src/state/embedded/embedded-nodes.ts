@@ -1,8 +1,7 @@
 import { StateError } from '../errors.js';
 import { checkExpectedVersion, checkNodeId, decodeStoredNode, encodeNodeInput, isNodeId, MAX_NODE_VERSION } from '../node-record.js';
 import type { NodeLifecycle, NodeRecord, NodeRecordInput, NodeState } from '../ports.js';
-import type { JournalStore} from './journal-store.js';
-import { type JournalCodec } from './journal-store.js';
+import type { JournalCodec, JournalStore } from './journal-store.js';
 
 const LIFECYCLES: readonly NodeLifecycle[] = ['active', 'stale', 'banned', 'revoked'];
 const DEFAULT_PAGE = 100;

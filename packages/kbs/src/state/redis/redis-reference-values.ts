@@ -1,0 +1,117 @@
+import { KbsError } from '../../errors.js';
+import type { ReferenceSnapshot, ReferenceValueState } from '../ports.js';
+import { checkReferenceEntries, checkReferenceName, decodeStoredReference, MAX_REFERENCE_TOTAL_CHARS, referenceSnapshot } from '../reference-values.js';
+import { corrupt, type RedisContext } from './redis-connection.js';
+
+/**
+ * Reference values under one hash tag `{P:refs}`:
+ *   `{P:refs}:v`     HASH name → JSON array of values
+ *   `{P:refs}:ver`   version, incremented by every write in the same script
+ *   `{P:refs}:size`  characters stored (names + values), bounded like the embedded file
+ * Each process caches the content with its version; `snapshot()` costs one GET of the version and
+ * reloads (one atomic read of both) only when it moved.
+ */
+/** KEYS v ver size; ARGV maxChars name1 json1 name2 json2 ... Returns {1, version} or {0} when too large. */
+const SET_LUA = `
+local size = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+for i = 2, #ARGV - 1, 2 do
+  local old = redis.call('HSTRLEN', KEYS[1], ARGV[i])
+  if old > 0 then old = old + string.len(ARGV[i]) end
+  size = size + string.len(ARGV[i]) + string.len(ARGV[i + 1]) - old
+end
+if size > tonumber(ARGV[1]) then return {0} end
+for i = 2, #ARGV - 1, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('SET', KEYS[3], size)
+return {1, redis.call('INCR', KEYS[2])}
+`;
+
+/** KEYS v ver size; ARGV name. Returns {removed, version}. */
+const DELETE_LUA = `
+local old = redis.call('HSTRLEN', KEYS[1], ARGV[1])
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return {0, 0} end
+redis.call('DECRBY', KEYS[3], old + string.len(ARGV[1]))
+return {1, redis.call('INCR', KEYS[2])}
+`;
+
+/** KEYS v ver. Returns {version, {name, json, ...}} in one atomic read. */
+const READ_LUA = `
+return {tonumber(redis.call('GET', KEYS[2]) or '0') or 0, redis.call('HGETALL', KEYS[1])}
+`;
+
+interface Commands {
+  khRefSet(v: string, ver: string, size: string, max: number, ...pairs: string[]): Promise<[number, number?]>;
+  khRefDelete(v: string, ver: string, size: string, name: string): Promise<[number, number]>;
+  khRefRead(v: string, ver: string): Promise<[number, string[]]>;
+}
+
+export class RedisReferenceValues implements ReferenceValueState {
+  readonly #ctx: RedisContext;
+  readonly #client: Commands;
+  readonly #v: string;
+  readonly #ver: string;
+  readonly #size: string;
+  #cached: ReferenceSnapshot | undefined;
+  #reload: { version: number; promise: Promise<ReferenceSnapshot> } | undefined;
+
+  constructor(ctx: RedisContext) {
+    this.#ctx = ctx;
+    ctx.client.defineCommand('khRefSet', { numberOfKeys: 3, lua: SET_LUA });
+    ctx.client.defineCommand('khRefDelete', { numberOfKeys: 3, lua: DELETE_LUA });
+    ctx.client.defineCommand('khRefRead', { numberOfKeys: 2, lua: READ_LUA });
+    this.#client = ctx.client as unknown as Commands;
+    const tag = ctx.tag('refs');
+    this.#v = `${tag}:v`;
+    this.#ver = `${tag}:ver`;
+    this.#size = `${tag}:size`;
+  }
+
+  async snapshot(): Promise<ReferenceSnapshot> {
+    const raw = await this.#ctx.op(() => this.#ctx.client.get(this.#ver));
+    const version = raw === null ? 0 : Number(raw);
+    if (!Number.isSafeInteger(version) || version < 0) throw corrupt('reference value version');
+    if (this.#cached?.version === version) return this.#cached;
+    // Join a reload that started after the same version was seen: its read comes later, so it
+    // returns that version or a newer one (every write we must observe is in it).
+    if (this.#reload?.version !== version) {
+      const promise = this.#load().finally(() => {
+        if (this.#reload?.promise === promise) this.#reload = undefined;
+      });
+      this.#reload = { version, promise };
+    }
+    return this.#reload.promise;
+  }
+
+  async #load(): Promise<ReferenceSnapshot> {
+    const [version, flat] = await this.#ctx.op(() => this.#client.khRefRead(this.#v, this.#ver));
+    const values = new Map<string, readonly string[]>();
+    for (let i = 0; i < flat.length; i += 2) {
+      const name = flat[i]!;
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(flat[i + 1]!);
+      } catch (cause) {
+        throw corrupt(`reference values of ${name.slice(0, 64)}`, cause);
+      }
+      values.set(name, decodeStoredReference(name, parsed));
+    }
+    const snap = referenceSnapshot(Number(version), values);
+    if (this.#cached === undefined || snap.version >= this.#cached.version || snap.version === 0) this.#cached = snap;
+    return snap;
+  }
+
+  async set(entries: Readonly<Record<string, readonly string[]>>): Promise<void> {
+    const checked = checkReferenceEntries(entries);
+    if (checked.size === 0) return;
+    const pairs: string[] = [];
+    for (const [k, v] of checked) pairs.push(k, JSON.stringify(v));
+    const [ok] = await this.#ctx.op(() => this.#client.khRefSet(this.#v, this.#ver, this.#size, MAX_REFERENCE_TOTAL_CHARS, ...pairs));
+    // SECURITY: the stored total is bounded, so writes cannot grow Redis (and every snapshot) without limit.
+    if (ok !== 1) throw new KbsError('PAYLOAD_TOO_LARGE', 'reference values would exceed 64 MiB in total');
+  }
+
+  async delete(name: string): Promise<boolean> {
+    checkReferenceName(name);
+    const [removed] = await this.#ctx.op(() => this.#client.khRefDelete(this.#v, this.#ver, this.#size, name));
+    return removed === 1;
+  }
+}

@@ -7,3 +7,5 @@ export { openStateAuditLog } from './state-audit-log.js';
 export { openRedisState } from './redis/open-redis-state.js';
 export type { RedisKbsState, RedisStateOptions } from './redis/open-redis-state.js';
 export type { RedisConnectionOptions } from './redis/redis-connection.js';
+export { copyState } from './copy-state.js';
+export type { CopyProgress, CopyStateOptions, CopyStoreName, CopySummary } from './copy-state.js';

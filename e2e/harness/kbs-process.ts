@@ -18,9 +18,13 @@ export async function startKbsProcess(opts: {
   /** Extra config (TOML text) written to a file and passed with --config. */
   configToml?: string;
   logLevel?: string;
+  /** Further `serve` flags (e.g. `--workers 2`). */
+  extraArgs?: string[];
+  /** Listen on this port (default: a free one). */
+  port?: number;
 }): Promise<KbsProcess> {
-  const port = await freePort();
-  const args = [KBS_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', opts.dataDir, '--log-level', opts.logLevel ?? 'warn'];
+  const port = opts.port ?? (await freePort());
+  const args = [KBS_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', opts.dataDir, '--log-level', opts.logLevel ?? 'warn', ...(opts.extraArgs ?? [])];
   if (opts.adminPublicKeyFile !== undefined) args.push('--admin-public-key', opts.adminPublicKeyFile);
   if (opts.configToml !== undefined) {
     const file = join(opts.dataDir, '..', `kbs-${port}.toml`);

@@ -1,13 +1,15 @@
 // EK allowlist lookup cost at 1k vs 100k entries (issue 3: "lookup cost stays flat").
 // Run: node --import tsx packages/kbs/bench/ek-allowlist.bench.ts
 // Entries are written straight into the bucketed layout (<dir>/<ab>/<hash>) for speed; lookups go
-// through DirectoryEkAllowlist.has(), i.e. one stat() each. Half the lookups hit, half miss.
+// through the embedded state's EK allowlist (`state.ekAllowlist.has()`, as the KBS calls it). Half
+// the lookups hit, half miss.
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { DirectoryEkAllowlist } from '../src/identity/ek-allowlist.js';
+import { openEmbeddedState } from '../src/state/index.js';
+import type { EkAllowlistState, KbsState } from '../src/state/ports.js';
 
 const hash = (prefix: string, i: number): string => createHash('sha256').update(`${prefix}-${i}`).digest('hex');
 
@@ -31,17 +33,21 @@ interface Sized {
   n: number;
   dir: string;
   present: string[];
-  list: DirectoryEkAllowlist;
+  state: KbsState;
+  list: EkAllowlistState;
   setupMs: number;
   hit: number[];
   miss: number[];
 }
 
-function setup(n: number): Sized {
+async function setup(n: number): Promise<Sized> {
   const dir = mkdtempSync(path.join(tmpdir(), `keyhold-allow-bench-${n}-`));
   const t0 = performance.now();
-  const present = populate(dir, n);
-  return { n, dir, present, list: new DirectoryEkAllowlist(dir), setupMs: performance.now() - t0, hit: [], miss: [] };
+  const allow = path.join(dir, 'ek-allowlist');
+  mkdirSync(allow);
+  const present = populate(allow, n);
+  const state = await openEmbeddedState({ dataDir: path.join(dir, 'data'), ekAllowlistDir: allow, sessionLimits: { maxSessions: 10, maxSessionBytes: 1 << 20 }, auditFile: null });
+  return { n, dir, present, state, list: state.ekAllowlist, setupMs: performance.now() - t0, hit: [], miss: [] };
 }
 
 /** One round: `k` hits then `k` misses; records microseconds per lookup. */
@@ -67,8 +73,8 @@ const median = (xs: number[]): number => {
 // both) and the median round is reported.
 const ROUNDS = 15;
 const PER_ROUND = 2_000;
-const small = setup(1_000);
-const large = setup(100_000);
+const small = await setup(1_000);
+const large = await setup(100_000);
 try {
   for (const s of [small, large]) await round(s, PER_ROUND, 0); // warm-up
   small.hit.length = small.miss.length = large.hit.length = large.miss.length = 0;
@@ -81,6 +87,8 @@ try {
   }
   console.log(`ratio 100k/1k: hit x${(median(large.hit) / median(small.hit)).toFixed(2)}  miss x${(median(large.miss) / median(small.miss)).toFixed(2)}`);
 } finally {
+  await small.state.close();
+  await large.state.close();
   rmSync(small.dir, { recursive: true, force: true });
   rmSync(large.dir, { recursive: true, force: true });
 }

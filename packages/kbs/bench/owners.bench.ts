@@ -1,8 +1,8 @@
 /**
  * Benchmark: the cost of the workload-owner features on the release path, in process
  * (app.request, no network). Baseline: the built-in affirming policy and no audit trail. Then the
- * CEL policy engine with a repository-scoped policy, then that plus the file audit sink (one fsync
- * per batch of concurrent appends). Each variant releases the same secret with a bearer EAR token,
+ * CEL policy engine with a repository-scoped policy, then that plus the audit trail of the embedded
+ * state (a file, one fsync per batch of concurrent appends). Each variant releases the same secret with a bearer EAR token,
  * sequentially and with 32 requests in flight. Prints releases/s and ratios to the baseline.
  *
  *   node --conditions keyhold-source --import tsx packages/kbs/bench/owners.bench.ts [--seconds 2] [--rounds 3]
@@ -14,18 +14,15 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { createEmbeddedStore } from '@keyhold/kms-adapter';
-import { createMemoryPolicyStore, createPolicyEngine } from '@keyhold/policy';
+import { createPolicyEngine } from '@keyhold/policy';
 import { parseResourcePath } from '@keyhold/protocol';
 import { createApp } from '../src/app.js';
 import type { KbsDeps } from '../src/app-env.js';
-import { createAuditLog } from '../src/audit/audit-log.js';
-import { openFileAuditSink } from '../src/audit/file-audit-sink.js';
 import { defaultAttestationPolicy } from '../src/attestation/attestation-policy.js';
-import { ReferenceValueStore } from '../src/reference-values/reference-value-store.js';
 import { celResourcePolicy } from '../src/release/cel-resource-policy.js';
 import { kmsResourceStore } from '../src/release/kms-resource-store.js';
 import { affirmingResourcePolicy } from '../src/release/resource-policy.js';
-import { InMemorySessionStore } from '../src/session/session-store.js';
+import { openEmbeddedState, openStateAuditLog } from '../src/state/index.js';
 import { earClaims, emptyVector } from '../src/token/ear-claims.js';
 import { EarSigner } from '../src/token/ear-signer.js';
 
@@ -63,22 +60,21 @@ async function main(): Promise<void> {
       initDataClaims: { workload_id: 'spiffe://openshift.space-x.com/region/us-ykt/cluster_name/css/ns/space/sa/nasa/pod_name/mars-mission-1' }, build: 'bench',
     }),
   );
-  const sessions = new InMemorySessionStore({ ttlMs: 60_000, maxSessions: 10 });
+  const state = await openEmbeddedState({ dataDir: join(dir, 'state'), sessionLimits: { maxSessions: 10, maxSessionBytes: 1 << 20 }, auditFile: join(dir, 'audit.jsonl') });
   const base: KbsDeps = {
-    sessions, signer, appraisers: new Map(), attestationPolicy: defaultAttestationPolicy, resourcePolicy: affirmingResourcePolicy, resources,
-    references: ReferenceValueStore.inMemory(), adminAuth: { authorize: () => Promise.reject(new Error('no admin')) }, logger: pino({ level: 'silent' }),
+    state, sessionTtlMs: 60_000, signer, appraisers: new Map(), attestationPolicy: defaultAttestationPolicy, resourcePolicy: affirmingResourcePolicy, resources,
+    adminAuth: { authorize: () => Promise.reject(new Error('no admin')) }, logger: pino({ level: 'silent' }),
     maxBodyBytes: 1 << 20, build: 'bench',
   };
-  const engine = createPolicyEngine({ store: createMemoryPolicyStore() });
+  const engine = createPolicyEngine({ store: state.policies });
   await engine.putResourcePolicy(
     { id: 'spiffe', type: 'cel', kind: 'resource', rule: 'ear.status == "affirming" && init_data_claims.workload_id.matches(r"^spiffe://openshift\\.space-x\\.com/region/us-[A-Za-z0-9._-]*/cluster_name/[A-Za-z0-9._-]+/ns/space/sa/nasa/pod_name/mars-mission[A-Za-z0-9._-]*$")' },
     { repository: 'a' },
   );
-  const sink = await openFileAuditSink({ file: join(dir, 'audit.jsonl') });
   const variants: [string, KbsDeps][] = [
     ['baseline: built-in affirming, no audit', base],
     ['CEL scoped policy (SPIFFE regex)', { ...base, resourcePolicy: celResourcePolicy(engine), owners: { policies: engine } }],
-    ['CEL + file audit trail (fsync)', { ...base, resourcePolicy: celResourcePolicy(engine), owners: { policies: engine, audit: await createAuditLog({ sink }) } }],
+    ['CEL + file audit trail (fsync)', { ...base, resourcePolicy: celResourcePolicy(engine), owners: { policies: engine, audit: await openStateAuditLog(state) } }],
   ];
   console.log(`releases/s, best of ${ROUNDS} interleaved rounds of ${SECONDS} s per cell (in process, Node ${process.version})`);
   const apps = variants.map(([, deps]) => createApp(deps));
@@ -96,8 +92,7 @@ async function main(): Promise<void> {
     const [seq, par] = best[i]!;
     console.log(`${name.padEnd(42)} sequential ${seq.toFixed(0).padStart(6)} (${(seq / b0).toFixed(2)}x)   32 in flight ${par.toFixed(0).padStart(6)} (${(par / b1).toFixed(2)}x)`);
   }
-  await sink.close();
-  sessions.close();
+  await state.close();
   await store.close();
   await rm(dir, { recursive: true, force: true });
 }

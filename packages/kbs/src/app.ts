@@ -18,6 +18,7 @@ import {
   handleListEkCa,
   handleListNodes,
   handleRemoveEkAllowlist,
+  handleRemoveEkCa,
   handleRemoveNode,
   handleRevokeNode,
 } from './routes/admin-identity.js';
@@ -77,6 +78,7 @@ export function createApp(deps: KbsDeps): Hono<KbsEnv> {
   app.delete('/kbs/v0/admin/nodes/:nodeId', admin, handleRemoveNode);
   app.post('/kbs/v0/admin/ek-ca', admin, handleAddEkCa);
   app.get('/kbs/v0/admin/ek-ca', admin, handleListEkCa);
+  app.delete('/kbs/v0/admin/ek-ca/:sha256', admin, handleRemoveEkCa);
   registerOwnerRoutes(app, admin);
 
   app.notFound((c) => c.json(errorInformation('InvalidRequestPath', `no endpoint ${c.req.method} ${c.req.path.slice(0, 200)}`), 404));
@@ -102,12 +104,13 @@ export function renderError(err: unknown, c: Context<KbsEnv>): Response {
 }
 
 /**
- * Storage adapters signal an outage with a `code` ending in `_UNAVAILABLE`; the policy store and the
- * audit sink with their `*_FAILED` codes (file or Redis unreadable/unwritable). All answer 503.
+ * Storage adapters and the state backend signal an outage with a `code` ending in `_UNAVAILABLE`;
+ * the policy store and the audit sink with their `*_FAILED` codes (file or Redis unreadable or
+ * unwritable); a compare-and-swap that kept losing with STATE_CONFLICT. All answer 503 (retry later).
  */
 function isStorageUnavailable(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && (/(^|_)UNAVAILABLE$/.test(code) || code === 'POLICY_STORE_FAILED' || code === 'AUDIT_SINK_FAILED');
+  return typeof code === 'string' && (/(^|_)UNAVAILABLE$/.test(code) || code === 'POLICY_STORE_FAILED' || code === 'AUDIT_SINK_FAILED' || code === 'STATE_CONFLICT');
 }
 
 function describeCause(err: unknown): string {

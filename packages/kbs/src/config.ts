@@ -5,6 +5,7 @@ import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { TPM_IDENTITY_CONFIG_FIELDS, tpmIdentityConfigFrom, type TpmIdentityConfig } from './attestation/tpm/identity-config.js';
 import { OWNER_CONFIG_FIELDS, ownerConfigFrom, type OwnerConfig } from './owners/owner-config.js';
+import { STATE_CONFIG_FIELDS, stateConfigFrom, type StateConfig } from './state-wiring/state-config.js';
 
 /** Secret storage backend settings (see the README's "Storage backends"). */
 const StorageSchema = z.discriminatedUnion('backend', [
@@ -82,6 +83,8 @@ const FileSchema = z
       .optional(),
     /** Workload owners: [admin], [rate_limit], [metrics], [audit], [policy] (see owners/owner-config.ts). */
     ...OWNER_CONFIG_FIELDS,
+    /** Where the KBS's state lives: [state] and max_session_bytes (see state-wiring/state-config.ts). */
+    ...STATE_CONFIG_FIELDS,
   })
   .strict();
 
@@ -106,6 +109,10 @@ export interface KbsConfig {
   readonly tpmIdentity: TpmIdentityConfig;
   /** Admin identities and roles, rate limits, metrics, audit trail, policies (issue 5). */
   readonly owners: OwnerConfig;
+  /** The state backend (`[state]`, issue 10). */
+  readonly state: StateConfig;
+  /** `serve --workers N`: KBS processes on this host (node:cluster); more than 1 needs a shared state backend. */
+  readonly workers: number;
 }
 
 /** Measured boot and IMA settings (`[tpm]` keys; see the README's "Measured boot and IMA"). */
@@ -144,6 +151,7 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
       config: { type: 'string', short: 'c' },
       'log-level': { type: 'string' },
       'insecure-admin-allow-all': { type: 'boolean' },
+      workers: { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -170,6 +178,15 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
   if (m === null || Number(m[2]) > 65535) throw new ConfigError(`--listen must be HOST:PORT, got ${listen}`);
   const dataDir = resolve(values['data-dir'] ?? env['KEYHOLD_KBS_DATA_DIR'] ?? file.data_dir ?? DEFAULTS.dataDir);
   const rel = (p: string | undefined): string | undefined => (p === undefined ? undefined : isAbsolute(p) ? p : resolve(p));
+  const state = fromSection(() => stateConfigFrom(file, rel));
+  const workersText = values.workers ?? '1';
+  if (!/^[1-9][0-9]?$/.test(workersText) || Number(workersText) > 64) throw new ConfigError(`--workers must be an integer in 1..64, got ${workersText.slice(0, 16)}`);
+  const workers = Number(workersText);
+  // SECURITY: embedded state belongs to one process (its data dir is locked); N processes on it would
+  // each keep their own sessions, revocations and limits (split brain), so it is refused.
+  if (workers > 1 && state.backend !== 'redis') {
+    throw new ConfigError(`--workers ${workers} needs a shared state backend: set [state] backend = "redis" (embedded state belongs to one process)`);
+  }
   const config: KbsConfig = {
     host: m[1]!.replace(/^\[(.*)\]$/, '$1'),
     port: Number(m[2]),
@@ -195,14 +212,17 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
       },
     },
     tpmIdentity: tpmIdentityConfigFrom(file.tpm, dataDir),
-    owners: ownerConfigOrThrow(file, dataDir, values['insecure-admin-allow-all'] === true),
+    owners: fromSection(() => ownerConfigFrom(file, dataDir, { insecureAdminAllowAll: values['insecure-admin-allow-all'] === true })),
+    state,
+    workers,
   };
   return deepFreeze(config);
 }
 
-function ownerConfigOrThrow(file: z.infer<typeof FileSchema>, dataDir: string, insecureAdminAllowAll: boolean): OwnerConfig {
+/** Run a section's parser, turning its operator-readable Error into a ConfigError. */
+function fromSection<T>(parse: () => T): T {
   try {
-    return ownerConfigFrom(file, dataDir, { insecureAdminAllowAll });
+    return parse();
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }

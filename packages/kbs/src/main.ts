@@ -9,15 +9,13 @@ import type { KbsConfig } from './config.js';
 import { TpmAppraiser } from './attestation/tpm/tpm-appraiser.js';
 import { MeasuredBootExtension } from './attestation/tpm/measured-boot-extension.js';
 import { ImaExtension } from './attestation/tpm/ima-extension.js';
-import { InMemoryImaCheckpointStore } from './attestation/tpm/ima-checkpoint-store.js';
-import { openIdentity } from './attestation/tpm/identity-services.js';
-import { ReferenceValueStore } from './reference-values/reference-value-store.js';
+import { IdentityExtension } from './attestation/tpm/identity-extension.js';
 import { kmsResourceStore } from './release/kms-resource-store.js';
-import { InMemorySessionStore } from './session/session-store.js';
 import { loadOrCreateSigningKey } from './signing-key.js';
 import { openSecretStore } from './storage/open-secret-store.js';
 import { EarSigner } from './token/ear-signer.js';
 import { openOwnerServices } from './owners/open-owner-services.js';
+import { openConfiguredState } from './state-wiring/open-state.js';
 
 export const BUILD = 'keyhold-kbs 0.1.0';
 
@@ -27,75 +25,118 @@ export interface RunningKbs {
   close(): Promise<void>;
 }
 
-/** Wire the real adapters from a parsed config and start the HTTP server. */
+/** Where the generated token signing key is kept when `token_signing_key` is not configured. */
+export function generatedSigningKeyPath(config: KbsConfig): string {
+  return join(config.dataDir, 'token-signing-key.pem');
+}
+
+/**
+ * Wire the real adapters from a parsed config and start the HTTP server. With embedded state the
+ * data dir's lock is taken first: a second process on the same dir fails here with
+ * StateError('STATE_LOCKED') before it listens.
+ */
 export async function startKbs(config: KbsConfig, logger: Logger = pino({ level: config.logLevel })): Promise<RunningKbs> {
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  const signer = await EarSigner.create({
-    privateKey: await loadOrCreateSigningKey(config.tokenSigningKeyFile, join(config.dataDir, 'token-signing-key.pem')),
-    issuer: config.tokenIssuer,
-    lifetimeMs: config.tokenLifetimeMs,
-  });
-  const owners = await openOwnerServices(config.owners, { adminPublicKeyFile: config.adminPublicKeyFile, logger });
-  const adminAuth = owners.adminAuth;
-  const store = await openSecretStore(config);
-  const rotation = new RotationScheduler({
-    store,
-    checkIntervalMs: config.rotationCheckIntervalMs,
-    minIntervalMs: Math.min(1000, config.rotationCheckIntervalMs),
-    onTick: (r) => {
-      for (const m of r.rotated) logger.info({ resource: m.name, version: m.version }, 'key rotated');
-      for (const f of r.failed) logger.warn({ resource: f.name, code: f.code }, 'key rotation failed');
-    },
-  });
-  rotation.start();
-  const references = await ReferenceValueStore.open(join(config.dataDir, 'reference-values.json'));
-  const sessions = new InMemorySessionStore({ ttlMs: config.sessionTtlMs, maxSessions: config.maxSessions });
-  const boot = config.tpm.measuredBoot;
-  const measuredBootExtensions = [
-    new MeasuredBootExtension({ requireEventLog: boot.requireEventLog, allowSha1: boot.allowSha1EventLog }),
-    new ImaExtension({
-      checkpoints: new InMemoryImaCheckpointStore({ maxNodes: boot.imaCheckpointMaxNodes }),
-      requireImaLog: boot.requireImaLog,
-      allowSha1: boot.allowSha1EventLog,
-      allowViolations: boot.allowImaViolations,
-    }),
-  ];
-  const identity = await openIdentity(config.tpmIdentity, { trustedAkList: config.tpm.trustedAkList });
-  const tpm = new TpmAppraiser({ trustedAkList: config.tpm.trustedAkList, extensions: [identity.extension, ...measuredBootExtensions] });
-  const deps: KbsDeps = {
-    sessions,
-    signer,
-    appraisers: new Map([[tpm.tee, tpm]]),
-    attestationPolicy: owners.attestationPolicy,
-    resourcePolicy: owners.resourcePolicy,
-    resources: kmsResourceStore(store),
-    references,
-    adminAuth,
-    logger,
-    maxBodyBytes: config.maxBodyBytes,
-    build: BUILD,
-    identity: identity.services,
-    owners: owners.services,
+  for (const notice of config.state.notices) logger.warn(notice);
+  if (config.tpmIdentity.ekCaDirIsDefault) await mkdir(config.tpmIdentity.ekCaDir, { recursive: true, mode: 0o700 });
+  const opened = await openConfiguredState(config);
+  const { state } = opened;
+  const closers: (() => Promise<void>)[] = [() => state.close()];
+  const closeAll = async (): Promise<void> => {
+    for (const close of closers.reverse()) await close().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'close failed'));
   };
-  const app = createApp(deps);
-  const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
-    s.once('error', reject);
-  });
-  const addr = server.address();
-  const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
-  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-  const url = `http://${host}:${port}`;
-  logger.info({ url, dataDir: config.dataDir, storage: store.backend }, 'keyhold-kbs listening');
-  return {
-    url,
-    port,
-    async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      sessions.close();
-      rotation.stop();
-      await store.close();
-      await owners.close();
-    },
-  };
+  try {
+    if (opened.removedTempFiles.length > 0) logger.info({ files: opened.removedTempFiles.length }, 'removed temp files of interrupted writes');
+    if (state.backend === 'redis' && config.tokenSigningKeyFile === undefined) {
+      // Replicas must verify each other's tokens (bearer tokens, /resource on another replica).
+      logger.warn(
+        { file: generatedSigningKeyPath(config) },
+        'redis state with a token signing key generated in the data dir: every replica must use the same key (set token_signing_key to one shared PEM file, or share the data dir)',
+      );
+    }
+    const signer = await EarSigner.create({
+      privateKey: await loadOrCreateSigningKey(config.tokenSigningKeyFile, generatedSigningKeyPath(config)),
+      issuer: config.tokenIssuer,
+      lifetimeMs: config.tokenLifetimeMs,
+    });
+    const owners = await openOwnerServices(config.owners, {
+      state,
+      adminPublicKeyFile: config.adminPublicKeyFile,
+      logger,
+      auditTruncatedTornBytes: opened.auditTruncatedTornBytes,
+    });
+    closers.push(() => owners.close());
+    const store = await openSecretStore(config);
+    closers.push(() => store.close());
+    const rotation = new RotationScheduler({
+      store,
+      checkIntervalMs: config.rotationCheckIntervalMs,
+      minIntervalMs: Math.min(1000, config.rotationCheckIntervalMs),
+      onTick: (r) => {
+        for (const m of r.rotated) logger.info({ resource: m.name, version: m.version }, 'key rotated');
+        for (const f of r.failed) logger.warn({ resource: f.name, code: f.code }, 'key rotation failed');
+      },
+    });
+    rotation.start();
+    closers.push(async () => rotation.stop());
+    const boot = config.tpm.measuredBoot;
+    const id = config.tpmIdentity;
+    const identity = new IdentityExtension({
+      ekCa: state.ekCa,
+      ekAllowlist: state.ekAllowlist,
+      nodes: state.nodes,
+      requireEkCertificate: id.requireEkCertificate,
+      requireEkAllowlist: id.requireEkAllowlist,
+      trustedAkList: config.tpm.trustedAkList,
+      trustDomain: id.trustDomain,
+    });
+    const tpm = new TpmAppraiser({
+      trustedAkList: config.tpm.trustedAkList,
+      extensions: [
+        identity,
+        new MeasuredBootExtension({ requireEventLog: boot.requireEventLog, allowSha1: boot.allowSha1EventLog }),
+        new ImaExtension({
+          checkpoints: state.imaCheckpoints,
+          requireImaLog: boot.requireImaLog,
+          allowSha1: boot.allowSha1EventLog,
+          allowViolations: boot.allowImaViolations,
+        }),
+      ],
+    });
+    const deps: KbsDeps = {
+      state,
+      sessionTtlMs: config.sessionTtlMs,
+      signer,
+      appraisers: new Map([[tpm.tee, tpm]]),
+      attestationPolicy: owners.attestationPolicy,
+      resourcePolicy: owners.resourcePolicy,
+      resources: kmsResourceStore(store),
+      adminAuth: owners.adminAuth,
+      logger,
+      maxBodyBytes: config.maxBodyBytes,
+      build: BUILD,
+      owners: owners.services,
+    };
+    const app = createApp(deps);
+    const server = await new Promise<ServerType>((resolve, reject) => {
+      const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
+      s.once('error', reject);
+    });
+    const addr = server.address();
+    const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
+    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+    const url = `http://${host}:${port}`;
+    logger.info({ url, dataDir: config.dataDir, storage: store.backend, state: state.backend }, 'keyhold-kbs listening');
+    return {
+      url,
+      port,
+      async close() {
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await closeAll();
+      },
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
 }

@@ -11,7 +11,7 @@ import { auditEvent, errorCode, wasAdminAudited } from '../owners/record-event.j
  */
 export const adminMiddleware: MiddlewareHandler<KbsEnv> = async (c, next) => {
   const deps = c.get('deps');
-  enforceRateLimit(c, 'admin');
+  await enforceRateLimit(c, 'admin');
   let principal;
   try {
     // SECURITY: every admin endpoint checks the caller's signed, unexpired admin token and role first.

@@ -1,4 +1,4 @@
-import type { ReferenceValueStore } from '../reference-values/reference-value-store.js';
+import type { ReferenceSnapshot } from '../state/ports.js';
 import { AR4SI, emptyVector, statusOfVector, type EarStatus, type TrustworthinessVector } from '../token/ear-claims.js';
 import type { TeeAppraisal } from './tee-appraiser.js';
 
@@ -14,7 +14,7 @@ export interface AttestationVerdict {
 
 /** Turns a verified appraisal and the owner's reference values into an EAR status and vector. */
 export interface AttestationPolicy {
-  evaluate(input: { tee: string; appraisal: TeeAppraisal; references: ReferenceValueStore }): Promise<AttestationVerdict>;
+  evaluate(input: { tee: string; appraisal: TeeAppraisal; references: ReferenceSnapshot }): Promise<AttestationVerdict>;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { PolicyError, type PolicyEngine } from '@keyhold/policy';
-import type { ReferenceValueStore } from '../reference-values/reference-value-store.js';
+import type { ReferenceSnapshot } from '../state/ports.js';
 import { emptyVector, statusOfVector, type EarStatus, type TrustworthinessVector } from '../token/ear-claims.js';
 import { defaultAttestationPolicy, type AttestationPolicy, type AttestationVerdict } from './attestation-policy.js';
 import type { TeeAppraisal } from './tee-appraiser.js';
@@ -63,7 +63,7 @@ function claimsFor(tee: string, appraisal: TeeAppraisal): Record<string, unknown
   return { ...(appraisal.extra ?? {}), [tee]: appraisal.teeClaims };
 }
 
-function referencesFor(tee: string, references: ReferenceValueStore): Record<string, readonly string[]> {
+function referencesFor(tee: string, references: ReferenceSnapshot): Record<string, readonly string[]> {
   const all = references.all();
   const out: Record<string, readonly string[]> = { ...all };
   const prefix = `${tee}_`;

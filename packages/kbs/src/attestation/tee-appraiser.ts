@@ -1,6 +1,28 @@
-import type { ReferenceValueStore } from '../reference-values/reference-value-store.js';
-import type { Session } from '../session/session-store.js';
+import type { ReferenceSnapshot, SessionRecord } from '../state/ports.js';
 import type { TrustworthinessVector } from '../token/ear-claims.js';
+
+/** What an appraiser sees at `/auth`, before the session exists. */
+export interface ChallengeInput {
+  readonly tee: string;
+  /**
+   * The client's Request `extra-params`, as sent (unverified; bounded only by the body limit).
+   * Appraisers parse what they need with a bounded schema and keep only the parsed result.
+   */
+  readonly extraParams: Readonly<Record<string, unknown>>;
+  /** The owner's reference values, read at most once per request (lazily: most challenges need none). */
+  readonly references: () => Promise<ReferenceSnapshot>;
+  readonly now: Date;
+}
+
+export interface ChallengeResult {
+  /** Members added to the challenge's `extra-params` (e.g. a credential-activation blob). */
+  readonly extraParams?: Record<string, unknown>;
+  /**
+   * JSON state kept in the session for `/attest` (parsed, size-bounded identity fields, an expected
+   * activation answer...), keyed by extension name. Never the raw extra-params.
+   */
+  readonly state?: Record<string, unknown>;
+}
 
 export interface TeeAppraisalInput {
   /** The attester's primary evidence, as sent (unverified JSON). */
@@ -9,8 +31,10 @@ export interface TeeAppraisalInput {
   expectedReportData: Uint8Array;
   /** Hash of the init-data the attester claims, when it sent one. */
   initDataDigest?: Uint8Array;
-  session: Session;
-  references: ReferenceValueStore;
+  /** The session as it was when this request consumed its nonce (challenge state included). */
+  session: SessionRecord;
+  /** The owner's reference values, one snapshot for the whole request. */
+  references: ReferenceSnapshot;
   now: Date;
 }
 
@@ -34,9 +58,9 @@ export interface TeeAppraisal {
 export interface TeeAppraiser {
   readonly tee: string;
   /**
-   * Extra members for the `/auth` challenge's `extra-params` (e.g. a credential-activation blob),
-   * computed from the client's request parameters kept in the session.
+   * Runs at `/auth` before the session is stored, so the stored session is complete: extra members
+   * for the challenge and the state `/attest` will need.
    */
-  challenge?(session: Session, references: ReferenceValueStore): Promise<Record<string, unknown>>;
+  challenge?(input: ChallengeInput): Promise<ChallengeResult>;
   appraise(input: TeeAppraisalInput): Promise<TeeAppraisal>;
 }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { decodeCaCertificates, IdentityError, MAX_CA_FILE_BYTES, type X509Certificate } from '@keyhold/verifier';
-import { writeFileAtomic } from './atomic-write.js';
+import { writeFileAtomic } from '@keyhold/atomic-file';
 import { IdentityStoreError } from './errors.js';
 
 export interface CaStoreEntry {

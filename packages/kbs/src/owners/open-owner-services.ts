@@ -1,25 +1,20 @@
 import { readFile } from 'node:fs/promises';
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
-import { createPolicyEngine, type PolicyStore } from '@keyhold/policy';
+import { createPolicyEngine } from '@keyhold/policy';
 import { DEFAULT_ADMIN_ROLES } from '../admin-auth/acl.js';
 import type { AdminAuthorizer } from '../admin/admin-authorizer.js';
 import { configuredAdminAuthorizer } from '../admin/configured-authorizer.js';
-import { createAuditLog, type AuditLog } from '../audit/audit-log.js';
-import { openFileAuditSink, type FileAuditSink } from '../audit/file-audit-sink.js';
-import { RedisAuditSink, createRedisAuditLog } from '../audit/redis-audit-sink.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import { KbsError } from '../errors.js';
 import { createMetrics } from '../metrics/metrics.js';
-import { openFilePolicyStore } from '../policy/file-policy-store.js';
-import { RedisPolicyStore } from '../policy/redis-policy-store.js';
-import { createRateLimiter } from '../rate-limit/token-bucket.js';
 import { celAttestationPolicy } from '../attestation/cel-attestation-policy.js';
 import type { AttestationPolicy } from '../attestation/attestation-policy.js';
-import { celResourcePolicy } from '../release/cel-resource-policy.js';
 import type { ResourcePolicy } from '../release/resource-policy.js';
-import type { OwnerConfig, OwnerRedisConfig } from './owner-config.js';
+import { celResourcePolicy } from '../release/cel-resource-policy.js';
+import { openStateAuditLog } from '../state/index.js';
+import type { KbsState } from '../state/ports.js';
+import type { OwnerConfig } from './owner-config.js';
 import type { OwnerServices } from './owner-services.js';
-import { dirname } from 'node:path';
 
 export interface OpenedOwnerServices {
   readonly services: OwnerServices;
@@ -30,43 +25,28 @@ export interface OpenedOwnerServices {
 }
 
 /**
- * Wire the owner services from config: the policy store and CEL engine, the audit trail's sink
- * (files in the data dir, or the `[storage]` Redis when configured so), the rate limiters, the
- * metrics registry and the admin authorizer. `adminPublicKeyFile` (`--admin-public-key`) becomes
- * one identity `admin` with role `admin`.
+ * Wire the owner services from config over the state backend: the CEL engine over the state's
+ * policy store, the audit trail over the state's audit sink (a file in the data dir when embedded,
+ * one chain in Redis shared by every replica otherwise), the rate-limit rules (buckets in the
+ * state), the metrics registry (one per process: each replica serves its own) and the admin
+ * authorizer. `adminPublicKeyFile` (`--admin-public-key`) becomes one identity `admin` with role `admin`.
  */
-export async function openOwnerServices(config: OwnerConfig, opts: { adminPublicKeyFile: string | undefined; logger: Logger }): Promise<OpenedOwnerServices> {
-  const { logger } = opts;
-  const redis = config.redis === undefined ? undefined : await openOwnerRedis(config.redis);
-  const redisOptions = {
-    ...(config.redis?.keyPrefix !== undefined ? { keyPrefix: config.redis.keyPrefix } : {}),
-    ...(config.redis?.operationTimeoutMs !== undefined ? { operationTimeoutMs: config.redis.operationTimeoutMs } : {}),
-  };
-  let store: PolicyStore;
-  let sink: FileAuditSink | undefined;
+export async function openOwnerServices(
+  config: OwnerConfig,
+  opts: { state: KbsState; adminPublicKeyFile: string | undefined; logger: Logger; auditTruncatedTornBytes?: number },
+): Promise<OpenedOwnerServices> {
+  const { logger, state } = opts;
+  const policies = createPolicyEngine({ store: state.policies });
   let audit: AuditLog | undefined;
-  try {
-    store = redis !== undefined && config.redis?.policies === true ? new RedisPolicyStore(redis, redisOptions) : await openFilePolicyStore({ dataDir: dirname(config.policyFile) });
-    if (redis !== undefined && config.redis?.audit === true && config.auditFile !== undefined) {
-      audit = await createRedisAuditLog({ sink: new RedisAuditSink(redis, redisOptions) });
-      logger.info({ backend: 'redis', head: audit.head() }, 'audit trail open');
+  if (config.auditFile !== undefined) {
+    audit = await openStateAuditLog(state);
+    const torn = opts.auditTruncatedTornBytes ?? 0;
+    if (torn > 0) {
+      logger.warn({ bytes: torn }, 'audit log had a torn last line; it was cut');
+      await audit.record('admin', { action: 'audit.torn-tail-truncated', reason: `${torn} bytes`, verdict: 'ok' });
     }
-  } catch (err) {
-    redis?.disconnect();
-    throw err;
+    logger.info({ backend: state.backend, head: audit.head() }, 'audit trail open');
   }
-  const policies = createPolicyEngine({ store });
-
-  if (audit === undefined && config.auditFile !== undefined) {
-    sink = await openFileAuditSink({ file: config.auditFile });
-    audit = await createAuditLog({ sink });
-    if (sink.truncatedTornBytes > 0) {
-      logger.warn({ bytes: sink.truncatedTornBytes }, 'audit log had a torn last line; it was cut');
-      await audit.record('admin', { action: 'audit.torn-tail-truncated', reason: `${sink.truncatedTornBytes} bytes`, verdict: 'ok' });
-    }
-    logger.info({ file: config.auditFile, head: audit.head() }, 'audit trail open');
-  }
-
   const identities = await Promise.all(config.admin.identities.map(async (i) => ({ name: i.name, role: i.role, publicKeyPem: await readFile(i.publicKeyFile, 'utf8') })));
   if (opts.adminPublicKeyFile !== undefined) {
     const name = identities.some((i) => i.name === 'admin') ? 'admin-public-key' : 'admin';
@@ -98,9 +78,7 @@ export async function openOwnerServices(config: OwnerConfig, opts: { adminPublic
     policies,
     attestationPolicyId: config.attestationPolicyId,
     ...(audit !== undefined ? { audit } : {}),
-    ...(rl !== undefined
-      ? { rateLimits: { auth: createRateLimiter({ ratePerSec: rl.authPerSec, burst: rl.authBurst }), admin: createRateLimiter({ ratePerSec: rl.adminPerSec, burst: rl.adminBurst }) } }
-      : {}),
+    ...(rl !== undefined ? { rateLimits: { auth: { ratePerSec: rl.authPerSec, burst: rl.authBurst }, admin: { ratePerSec: rl.adminPerSec, burst: rl.adminBurst } } } : {}),
     ...(config.metricsEnabled ? { metrics: createMetrics() } : {}),
   };
   return {
@@ -108,43 +86,7 @@ export async function openOwnerServices(config: OwnerConfig, opts: { adminPublic
     adminAuth,
     attestationPolicy: celAttestationPolicy({ engine: policies, policyId: config.attestationPolicyId }),
     resourcePolicy: celResourcePolicy(policies),
-    async close() {
-      await sink?.close();
-      if (redis !== undefined) {
-        try {
-          await redis.quit();
-        } catch {
-          redis.disconnect();
-        }
-      }
-    },
+    /** The state (and with it the audit sink and policy store) belongs to the caller. */
+    async close() {},
   };
-}
-
-/** One connection (standalone or cluster) for the audit trail and policies, with the secret store's timeouts. */
-async function openOwnerRedis(r: OwnerRedisConfig): Promise<Redis | Cluster> {
-  const commandTimeout = r.commandTimeoutMs ?? 1000;
-  const password = r.passwordFile === undefined ? undefined : (await readFile(r.passwordFile, 'utf8')).trim();
-  const tls = r.tlsCaFile === undefined ? undefined : { ca: await readFile(r.tlsCaFile, 'utf8') };
-  const nodeOptions: RedisOptions = {
-    commandTimeout,
-    connectTimeout: commandTimeout,
-    maxRetriesPerRequest: 1,
-    ...(r.username === undefined ? {} : { username: r.username }),
-    ...(password === undefined ? {} : { password }),
-    ...(tls === undefined ? {} : { tls }),
-  };
-  const client =
-    r.url !== undefined
-      ? new Redis(r.url, { ...nodeOptions, retryStrategy: (times) => Math.min(times * 100, 1000) })
-      : new Cluster(r.clusterNodes?.map((n) => ({ host: n.host, port: n.port })) ?? [], {
-          redisOptions: nodeOptions,
-          clusterRetryStrategy: (times) => Math.min(times * 100, 1000),
-          retryDelayOnClusterDown: 100,
-          retryDelayOnFailover: 100,
-          slotsRefreshTimeout: commandTimeout,
-        });
-  // Outages surface as typed errors from each operation; the client keeps reconnecting.
-  client.on('error', () => undefined);
-  return client;
 }

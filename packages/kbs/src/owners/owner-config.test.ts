@@ -7,12 +7,17 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadKbsConfig } from '../config.js';
 import { openOwnerServices } from './open-owner-services.js';
+import { openMemoryState } from '../state/index.js';
+import type { KbsState } from '../state/ports.js';
 
 let dir: string;
+let state: KbsState;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'keyhold-owner-config-'));
+  state = await openMemoryState({ sessionLimits: { maxSessions: 10, maxSessionBytes: 1 << 20 } });
 });
 afterAll(async () => {
+  await state?.close();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -73,7 +78,7 @@ describe('owner config', () => {
     const lines: string[] = [];
     const logger = pino({ level: 'info' }, new Writable({ write: (chunk: Buffer, _e, cb) => (lines.push(chunk.toString()), cb()) }));
     const insecure = await load('[admin]\ninsecure_allow_all = true\n[audit]\nenabled = false\n', ['--insecure-admin-allow-all']);
-    const opened = await openOwnerServices(insecure.owners, { adminPublicKeyFile: undefined, logger });
+    const opened = await openOwnerServices(insecure.owners, { state, adminPublicKeyFile: undefined, logger });
     expect(lines.join('')).toMatch(/"level":40.*INSECURE: admin authorization is disabled/);
     expect(await opened.adminAuth.authorize({ authorizationHeader: undefined, method: 'DELETE', path: '/kbs/v0/resource/a/b/c' })).toMatchObject({ role: 'admin' });
     await opened.close();
@@ -82,18 +87,9 @@ describe('owner config', () => {
     const pem = join(dir, 'admin.pub.pem');
     await writeFile(pem, publicKey.export({ format: 'pem', type: 'spki' }));
     const normal = await load('[audit]\nenabled = false\n');
-    const o2 = await openOwnerServices(normal.owners, { adminPublicKeyFile: pem, logger });
+    const o2 = await openOwnerServices(normal.owners, { state, adminPublicKeyFile: pem, logger });
     await expect(o2.adminAuth.authorize({ authorizationHeader: undefined, method: 'GET', path: '/kbs/v0/resources' })).rejects.toMatchObject({ code: 'ADMIN_UNAUTHORIZED' });
     await o2.close();
   });
 
-  it('keeps audit and policies in files by default, in the [storage] Redis when asked, and refuses that without Redis', async () => {
-    const redisStorage = '[storage]\nbackend = "redis"\nurl = "redis://127.0.0.1:6390"\n';
-    expect((await load(redisStorage)).owners.redis).toBeUndefined();
-    const c = await load(`${redisStorage}[audit]\nbackend = "storage"\n[policy]\nbackend = "storage"\n`);
-    expect(c.owners.redis).toMatchObject({ audit: true, policies: true, url: 'redis://127.0.0.1:6390' });
-    const onlyPolicies = await load(`${redisStorage}[policy]\nbackend = "storage"\n`);
-    expect(onlyPolicies.owners.redis).toMatchObject({ audit: false, policies: true });
-    await expect(load('[audit]\nbackend = "storage"\n')).rejects.toThrow(/needs \[storage\] backend = "redis"/);
-  });
 });

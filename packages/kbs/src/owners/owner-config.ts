@@ -6,13 +6,10 @@
  *   [rate_limit] enabled (true), auth_per_sec (50), auth_burst (100), admin_per_sec (20), admin_burst (50)
  *   [metrics]    enabled (true): unauthenticated GET /metrics
  *   [audit]      enabled (true), file (<data_dir>/audit.jsonl)
- *   [policy]     attestation_policy ("default"): the attestation policy id tokens are appraised with;
- *                the policy store is <data_dir>/policies.json
- *   [audit] backend / [policy] backend: "file" (default, in the data dir) or "storage": kept in the
- *                `[storage]` Redis (standalone or cluster; same connection settings and key prefix as the
- *                secrets), shared by every KBS process using it. "storage" needs `[storage] backend = "redis"`.
- *                While that Redis is down, audited requests (auth, attest, admin) and policy reads fail
- *                with it, which is why it is not the default.
+ *   [policy]     attestation_policy ("default"): the attestation policy id tokens are appraised with
+ * The audit trail and the policies live in the state backend (`[state]`, see state-wiring/state-config.ts):
+ * `<data_dir>/audit.jsonl` and `<data_dir>/policies.json` when embedded, Redis when `[state] backend =
+ * "redis"`. `[audit] backend` / `[policy] backend = "storage"` are superseded (state-config.ts says how).
  */
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -54,37 +51,7 @@ export const OWNER_CONFIG_FIELDS = {
     .optional(),
 };
 
-/** The parts of the (already validated) `[storage]` section the owner services use. */
-interface StorageFields {
-  readonly backend: string;
-  readonly url?: string | undefined;
-  readonly cluster_nodes?: readonly string[] | undefined;
-  readonly key_prefix?: string | undefined;
-  readonly username?: string | undefined;
-  readonly password_file?: string | undefined;
-  readonly tls_ca_file?: string | undefined;
-  readonly command_timeout_ms?: number | undefined;
-  readonly operation_timeout_ms?: number | undefined;
-}
-
-type FileFields = { [K in keyof typeof OWNER_CONFIG_FIELDS]?: z.infer<(typeof OWNER_CONFIG_FIELDS)[K]> } & { readonly storage?: StorageFields | undefined };
-
-/** The `[storage]` Redis, when the audit trail or the policies are kept there. */
-export interface OwnerRedisConfig {
-  /** The audit trail is in Redis (`[audit] backend = "storage"`). */
-  readonly audit: boolean;
-  /** The policies are in Redis (`[policy] backend = "storage"`). */
-  readonly policies: boolean;
-  readonly url: string | undefined;
-  readonly clusterNodes: readonly { readonly host: string; readonly port: number }[] | undefined;
-  readonly keyPrefix: string | undefined;
-  readonly username: string | undefined;
-  /** Read at open, never kept in config. */
-  readonly passwordFile: string | undefined;
-  readonly tlsCaFile: string | undefined;
-  readonly commandTimeoutMs: number | undefined;
-  readonly operationTimeoutMs: number | undefined;
-}
+type FileFields = { [K in keyof typeof OWNER_CONFIG_FIELDS]?: z.infer<(typeof OWNER_CONFIG_FIELDS)[K]> };
 
 export interface OwnerConfig {
   readonly admin: {
@@ -99,12 +66,9 @@ export interface OwnerConfig {
   /** undefined when disabled. */
   readonly rateLimit: { readonly authPerSec: number; readonly authBurst: number; readonly adminPerSec: number; readonly adminBurst: number } | undefined;
   readonly metricsEnabled: boolean;
-  /** undefined when disabled. */
+  /** The embedded state's audit file; undefined when the audit trail is disabled (any backend). */
   readonly auditFile: string | undefined;
-  readonly policyFile: string;
   readonly attestationPolicyId: string;
-  /** Set when the audit trail or the policies are kept in the `[storage]` Redis instead of files. */
-  readonly redis?: OwnerRedisConfig | undefined;
 }
 
 export const OWNER_DEFAULTS = { authPerSec: 50, authBurst: 100, adminPerSec: 20, adminBurst: 50 } as const;
@@ -119,10 +83,6 @@ export function ownerConfigFrom(file: FileFields, dataDir: string, flags: { inse
     throw new Error('[admin] insecure_allow_all = true also needs the --insecure-admin-allow-all flag');
   }
   const rl = file.rate_limit;
-  const inStorage = { audit: file.audit?.backend === 'storage' && file.audit.enabled !== false, policies: file.policy?.backend === 'storage' };
-  if ((inStorage.audit || inStorage.policies) && file.storage?.backend !== 'redis') {
-    throw new Error('[audit] / [policy] backend = "storage" needs [storage] backend = "redis"');
-  }
   return {
     admin: {
       identities: (a?.identities ?? []).map((i) => ({ name: i.name, publicKeyFile: abs(i.public_key_file), role: i.role })),
@@ -143,21 +103,6 @@ export function ownerConfigFrom(file: FileFields, dataDir: string, flags: { inse
           },
     metricsEnabled: file.metrics?.enabled ?? true,
     auditFile: file.audit?.enabled === false ? undefined : file.audit?.file !== undefined ? abs(file.audit.file) : join(dataDir, 'audit.jsonl'),
-    policyFile: join(dataDir, 'policies.json'),
     attestationPolicyId: file.policy?.attestation_policy ?? 'default',
-    ...(file.storage?.backend === 'redis' && (inStorage.audit || inStorage.policies) ? { redis: { ...inStorage, ...redisConfigFrom(file.storage) } } : {}),
-  };
-}
-
-function redisConfigFrom(s: StorageFields): Omit<OwnerRedisConfig, 'audit' | 'policies'> {
-  return {
-    url: s.url,
-    clusterNodes: s.cluster_nodes?.map((n) => ({ host: n.slice(0, n.lastIndexOf(':')), port: Number(n.slice(n.lastIndexOf(':') + 1)) })),
-    keyPrefix: s.key_prefix,
-    username: s.username,
-    passwordFile: s.password_file,
-    tlsCaFile: s.tls_ca_file,
-    commandTimeoutMs: s.command_timeout_ms,
-    operationTimeoutMs: s.operation_timeout_ms,
   };
 }

@@ -14,7 +14,7 @@ export const ownerMiddleware: MiddlewareHandler<KbsEnv> = async (c, next) => {
   const start = performance.now();
   let thrown: unknown;
   try {
-    if (c.req.method === 'POST' && c.req.path === '/kbs/v0/auth') enforceRateLimit(c, 'auth');
+    if (c.req.method === 'POST' && c.req.path === '/kbs/v0/auth') await enforceRateLimit(c, 'auth');
     await next();
   } catch (err) {
     thrown = err;

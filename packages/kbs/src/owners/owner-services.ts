@@ -1,7 +1,7 @@
 import type { PolicyEngine } from '@keyhold/policy';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { KbsMetrics as PromMetrics } from '../metrics/metrics.js';
-import type { RateLimiter } from '../rate-limit/token-bucket.js';
+import type { RateLimitRule } from '../state/ports.js';
 
 /**
  * The workload-owner services (issue 5): scoped CEL policies, the audit trail, per-client rate
@@ -14,7 +14,8 @@ export interface OwnerServices {
   /** The attestation policy id tokens are appraised with (default `default`). */
   readonly attestationPolicyId?: string;
   readonly audit?: AuditLog;
-  readonly rateLimits?: { readonly auth?: RateLimiter; readonly admin?: RateLimiter };
+  /** Token-bucket rules per scope; the buckets live in the state backend (shared by replicas). */
+  readonly rateLimits?: { readonly auth?: RateLimitRule; readonly admin?: RateLimitRule };
   /** Served unauthenticated at `/metrics` (label values are route patterns and repository names, never secrets). */
   readonly metrics?: PromMetrics;
 }

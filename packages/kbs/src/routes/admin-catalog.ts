@@ -5,6 +5,7 @@ import { KbsError } from '../errors.js';
 import { auditEvent } from '../owners/record-event.js';
 import type { ResourceMetadata } from '../release/resource-store.js';
 import { resourcePathOf } from './resource.js';
+import { REFERENCE_NAME } from '../reference-values/rvps-message.js';
 
 function visibleTo(c: Context<KbsEnv>, repository: string): boolean {
   const limit = c.get('admin')?.repositories;
@@ -39,8 +40,6 @@ export async function handleResourceVersions(c: Context<KbsEnv>): Promise<Respon
   return c.json({ path: `${path.repository}/${path.type}/${path.tag}`, versions });
 }
 
-const REFERENCE_NAME = /^[A-Za-z0-9_.:-]{1,256}$/;
-
 function referenceName(c: Context<KbsEnv>): string {
   const name = c.req.param('name') ?? '';
   // SECURITY: names are plain identifiers; nothing else is looked up or echoed (injection into logs).
@@ -49,9 +48,9 @@ function referenceName(c: Context<KbsEnv>): string {
 }
 
 /** GET /kbs/v0/reference-value/<name> — one reference value list. Admin. */
-export function handleGetReferenceValue(c: Context<KbsEnv>): Response {
+export async function handleGetReferenceValue(c: Context<KbsEnv>): Promise<Response> {
   const name = referenceName(c);
-  const values = c.get('deps').references.get(name);
+  const values = (await c.get('deps').state.referenceValues.snapshot()).get(name);
   if (values === undefined) throw new KbsError('RESOURCE_NOT_FOUND', `no reference value ${name}`);
   return c.json({ name, values });
 }
@@ -59,7 +58,7 @@ export function handleGetReferenceValue(c: Context<KbsEnv>): Response {
 /** DELETE /kbs/v0/reference-value/<name>. Admin. */
 export async function handleDeleteReferenceValue(c: Context<KbsEnv>): Promise<Response> {
   const name = referenceName(c);
-  const existed = await c.get('deps').references.delete(name);
+  const existed = await c.get('deps').state.referenceValues.delete(name);
   if (!existed) throw new KbsError('RESOURCE_NOT_FOUND', `no reference value ${name}`);
   const admin = c.get('admin');
   await auditEvent(c, 'admin', { actor: admin?.identity, action: `reference-value.delete:${name}`, verdict: 'ok' });

@@ -14,16 +14,12 @@ import { singleKeyAdminAuthorizer } from '../admin/single-key-authorizer.js';
 import type { KbsDeps } from '../app-env.js';
 import { createApp } from '../app.js';
 import { defaultAttestationPolicy } from '../attestation/attestation-policy.js';
-import { EkCaDirectory } from '../attestation/tpm/ek-trust.js';
 import { IdentityExtension } from '../attestation/tpm/identity-extension.js';
-import type { IdentityServices } from '../attestation/tpm/identity-services.js';
 import { TpmAppraiser } from '../attestation/tpm/tpm-appraiser.js';
-import { DirectoryEkAllowlist } from '../identity/ek-allowlist.js';
-import { FileEnrolmentStore } from '../identity/enrolment-store.js';
-import { ReferenceValueStore } from '../reference-values/reference-value-store.js';
 import { affirmingResourcePolicy } from '../release/resource-policy.js';
 import type { ResourceStore } from '../release/resource-store.js';
-import { InMemorySessionStore } from '../session/session-store.js';
+import { openEmbeddedState } from '../state/index.js';
+import type { KbsState } from '../state/ports.js';
 import { EarSigner } from '../token/ear-signer.js';
 
 const run = promisify(execFile);
@@ -32,7 +28,8 @@ const SECRET = new TextEncoder().encode('admin-identity-test-secret');
 let dir: string;
 let adminKey: KeyObject;
 let deps: KbsDeps;
-let services: IdentityServices;
+/** The embedded state in a temp data dir (files, lock), as `keyhold-kbs` runs it. */
+let state: KbsState;
 let app: ReturnType<typeof createApp>;
 
 async function adminToken(key: KeyObject = adminKey): Promise<string> {
@@ -56,12 +53,11 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'keyhold-admin-identity-'));
   const admin = generateKeyPairSync('ed25519');
   adminKey = admin.privateKey;
-  const ca = await EkCaDirectory.open(path.join(dir, 'ek-ca'), { create: true });
-  services = { allowlist: new DirectoryEkAllowlist(path.join(dir, 'allow')), enrolments: new FileEnrolmentStore(path.join(dir, 'enrol')), ca };
+  state = await openEmbeddedState({ dataDir: path.join(dir, 'data'), sessionLimits: { maxSessions: 100, maxSessionBytes: 1 << 20 }, auditFile: null });
   const ext = new IdentityExtension({
-    caCertificates: () => ca.certificates,
-    allowlist: services.allowlist,
-    enrolments: services.enrolments,
+    ekCa: state.ekCa,
+    ekAllowlist: state.ekAllowlist,
+    nodes: state.nodes,
     requireEkCertificate: false,
     requireEkAllowlist: false,
     trustedAkList: false,
@@ -76,24 +72,23 @@ beforeAll(async () => {
     rotate: async () => ({ version: 2 }),
   };
   deps = {
-    sessions: new InMemorySessionStore({ ttlMs: 60_000, maxSessions: 100 }),
+    state,
+    sessionTtlMs: 60_000,
     signer: await EarSigner.create({ privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, issuer: 'test', lifetimeMs: 60_000 }),
     appraisers: new Map([[tpm.tee, tpm]]),
     attestationPolicy: defaultAttestationPolicy,
     resourcePolicy: affirmingResourcePolicy,
     resources,
-    references: ReferenceValueStore.inMemory(),
     adminAuth: singleKeyAdminAuthorizer(admin.publicKey),
     logger: pino({ level: 'silent' }),
     maxBodyBytes: 1024 * 1024,
     build: 'test',
-    identity: services,
   };
   app = createApp(deps);
 });
 
 afterAll(async () => {
-  deps.sessions.close();
+  await state?.close();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -101,11 +96,11 @@ describe('EK allowlist endpoints', () => {
   const h = 'AB'.repeat(32);
   it('adds, lists and removes entries; 404 for an entry not listed', async () => {
     expect(await call('POST', '/kbs/v0/admin/ek-allowlist', { type: 'application/json', body: JSON.stringify({ ekHash: h, note: 'rack 4' }) })).toEqual({ status: 200, json: { ekHash: h.toLowerCase() } });
-    expect((await call('GET', '/kbs/v0/admin/ek-allowlist')).json).toEqual({ ekHashes: [h.toLowerCase()] });
+    expect((await call('GET', '/kbs/v0/admin/ek-allowlist')).json).toEqual({ ekHashes: [h.toLowerCase()], entries: [{ ekHash: h.toLowerCase(), note: 'rack 4', addedAt: expect.any(String) }] });
     expect((await call('DELETE', `/kbs/v0/admin/ek-allowlist/${h}`)).status).toBe(204);
     const again = await call('DELETE', `/kbs/v0/admin/ek-allowlist/${h}`);
     expect({ status: again.status, v: variant(again) }).toEqual({ status: 404, v: 'ResourceNotFound' });
-    expect((await call('GET', '/kbs/v0/admin/ek-allowlist')).json).toEqual({ ekHashes: [] });
+    expect((await call('GET', '/kbs/v0/admin/ek-allowlist')).json).toEqual({ ekHashes: [], entries: [] });
   });
 
   it('refuses malformed hashes (path traversal), bodies and callers without the admin key', async () => {
@@ -118,7 +113,7 @@ describe('EK allowlist endpoints', () => {
     expect({ status: noAuth.status, v: variant(noAuth) }).toEqual({ status: 401, v: 'AdminAuthAccess' });
     const forged = await call('GET', '/kbs/v0/admin/nodes', { token: await adminToken(generateKeyPairSync('ed25519').privateKey) });
     expect(forged.status).toBe(401);
-    expect(await services.allowlist.list()).toEqual([]);
+    expect(await state.ekAllowlist.list()).toEqual([]);
   });
 });
 
@@ -137,6 +132,14 @@ describe('EK CA endpoints', () => {
     const asJson = await call('POST', '/kbs/v0/admin/ek-ca', { type: 'application/json', body: '{}' });
     expect(asJson.status).toBe(415);
     expect((await call('GET', '/kbs/v0/admin/ek-ca')).json?.['certificates']).toHaveLength(1);
+    // Idempotent per certificate; removable by its SHA-256.
+    const twice = await call('POST', '/kbs/v0/admin/ek-ca', { type: 'application/octet-stream', body: await readFile(pem) });
+    expect({ added: twice.json?.['added'], present: twice.json?.['alreadyPresent'] }).toEqual({ added: [], present: [expect.objectContaining({ subject: 'CN=Admin Test CA' })] });
+    const sha = (added.json?.['added'] as { sha256: string }[])[0]!.sha256;
+    for (const bad of ['..%2F..%2Fx', 'zz'.repeat(32), 'ab']) expect((await call('DELETE', `/kbs/v0/admin/ek-ca/${bad}`)).status).toBe(400);
+    expect((await call('DELETE', `/kbs/v0/admin/ek-ca/${sha}`)).status).toBe(204);
+    expect((await call('DELETE', `/kbs/v0/admin/ek-ca/${sha}`)).status).toBe(404);
+    expect((await call('GET', '/kbs/v0/admin/ek-ca')).json?.['certificates']).toEqual([]);
   });
 });
 
@@ -198,9 +201,17 @@ describe('nodes: enrolment through the handshake, revocation through the admin A
     expect((await call('POST', '/kbs/v0/admin/nodes/not-a-hash/revoke')).status).toBe(400);
   });
 
-  it('answers 404 when hardware identity is not configured', async () => {
-    const bare = createApp({ ...deps, identity: undefined });
-    const r = await bare.request('/kbs/v0/admin/nodes', { headers: { authorization: `Bearer ${await adminToken()}` } });
-    expect(r.status).toBe(404);
+  it('lists node records by page and state, and refuses malformed list parameters', async () => {
+    const ids = ['1', '2', '3'].map((c) => c.repeat(64));
+    for (const id of ids) expect((await call('POST', `/kbs/v0/admin/nodes/${id}/revoke`)).status).toBe(200);
+    const first = (await call('GET', '/kbs/v0/admin/nodes?state=revoked&limit=2')).json as { nodes: { nodeId: string; state: string }[]; next?: string };
+    expect(first.nodes.map((n) => n.nodeId)).toEqual(ids.slice(0, 2));
+    expect(first.nodes.every((n) => n.state === 'revoked')).toBe(true);
+    const rest = (await call('GET', `/kbs/v0/admin/nodes?state=revoked&limit=2&after=${first.next}`)).json as { nodes: { nodeId: string }[] };
+    expect(rest.nodes.map((n) => n.nodeId)).toContain(ids[2]);
+    for (const q of ['state=gone', 'limit=0', 'limit=x', 'after=..%2F', `after=${'g'.repeat(64)}`]) {
+      expect((await call('GET', `/kbs/v0/admin/nodes?${q}`)).status, q).toBe(400);
+    }
+    for (const id of ids) expect((await call('DELETE', `/kbs/v0/admin/nodes/${id}`)).status).toBe(204);
   });
 });

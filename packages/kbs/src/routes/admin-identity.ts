@@ -1,24 +1,27 @@
 /**
  * Admin endpoints of hardware identity (issue 3), used by `keyhold node` and `keyhold ca`. All sit
  * behind the `admin` middleware (signed admin JWT). These are the only writers of the EK allowlist
- * and CA store besides the owner's own files: nothing on the attestation path can reach them.
+ * and CA store: nothing on the attestation path can reach them. Every write is one atomic state
+ * operation (node records by compare-and-swap), so it is effective on every replica at once.
  *
  *   POST   /kbs/v0/admin/ek-allowlist          {"ekHash","note"?} → {"ekHash"}
  *   DELETE /kbs/v0/admin/ek-allowlist/:ekHash  → 204, 404 when not listed
- *   GET    /kbs/v0/admin/ek-allowlist          → {"ekHashes":[...]}
- *   POST   /kbs/v0/admin/nodes/:nodeId/revoke  → EnrolmentRecord
+ *   GET    /kbs/v0/admin/ek-allowlist          → {"ekHashes":[...],"entries":[{ekHash,note?,addedAt}]}
+ *   POST   /kbs/v0/admin/nodes/:nodeId/revoke  → the node record (+ "revoked": true)
  *   DELETE /kbs/v0/admin/nodes/:nodeId         → 204 (record removed: the node must re-activate), 404
- *   GET    /kbs/v0/admin/nodes                 → {"nodes":[EnrolmentRecord...]}
- *   POST   /kbs/v0/admin/ek-ca                 PEM or DER body (application/octet-stream) → {"added":[...]}
+ *   GET    /kbs/v0/admin/nodes[?state=&after=&limit=] → {"nodes":[record + "revoked"...],"next"?}
+ *   POST   /kbs/v0/admin/ek-ca                 PEM or DER body (application/octet-stream) → {"added":[...],"alreadyPresent":[...]}
  *   GET    /kbs/v0/admin/ek-ca                 → {"certificates":[...]}
+ *   DELETE /kbs/v0/admin/ek-ca/:sha256         → 204 (an uploaded certificate removed), 404 (absent, or from the configured ek_ca_dir)
  */
 import type { Context } from 'hono';
 import { z } from 'zod';
 import type { KbsEnv } from '../app-env.js';
-import type { IdentityServices } from '../attestation/tpm/identity-services.js';
 import { KbsError } from '../errors.js';
 import { normaliseEkHash } from '../identity/ek-hash.js';
 import { IdentityStoreError } from '../identity/errors.js';
+import { nodeView, removeNode, revokeNode } from '../identity/node-records.js';
+import type { NodeLifecycle } from '../state/ports.js';
 import { readJsonBody } from './json-body.js';
 
 const AllowSchema = z.strictObject({
@@ -26,13 +29,7 @@ const AllowSchema = z.strictObject({
   note: z.string().max(256).optional(),
 });
 
-function services(c: Context<KbsEnv>): IdentityServices {
-  const s = c.get('deps').identity;
-  if (s === undefined) throw new KbsError('INVALID_RESOURCE_PATH', 'hardware identity is not enabled on this KBS');
-  return s;
-}
-
-/** Map identity-store failures to the KBS table: bad input 400, unreadable store 503. */
+/** Map identity-store failures to the KBS table: bad input 400, unreadable store 503 (state errors keep their own mapping). */
 async function store<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
@@ -42,6 +39,9 @@ async function store<T>(fn: () => Promise<T>): Promise<T> {
     throw new KbsError('STORAGE_UNAVAILABLE', 'identity store is unavailable, retry later', { cause: err });
   }
 }
+
+const NODE_STATES: readonly NodeLifecycle[] = ['active', 'stale', 'banned', 'revoked'];
+const MAX_NODE_PAGE = 1000;
 
 function hashParam(c: Context<KbsEnv>, name: string): string {
   try {
@@ -53,50 +53,64 @@ function hashParam(c: Context<KbsEnv>, name: string): string {
 }
 
 export async function handleAddEkAllowlist(c: Context<KbsEnv>): Promise<Response> {
-  const s = services(c);
+  const s = c.get('deps').state;
   const body = await readJsonBody(c, AllowSchema);
   const ekHash = body.ekHash.toLowerCase();
-  await store(() => s.allowlist.add(ekHash, body.note !== undefined ? { note: body.note } : {}));
+  await store(() => s.ekAllowlist.add(ekHash, body.note !== undefined ? { note: body.note } : {}));
   c.get('log').info({ ekHash, admin: c.get('admin')?.identity }, 'EK allowlisted');
   return c.json({ ekHash });
 }
 
 export async function handleRemoveEkAllowlist(c: Context<KbsEnv>): Promise<Response> {
-  const s = services(c);
+  const s = c.get('deps').state;
   const ekHash = hashParam(c, 'ekHash');
-  if (!(await store(() => s.allowlist.remove(ekHash)))) throw new KbsError('RESOURCE_NOT_FOUND', 'EK is not in the allowlist');
+  if (!(await store(() => s.ekAllowlist.remove(ekHash)))) throw new KbsError('RESOURCE_NOT_FOUND', 'EK is not in the allowlist');
   c.get('log').info({ ekHash, admin: c.get('admin')?.identity }, 'EK removed from the allowlist');
   return c.body(null, 204);
 }
 
 export async function handleListEkAllowlist(c: Context<KbsEnv>): Promise<Response> {
-  const s = services(c);
-  return c.json({ ekHashes: await store(() => s.allowlist.list()) });
+  const entries = await store(() => c.get('deps').state.ekAllowlist.list());
+  return c.json({ ekHashes: entries.map((e) => e.ekHash), entries });
 }
 
 export async function handleRevokeNode(c: Context<KbsEnv>): Promise<Response> {
-  const s = services(c);
+  const deps = c.get('deps');
   const nodeId = hashParam(c, 'nodeId');
-  const rec = await store(() => s.enrolments.revoke(nodeId, new Date(c.get('deps').now?.() ?? Date.now())));
+  const rec = await store(() => revokeNode(deps.state.nodes, nodeId, new Date(deps.now?.() ?? Date.now())));
   c.get('log').info({ node: nodeId, admin: c.get('admin')?.identity }, 'node revoked');
-  return c.json(rec);
+  return c.json(nodeView(rec));
 }
 
 export async function handleRemoveNode(c: Context<KbsEnv>): Promise<Response> {
-  const s = services(c);
+  const nodes = c.get('deps').state.nodes;
   const nodeId = hashParam(c, 'nodeId');
-  if (!(await store(() => s.enrolments.remove(nodeId)))) throw new KbsError('RESOURCE_NOT_FOUND', 'no enrolment record for this node');
+  if (!(await store(() => removeNode(nodes, nodeId)))) throw new KbsError('RESOURCE_NOT_FOUND', 'no enrolment record for this node');
   c.get('log').info({ node: nodeId, admin: c.get('admin')?.identity }, 'node record removed');
   return c.body(null, 204);
 }
 
 export async function handleListNodes(c: Context<KbsEnv>): Promise<Response> {
-  const s = services(c);
-  return c.json({ nodes: await store(() => s.enrolments.list()) });
+  const q = c.req.query();
+  const state = q['state'];
+  if (state !== undefined && !(NODE_STATES as readonly string[]).includes(state)) throw new KbsError('BAD_REQUEST', `state must be one of ${NODE_STATES.join(', ')}`);
+  let after: string | undefined;
+  if (q['after'] !== undefined) {
+    // SECURITY: the cursor is a node id and nothing else reaches the backend (key injection).
+    if (!/^[0-9a-f]{64}$/.test(q['after'])) throw new KbsError('BAD_REQUEST', 'after must be a node id');
+    after = q['after'];
+  }
+  let limit = MAX_NODE_PAGE;
+  if (q['limit'] !== undefined) {
+    if (!/^[1-9][0-9]{0,5}$/.test(q['limit'])) throw new KbsError('BAD_REQUEST', 'limit must be a positive integer');
+    limit = Math.min(MAX_NODE_PAGE, Number(q['limit']));
+  }
+  const page = await c.get('deps').state.nodes.list({ limit, ...(state !== undefined ? { state: state as NodeLifecycle } : {}), ...(after !== undefined ? { after } : {}) });
+  return c.json({ nodes: page.nodes.map(nodeView), ...(page.next !== undefined ? { next: page.next } : {}) });
 }
 
 export async function handleAddEkCa(c: Context<KbsEnv>): Promise<Response> {
-  const s = services(c);
+  const ca = c.get('deps').state.ekCa;
   const ct = (c.req.header('content-type') ?? '').trim().toLowerCase();
   // SECURITY: certificates are uploaded as raw bytes only; a JSON or form body is a client mix-up
   // and is refused rather than guessed at.
@@ -105,11 +119,20 @@ export async function handleAddEkCa(c: Context<KbsEnv>): Promise<Response> {
   }
   const bytes = new Uint8Array(await c.req.arrayBuffer());
   if (bytes.length === 0) throw new KbsError('BAD_REQUEST', 'empty certificate upload');
-  const added = await store(() => s.ca.add(bytes));
+  const { added, alreadyPresent } = await store(() => ca.add(bytes));
   c.get('log').info({ added: added.map((e) => e.sha256), admin: c.get('admin')?.identity }, 'EK CA certificates added');
-  return c.json({ added });
+  return c.json({ added, alreadyPresent });
 }
 
-export function handleListEkCa(c: Context<KbsEnv>): Response {
-  return c.json({ certificates: services(c).ca.entries });
+export async function handleListEkCa(c: Context<KbsEnv>): Promise<Response> {
+  return c.json({ certificates: (await c.get('deps').state.ekCa.snapshot()).entries });
+}
+
+export async function handleRemoveEkCa(c: Context<KbsEnv>): Promise<Response> {
+  const sha256 = (c.req.param('sha256') ?? '').toLowerCase();
+  // SECURITY: only a certificate hash reaches the store (path and key injection).
+  if (!/^[0-9a-f]{64}$/.test(sha256)) throw new KbsError('BAD_REQUEST', 'sha256 must be 64 hex characters');
+  if (!(await store(() => c.get('deps').state.ekCa.remove(sha256)))) throw new KbsError('RESOURCE_NOT_FOUND', 'no uploaded EK CA certificate with this SHA-256');
+  c.get('log').info({ sha256, admin: c.get('admin')?.identity }, 'EK CA certificate removed');
+  return c.body(null, 204);
 }

@@ -5,6 +5,7 @@ import { AttestationSchema, parseInitData, ProtocolError, runtimeDataDigest, typ
 import { KbsError } from '../errors.js';
 import type { KbsEnv } from '../app-env.js';
 import { SESSION_COOKIE } from '../session/cookie.js';
+import { sessionIdOf } from '../session/new-session.js';
 import { earClaims } from '../token/ear-claims.js';
 import { readJsonBody } from './json-body.js';
 import { auditEvent, errorCode } from '../owners/record-event.js';
@@ -12,19 +13,21 @@ import { nodeLabel } from '../owners/client-address.js';
 
 /**
  * POST /kbs/v0/attest — appraise the evidence bound to this session's nonce and issue an EAR token.
- * The nonce is consumed by the first attempt, successful or not.
+ * The nonce is consumed by the first attempt with a well-formed body, successful or not, exactly
+ * once across every replica sharing the state (an atomic check-and-set in the backend).
  */
 export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
   const deps = c.get('deps');
   const log = c.get('log');
   const now = deps.now?.() ?? Date.now();
-  const session = deps.sessions.get(getCookie(c, SESSION_COOKIE));
+  const sessionId = sessionIdOf(getCookie(c, SESSION_COOKIE));
+  if (sessionId === undefined) throw new KbsError('SESSION_MISSING', 'no valid kbs-session-id cookie');
   const body = await readJsonBody(c, AttestationSchema);
 
   // SECURITY: one nonce, one attestation: a second attestation on the same session (a replay of
-  // captured evidence, or guessing) is refused (replay).
-  if (session.nonceConsumed) throw new KbsError('NONCE_CONSUMED', 'this session already attested; start a new one with /auth');
-  session.nonceConsumed = true;
+  // captured evidence, or the same evidence sent to two replicas at once) is refused (replay).
+  // consumeNonce is atomic in the state backend: exactly one caller wins, the others get NONCE_CONSUMED.
+  const session = await deps.state.sessions.consumeNonce(sessionId);
 
   const runtime = body['runtime-data'];
   // SECURITY: the runtime data must carry this session's nonce, so evidence made for another
@@ -49,6 +52,8 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
   // The digest the evidence must carry: binds the nonce, the tee key and the additional evidence.
   const expectedReportData = runtimeDataDigest({ nonce: runtime.nonce, teePubkey: runtime['tee-pubkey'], additionalEvidence }, session.hashAlgorithm);
 
+  // One view of the reference values for the whole appraisal and policy decision.
+  const references = await deps.state.referenceValues.snapshot();
   let appraisal;
   try {
     appraisal = await appraiser.appraise({
@@ -56,7 +61,7 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
       expectedReportData,
       ...(initData !== undefined ? { initDataDigest: initData.digest } : {}),
       session,
-      references: deps.references,
+      references,
       now: new Date(now),
     });
   } catch (err) {
@@ -69,7 +74,7 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
     throw err;
   }
 
-  const verdict = await deps.attestationPolicy.evaluate({ tee: session.tee, appraisal, references: deps.references });
+  const verdict = await deps.attestationPolicy.evaluate({ tee: session.tee, appraisal, references });
   const claims = earClaims({
     tee: session.tee,
     status: verdict.status,
@@ -90,7 +95,8 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
   if (verdict.status !== 'affirming') deps.owners?.metrics?.policyDenial({ kind: 'attestation', scope: verdict.version === undefined || verdict.version === 0 ? 'default' : 'global' });
   await auditEvent(c, 'attest', { tee: session.tee, node, verdict: verdict.status, policyId: verdict.policyId, policyVersion: verdict.version ?? 0, reason: verdict.reason });
   const token = await deps.signer.sign(claims);
-  session.attested = { token, claims: claims as Record<string, unknown>, teePubkey: runtime['tee-pubkey'] };
+  // What `/resource` by cookie needs, on whichever replica it lands.
+  await deps.state.sessions.recordAttestation(session.id, { claims: claims as Record<string, unknown>, teePubkey: runtime['tee-pubkey'] });
   deps.metrics?.count('attest_ok', session.tee);
   log.info({ tee: session.tee, status: verdict.status, policy: verdict.policyId, node: appraisal.extra?.['node_id'] }, 'attested');
   return c.json({ token });

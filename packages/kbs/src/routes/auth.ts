@@ -4,10 +4,16 @@ import type { Context } from 'hono';
 import { KbsError } from '../errors.js';
 import type { KbsEnv } from '../app-env.js';
 import { SESSION_COOKIE } from '../session/cookie.js';
+import { newSession } from '../session/new-session.js';
+import type { ReferenceSnapshot } from '../state/ports.js';
 import { readJsonBody } from './json-body.js';
 import { auditEvent } from '../owners/record-event.js';
 
-/** POST /kbs/v0/auth — start a handshake: check version and TEE, issue a nonce and a session cookie. */
+/**
+ * POST /kbs/v0/auth — start a handshake: check version and TEE, run the appraiser's challenge, then
+ * store the complete session (nonce, hash algorithm, the challenge's bounded state) in the state
+ * backend, so `/attest` may land on any replica. The raw extra-params are never stored.
+ */
 export async function handleAuth(c: Context<KbsEnv>): Promise<Response> {
   const deps = c.get('deps');
   const req = await readRequest(c);
@@ -22,15 +28,30 @@ export async function handleAuth(c: Context<KbsEnv>): Promise<Response> {
 
   const extra = typeof req['extra-params'] === 'object' && req['extra-params'] !== null ? req['extra-params'] : {};
   const hashAlgorithm = chooseHash(extra['supported-hash-algorithms']);
-  const session = deps.sessions.create({ tee: req.tee, hashAlgorithm, extraParams: extra });
+  const nowMs = deps.now?.() ?? Date.now();
   const challengeExtra: Record<string, unknown> = {};
   if (hashAlgorithm !== 'sha384') challengeExtra['selected-hash-algorithm'] = hashAlgorithm;
-  if (appraiser.challenge !== undefined) Object.assign(challengeExtra, await appraiser.challenge(session, deps.references));
+  let challengeState: Record<string, unknown> | undefined;
+  if (appraiser.challenge !== undefined) {
+    let references: Promise<ReferenceSnapshot> | undefined;
+    const challenge = await appraiser.challenge({
+      tee: req.tee,
+      extraParams: extra,
+      // At most one snapshot per request, and none when the challenge needs no reference value.
+      references: () => (references ??= deps.state.referenceValues.snapshot()),
+      now: new Date(nowMs),
+    });
+    Object.assign(challengeExtra, challenge.extraParams ?? {});
+    challengeState = challenge.state;
+  }
+  const session = newSession({ tee: req.tee, hashAlgorithm, ttlMs: deps.sessionTtlMs, nowMs, ...(challengeState !== undefined ? { challenge: challengeState } : {}) });
+  // Throws SESSION_LIMIT (429) when the open sessions' count or bytes reach their cap.
+  await deps.state.sessions.create(session);
   setCookie(c, SESSION_COOKIE, session.id, {
     path: '/kbs',
     httpOnly: true,
     sameSite: 'Strict',
-    maxAge: Math.ceil(deps.sessions.ttlMs / 1000),
+    maxAge: Math.ceil(deps.sessionTtlMs / 1000),
     expires: new Date(session.expiresAtMs),
   });
   deps.metrics?.count('auth', req.tee);

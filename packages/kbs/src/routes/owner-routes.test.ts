@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyAuditChain, type AuditRecord } from '@keyhold/audit';
 import { createEmbeddedStore, type SecretStore } from '@keyhold/kms-adapter';
-import { createMemoryPolicyStore, createPolicyEngine, type PolicyEngine } from '@keyhold/policy';
+import { createPolicyEngine, type PolicyEngine } from '@keyhold/policy';
 import { createApp } from '../app.js';
 import type { KbsDeps } from '../app-env.js';
 import { configuredAdminAuthorizer } from '../admin/configured-authorizer.js';
@@ -21,11 +21,10 @@ import { createAuditLog } from '../audit/audit-log.js';
 import { createMemoryAuditSink } from '../audit/sink.js';
 import { celAttestationPolicy } from '../attestation/cel-attestation-policy.js';
 import { createMetrics } from '../metrics/metrics.js';
-import { createRateLimiter } from '../rate-limit/token-bucket.js';
-import { ReferenceValueStore } from '../reference-values/reference-value-store.js';
 import { celResourcePolicy } from '../release/cel-resource-policy.js';
 import { kmsResourceStore } from '../release/kms-resource-store.js';
-import { InMemorySessionStore } from '../session/session-store.js';
+import { openMemoryState, openStateAuditLog } from '../state/index.js';
+import type { KbsState } from '../state/ports.js';
 import { earClaims, emptyVector } from '../token/ear-claims.js';
 import { EarSigner } from '../token/ear-signer.js';
 
@@ -37,7 +36,7 @@ let store: SecretStore;
 let deps: KbsDeps;
 let app: ReturnType<typeof createApp>;
 let engine: PolicyEngine;
-let sink: ReturnType<typeof createMemoryAuditSink>;
+let state: KbsState;
 const keys: Record<string, KeyObject> = {};
 
 async function token(name: string, opts: { lifetimeS?: number; key?: KeyObject; alg?: 'EdDSA' | 'ES256' } = {}): Promise<string> {
@@ -107,24 +106,24 @@ beforeAll(async () => {
     ],
     repositories: [repo],
   });
-  engine = createPolicyEngine({ store: createMemoryPolicyStore() });
-  sink = createMemoryAuditSink();
+  state = await openMemoryState({ sessionLimits: { maxSessions: 100, maxSessionBytes: 1 << 20 } });
+  engine = createPolicyEngine({ store: state.policies });
   deps = {
-    sessions: new InMemorySessionStore({ ttlMs: 60_000, maxSessions: 100 }),
+    state,
+    sessionTtlMs: 60_000,
     signer: await EarSigner.create({ privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, issuer: 'keyhold-kbs', lifetimeMs: 60_000 }),
     appraisers: new Map(),
     attestationPolicy: celAttestationPolicy({ engine }),
     resourcePolicy: celResourcePolicy(engine),
     resources: kmsResourceStore(store),
-    references: ReferenceValueStore.inMemory(),
     adminAuth: configuredAdminAuthorizer({ identities, roles: { ...DEFAULT_ADMIN_ROLES, 'owner-a': ownerRole('a'), 'owner-b': ownerRole('b') } }),
     logger: pino({ level: 'silent' }),
     maxBodyBytes: 1024 * 1024,
     build: 'test',
     owners: {
       policies: engine,
-      audit: await createAuditLog({ sink }),
-      rateLimits: { auth: createRateLimiter({ ratePerSec: 0.01, burst: 3 }), admin: createRateLimiter({ ratePerSec: 1000, burst: 1000 }) },
+      audit: await openStateAuditLog(state),
+      rateLimits: { auth: { ratePerSec: 0.01, burst: 3 }, admin: { ratePerSec: 1000, burst: 1000 } },
       metrics: createMetrics({ processMetrics: false }),
     },
   };
@@ -134,7 +133,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  deps?.sessions.close();
+  await state?.close();
   await store?.close();
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
@@ -173,7 +172,7 @@ describe('policy administration', () => {
     expect(await r2.json()).toMatchObject({ version: 2 });
     const list = (await (await call('GET', '/kbs/v0/attestation-policy', 'root')).json()) as { policies: { id: string; version: number }[] };
     expect(list.policies).toEqual([expect.objectContaining({ id: 'default', version: 2 })]);
-    const verdict = await deps.attestationPolicy.evaluate({ tee: 'tpm', appraisal: { teeClaims: {}, reportDataHex: '', vector: { 'instance-identity': 2 } }, references: deps.references });
+    const verdict = await deps.attestationPolicy.evaluate({ tee: 'tpm', appraisal: { teeClaims: {}, reportDataHex: '', vector: { 'instance-identity': 2 } }, references: await state.referenceValues.snapshot() });
     expect(verdict).toMatchObject({ status: 'affirming', policyId: 'default', version: 2 });
     expect((await call('DELETE', '/kbs/v0/attestation-policy/default', 'root')).status).toBe(204);
     expect((await call('DELETE', '/kbs/v0/attestation-policy/default', 'root')).status).toBe(404);
@@ -240,7 +239,7 @@ describe('admin ACL (role × endpoint × repository)', () => {
   });
 
   it('gets and deletes reference values by name', async () => {
-    await deps.references.set({ tpm_pcr07: ['aa'] });
+    await state.referenceValues.set({ tpm_pcr07: ['aa'] });
     expect(await (await call('GET', '/kbs/v0/reference-value/tpm_pcr07', 'root')).json()).toEqual({ name: 'tpm_pcr07', values: ['aa'] });
     expect((await call('DELETE', '/kbs/v0/reference-value/tpm_pcr07', 'root')).status).toBe(204);
     expect((await call('GET', '/kbs/v0/reference-value/tpm_pcr07', 'root')).status).toBe(404);
@@ -279,8 +278,9 @@ describe('audit trail, rate limits, metrics', () => {
     const body = (await res.json()) as { records: AuditRecord[] };
     expect(body.records.length).toBeGreaterThan(0);
     expect(body.records[0]!.fields).toMatchObject({ resourcePath: 'b/key/1', policyId: 'b-deny', policyVersion: 1, verdict: 'deny' });
-    expect(verifyAuditChain(sink.records).ok).toBe(true);
-    const all = JSON.stringify(sink.records);
+    const { records } = await state.audit.read();
+    expect(verifyAuditChain(records).ok).toBe(true);
+    const all = JSON.stringify(records);
     expect(all).toContain('"action":"resource-policy.put:b"');
     expect(all).toContain('"actor":"bob"');
     expect(all).toContain('"kind":"release"');
@@ -318,6 +318,7 @@ describe('audit trail, rate limits, metrics', () => {
 
 describe('fail-closed and defence-in-depth checks', () => {
   it('refuses to release (503, no secret) when the audit trail cannot be written', async () => {
+    // A sink whose disk is full (fault injection: every append fails).
     const broken = { ...createMemoryAuditSink(), append: async () => Promise.reject(new Error('disk full')) };
     const strict = createApp({ ...deps, owners: { ...deps.owners, audit: await createAuditLog({ sink: broken }) } });
     const res = await strict.request('/kbs/v0/resource/a/key/1', { headers: { authorization: `Bearer ${await earToken()}` } });
@@ -329,7 +330,7 @@ describe('fail-closed and defence-in-depth checks', () => {
 
   it('writes one record per admin change (the handler’s own, not a second generic one)', async () => {
     expect((await call('POST', '/kbs/v0/resource/a/key/9', 'alice', 'nine')).status).toBe(200);
-    const mine = sink.records.filter((r) => r.fields.resourcePath === 'a/key/9');
+    const mine = (await state.audit.read()).records.filter((r) => r.fields.resourcePath === 'a/key/9');
     expect(mine.map((r) => r.fields.action)).toEqual(['resource.put']);
     expect(mine[0]!.fields.actor).toBe('alice');
   });

@@ -1,21 +1,25 @@
 import type { Context } from 'hono';
 import type { KbsEnv } from '../app-env.js';
-import { decodeRvpsPayload, RvpsMessageSchema } from '../reference-values/reference-value-store.js';
+import { decodeRvpsPayload, RvpsMessageSchema } from '../reference-values/rvps-message.js';
 import { readJsonBody } from './json-body.js';
 import { auditEvent } from '../owners/record-event.js';
 
-/** POST /kbs/v0/reference-value — register reference values (Trustee RVPS "sample" message). Admin only. */
+/**
+ * POST /kbs/v0/reference-value — register reference values (Trustee RVPS "sample" message). Admin
+ * only. The names in the message are replaced in one atomic write; other names keep their values,
+ * so concurrent writers (on any replica) never undo each other.
+ */
 export async function handleSetReferenceValue(c: Context<KbsEnv>): Promise<Response> {
   const deps = c.get('deps');
   const msg = await readJsonBody(c, RvpsMessageSchema);
   const entries = decodeRvpsPayload(msg.payload);
-  await deps.references.set(entries);
+  await deps.state.referenceValues.set(entries);
   await auditEvent(c, 'admin', { actor: c.get('admin')?.identity, action: `reference-value.put:${Object.keys(entries).join(',')}`, verdict: 'ok' });
   c.get('log').info({ names: Object.keys(entries), admin: c.get('admin')?.identity }, 'reference values set');
   return c.json({ names: Object.keys(entries) });
 }
 
 /** GET /kbs/v0/reference-value — list the stored reference values. Admin only. */
-export function handleListReferenceValues(c: Context<KbsEnv>): Response {
-  return c.json(c.get('deps').references.all());
+export async function handleListReferenceValues(c: Context<KbsEnv>): Promise<Response> {
+  return c.json((await c.get('deps').state.referenceValues.snapshot()).all());
 }

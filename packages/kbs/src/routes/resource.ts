@@ -4,6 +4,7 @@ import { formatResourcePath, parseResourcePath, ProtocolError, type ResourcePath
 import { KbsError } from '../errors.js';
 import type { KbsEnv } from '../app-env.js';
 import { SESSION_COOKIE } from '../session/cookie.js';
+import { sessionIdOf } from '../session/new-session.js';
 import { claimAt, TEE_PUBKEY_PATH } from '../token/ear-claims.js';
 import { wrapSecret } from '../release/wrap-secret.js';
 import { appraisalReasonOf } from '../attestation/appraisal-reason.js';
@@ -33,7 +34,9 @@ async function attestationClaims(c: Context<KbsEnv>): Promise<Record<string, unk
   }
   const cookie = getCookie(c, SESSION_COOKIE);
   if (cookie === undefined) throw new KbsError('TOKEN_MISSING', 'no attested session cookie and no bearer token');
-  const session = deps.sessions.get(cookie);
+  const sessionId = sessionIdOf(cookie);
+  if (sessionId === undefined) throw new KbsError('SESSION_MISSING', 'unknown session');
+  const session = await deps.state.sessions.get(sessionId);
   // SECURITY: a session that has only been challenged (not attested) opens nothing (auth bypass).
   if (session.attested === undefined) throw new KbsError('SESSION_NOT_ATTESTED', 'session has not attested');
   return session.attested.claims;
@@ -45,7 +48,7 @@ export async function handleGetResource(c: Context<KbsEnv>): Promise<Response> {
   const log = c.get('log');
   const path = resourcePathOf(c);
   const claims = await attestationClaims(c);
-  await assertNodeNotRevoked(claims, deps.identity?.enrolments);
+  await assertNodeNotRevoked(claims, deps.state.nodes);
   const query = c.req.query();
   let version: number | undefined;
   if (query['version'] !== undefined) {

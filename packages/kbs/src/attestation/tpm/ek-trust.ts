@@ -11,7 +11,6 @@
  * It does NOT prove the TPM holds the EK private key, nor that the AK lives beside it: credential
  * activation does (identity-extension.ts).
  */
-import { mkdir } from 'node:fs/promises';
 import {
   ekHash,
   IdentityError,
@@ -23,15 +22,14 @@ import {
   type X509Certificate,
 } from '@keyhold/verifier';
 import { KbsError } from '../../errors.js';
-import { addCaCertificates, loadCaStore, type CaStore, type CaStoreEntry } from '../../identity/ca-store.js';
-import type { EkAllowlist } from '../../identity/ek-allowlist.js';
+import type { EkAllowlistState } from '../../state/ports.js';
 
 export type EkTrustVia = 'ca' | 'allowlist' | 'ca+allowlist';
 
 export interface EkTrustPolicy {
-  /** The owner's EK CA store (current contents). */
-  readonly caCertificates: () => readonly X509Certificate[];
-  readonly allowlist: EkAllowlist | undefined;
+  /** The owner's EK CA store (current contents); read only when the TPM presents a certificate. */
+  readonly caCertificates: () => Promise<readonly X509Certificate[]>;
+  readonly allowlist: Pick<EkAllowlistState, 'has'> | undefined;
   /** The EK must carry a certificate that chains to the CA store. */
   readonly requireEkCertificate: boolean;
   /** The EK must be in the allowlist (with or without a certificate). */
@@ -63,7 +61,7 @@ function summary(c: VerifiedEkCertificate): EkCertificateSummary {
   };
 }
 
-async function isAllowlisted(allowlist: EkAllowlist, hash: string): Promise<boolean> {
+async function isAllowlisted(allowlist: Pick<EkAllowlistState, 'has'>, hash: string): Promise<boolean> {
   try {
     return await allowlist.has(hash);
   } catch (err) {
@@ -80,7 +78,7 @@ export async function evaluateEkTrust(input: { ekPublic: TpmPublic; ekCertDer: U
 
   let certificate: EkCertificateSummary | undefined;
   let certFailure: { code: string; reason: string } | undefined;
-  const caCerts = policy.caCertificates();
+  const caCerts = input.ekCertDer === undefined ? [] : await caCertificatesOf(policy);
   if (input.ekCertDer === undefined) {
     certFailure = { code: 'EK_CERT_MISSING', reason: 'the TPM presented no EK certificate' };
   } else if (caCerts.length === 0) {
@@ -116,36 +114,11 @@ export async function evaluateEkTrust(input: { ekPublic: TpmPublic; ekCertDer: U
   return { trusted: true, ekHash: hash, via, ...(certificate !== undefined ? { certificate } : {}) };
 }
 
-/**
- * The owner's EK CA store directory, loaded at start and reloaded after each admin upload.
- * A directory that cannot be read or holds a file that is not a CA certificate fails start-up.
- */
-export class EkCaDirectory {
-  readonly dir: string;
-  #store: CaStore;
-
-  private constructor(dir: string, store: CaStore) {
-    this.dir = dir;
-    this.#store = store;
-  }
-
-  static async open(dir: string, opts: { create?: boolean } = {}): Promise<EkCaDirectory> {
-    if (opts.create === true) await mkdir(dir, { recursive: true, mode: 0o700 });
-    return new EkCaDirectory(dir, await loadCaStore(dir));
-  }
-
-  get certificates(): readonly X509Certificate[] {
-    return this.#store.certificates;
-  }
-
-  get entries(): readonly CaStoreEntry[] {
-    return this.#store.entries;
-  }
-
-  /** Validate and store an admin upload (PEM/DER), then reload. */
-  async add(upload: Uint8Array): Promise<CaStoreEntry[]> {
-    const added = await addCaCertificates(this.dir, upload);
-    this.#store = await loadCaStore(this.dir);
-    return added;
+async function caCertificatesOf(policy: EkTrustPolicy): Promise<readonly X509Certificate[]> {
+  try {
+    return await policy.caCertificates();
+  } catch (err) {
+    // SECURITY: an unreadable CA store neither admits nor silently ignores a TPM (fail closed, 503).
+    throw new KbsError('STORAGE_UNAVAILABLE', 'EK CA store is unavailable', { cause: err });
   }
 }

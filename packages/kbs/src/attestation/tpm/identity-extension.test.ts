@@ -6,12 +6,12 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSoftwareTpm, IdentityContributor, loadOrCreateAk, TpmAttester, type TpmDevice, type TpmKey } from '@keyhold/attestation-agent';
-import { decodeCaCertificates, ekHash, parseTpm2bPublic, tpmPublicToSpkiDer, type X509Certificate } from '@keyhold/verifier';
+import { ekHash, parseTpm2bPublic, tpmPublicToSpkiDer } from '@keyhold/verifier';
 import { KbsError } from '../../errors.js';
-import { MemoryEkAllowlist } from '../../identity/ek-allowlist.js';
-import { MemoryEnrolmentStore } from '../../identity/enrolment-store.js';
-import { ReferenceValueStore } from '../../reference-values/reference-value-store.js';
-import { InMemorySessionStore } from '../../session/session-store.js';
+import { revokeNode } from '../../identity/node-records.js';
+import { newSession } from '../../session/new-session.js';
+import { openMemoryState } from '../../state/index.js';
+import type { KbsState } from '../../state/ports.js';
 import { IdentityExtension, type IdentityExtensionOptions } from './identity-extension.js';
 import { TpmAppraiser, TRUSTED_AK_REFERENCE } from './tpm-appraiser.js';
 
@@ -37,41 +37,67 @@ async function makeNode(opts: { ek?: KeyObject; nv?: Map<number, Uint8Array>; ak
   return { tpm, ak, contributor, attester: new TpmAttester(tpm, ak, [contributor]), ekHash: hash };
 }
 
-let sessions: InMemorySessionStore;
 let dir: string;
+const states: KbsState[] = [];
 
-function extension(o: Partial<IdentityExtensionOptions> = {}) {
-  const allowlist = new MemoryEkAllowlist();
-  const enrolments = new MemoryEnrolmentStore();
+interface Kbs {
+  readonly ext: IdentityExtension;
+  /** A memory-only state (the embedded backend's code paths without files): sessions, nodes, allowlist, CA store. */
+  readonly state: KbsState;
+}
+
+type ExtensionOverrides = Partial<Omit<IdentityExtensionOptions, 'ekCa' | 'ekAllowlist' | 'nodes'>> & { readonly caPem?: string };
+
+async function extension(o: ExtensionOverrides = {}): Promise<Kbs> {
+  const state = await openMemoryState({ sessionLimits: { maxSessions: 1000, maxSessionBytes: 16 * 1024 * 1024 } });
+  states.push(state);
+  const { caPem, ...opts } = o;
+  if (caPem !== undefined) await state.ekCa.add(new TextEncoder().encode(caPem));
   const ext = new IdentityExtension({
-    caCertificates: () => [],
-    allowlist,
-    enrolments,
+    ekCa: state.ekCa,
+    ekAllowlist: state.ekAllowlist,
+    nodes: state.nodes,
     requireEkCertificate: false,
     requireEkAllowlist: false,
     trustedAkList: true,
     trustDomain: 'example.org',
-    ...o,
+    ...opts,
   });
-  return { ext, allowlist: (o.allowlist as MemoryEkAllowlist | undefined) ?? allowlist, enrolments: (o.enrolments as MemoryEnrolmentStore | undefined) ?? enrolments };
+  return { ext, state };
+}
+
+async function nodeIds(state: KbsState): Promise<string[]> {
+  return (await state.nodes.list()).nodes.map((n) => n.nodeId);
 }
 
 type Mutate = (v: Record<string, unknown>) => Record<string, unknown>;
 
-/** One KBS handshake through the real TpmAppraiser: /auth challenge, agent evidence, /attest appraisal. */
-async function handshake(ext: IdentityExtension, node: Node, o: { refs?: ReferenceValueStore; extra?: Mutate; evidence?: Mutate; between?: () => Promise<void>; attester?: TpmAttester; trustedAkList?: boolean } = {}) {
-  const refs = o.refs ?? ReferenceValueStore.inMemory();
+/**
+ * One KBS handshake through the real TpmAppraiser and the state's session store: /auth challenge
+ * (stored with the session), agent evidence, nonce consumed, /attest appraisal.
+ */
+async function handshake(
+  kbs: Kbs,
+  node: Node,
+  o: { trustedAk?: string[]; extra?: Mutate; evidence?: Mutate; stored?: Mutate; between?: () => Promise<void>; attester?: TpmAttester; trustedAkList?: boolean } = {},
+) {
+  const { ext, state } = kbs;
+  if (o.trustedAk !== undefined) await state.referenceValues.set({ [TRUSTED_AK_REFERENCE]: o.trustedAk });
   const attester = o.attester ?? node.attester;
   const appraiser = new TpmAppraiser({ trustedAkList: o.trustedAkList ?? true, extensions: [ext] });
   const extra = await attester.requestExtraParams();
-  const session = sessions.create({ tee: 'tpm', hashAlgorithm: 'sha384', extraParams: o.extra ? o.extra(extra) : extra });
-  const challengeExtra = await appraiser.challenge(session, refs);
+  const challenge = await appraiser.challenge({ tee: 'tpm', extraParams: o.extra ? o.extra(extra) : extra, references: () => state.referenceValues.snapshot(), now: new Date() });
+  const stored = challenge.state !== undefined && o.stored !== undefined ? o.stored(challenge.state) : challenge.state;
+  const created = newSession({ tee: 'tpm', hashAlgorithm: 'sha384', ttlMs: 60_000, nowMs: Date.now(), ...(stored !== undefined ? { challenge: stored } : {}) });
+  await state.sessions.create(created);
+  const challengeExtra = challenge.extraParams ?? {};
   await o.between?.();
   const reportData = new Uint8Array(randomBytes(32));
-  const { primary } = await attester.evidence({ nonce: session.nonce, teePubkey: {} as never, reportData, hashAlgorithm: 'sha384', challengeExtra });
+  const { primary } = await attester.evidence({ nonce: created.nonce, teePubkey: {} as never, reportData, hashAlgorithm: 'sha384', challengeExtra });
   const evidence = o.evidence ? o.evidence(primary as Record<string, unknown>) : primary;
-  const appraisal = await appraiser.appraise({ evidence, expectedReportData: reportData, session, references: refs, now: new Date() });
-  return { challengeExtra, appraisal };
+  const session = await state.sessions.consumeNonce(created.id);
+  const appraisal = await appraiser.appraise({ evidence, expectedReportData: reportData, session, references: await state.referenceValues.snapshot(), now: new Date() });
+  return { challengeExtra, appraisal, stored: (await state.sessions.get(created.id)).challenge };
 }
 
 async function refusal(p: Promise<unknown>): Promise<{ code: string; message: string }> {
@@ -84,100 +110,127 @@ async function refusal(p: Promise<unknown>): Promise<{ code: string; message: st
 }
 
 beforeAll(async () => {
-  sessions = new InMemorySessionStore({ ttlMs: 60_000, maxSessions: 1000 });
   dir = await mkdtemp(path.join(tmpdir(), 'keyhold-identity-ext-'));
 });
 
 afterAll(async () => {
-  sessions.close();
+  for (const s of states) await s.close();
   await rm(dir, { recursive: true, force: true });
 });
 
 describe('credential activation and enrolment (EK trusted by the allowlist)', () => {
   it('activates once, binds AK → EK, then skips activation for the same AK and re-activates a changed AK', async () => {
     const node = await makeNode();
-    const { ext, allowlist, enrolments } = extension();
-    await allowlist.add(node.ekHash);
+    const kbs = await extension();
+    await kbs.state.ekAllowlist.add(node.ekHash);
 
-    const first = await handshake(ext, node);
+    const first = await handshake(kbs, node);
     expect(Object.keys(first.challengeExtra)).toEqual(['tpm-credential']);
     expect(first.appraisal.teeClaims['credential_activation']).toBe('performed');
     expect(first.appraisal.teeClaims['ek_trust']).toBe('allowlist');
     expect(first.appraisal.extra).toEqual({ node_id: node.ekHash, spiffe_id: `spiffe://example.org/keyhold/node/tpm/${node.ekHash}`, ek_trust: 'allowlist' });
     expect(first.appraisal.vector['instance-identity']).toBe(2);
     expect(first.appraisal.vector.hardware).toBeUndefined();
-    const rec = await enrolments.get(node.ekHash);
+    const rec = await kbs.state.nodes.get(node.ekHash);
     expect(rec?.akName).toBe(Buffer.from(node.ak.name).toString('hex'));
 
-    const second = await handshake(ext, node);
+    const second = await handshake(kbs, node);
     expect(second.challengeExtra).toEqual({});
     expect(second.appraisal.teeClaims['credential_activation']).toBe('enrolled');
 
     // Same TPM (same EK), new AK: activation again, and the record now names the new AK.
     const changed = await makeNode({ tpm: node.tpm, akHandle: 0x81010003 });
-    const third = await handshake(ext, changed);
+    const third = await handshake(kbs, changed);
     expect(Object.keys(third.challengeExtra)).toEqual(['tpm-credential']);
     expect(third.appraisal.teeClaims['credential_activation']).toBe('performed');
-    expect((await enrolments.get(node.ekHash))?.akName).toBe(Buffer.from(changed.ak.name).toString('hex'));
+    expect((await kbs.state.nodes.get(node.ekHash))?.akName).toBe(Buffer.from(changed.ak.name).toString('hex'));
     // The old AK is no longer bound: it must activate again.
-    expect(Object.keys((await handshake(ext, node)).challengeExtra)).toEqual(['tpm-credential']);
+    expect(Object.keys((await handshake(kbs, node)).challengeExtra)).toEqual(['tpm-credential']);
   });
 
   it('refuses a wrong or missing activation answer and enrols nothing', async () => {
     const node = await makeNode({ ek: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey });
-    const { ext, allowlist, enrolments } = extension();
-    await allowlist.add(node.ekHash);
-    const wrong = await refusal(handshake(ext, node, { evidence: (e) => ({ ...e, activated_credential: randomBytes(32).toString('base64') }) }));
+    const kbs = await extension();
+    await kbs.state.ekAllowlist.add(node.ekHash);
+    const wrong = await refusal(handshake(kbs, node, { evidence: (e) => ({ ...e, activated_credential: randomBytes(32).toString('base64') }) }));
     expect(wrong).toMatchObject({ code: 'ATTESTATION_FAILED' });
     expect(wrong.message).toMatch(/^CREDENTIAL_ACTIVATION_FAILED/);
-    const short = await refusal(handshake(ext, node, { evidence: (e) => ({ ...e, activated_credential: randomBytes(31).toString('base64') }) }));
+    const short = await refusal(handshake(kbs, node, { evidence: (e) => ({ ...e, activated_credential: randomBytes(31).toString('base64') }) }));
     expect(short.message).toMatch(/^CREDENTIAL_ACTIVATION_FAILED/);
-    const missing = await refusal(handshake(ext, node, { evidence: ({ activated_credential: _, ...e }) => e }));
+    const missing = await refusal(handshake(kbs, node, { evidence: ({ activated_credential: _, ...e }) => e }));
     expect(missing.message).toMatch(/^CREDENTIAL_ACTIVATION_FAILED/);
-    expect(await enrolments.list()).toEqual([]);
+    expect(await nodeIds(kbs.state)).toEqual([]);
   });
 
   it('refuses a quote signed by another key than the AK named (and activated) at /auth', async () => {
     const node = await makeNode();
     const other = await makeNode({ tpm: node.tpm, akHandle: 0x81010004 });
-    const { ext, allowlist, enrolments } = extension();
-    await allowlist.add(node.ekHash);
+    const kbs = await extension();
+    await kbs.state.ekAllowlist.add(node.ekHash);
     // The named AK answers the activation; a different key signs the quote.
     const mixed = new TpmAttester(node.tpm, other.ak, [node.contributor]);
-    const r = await refusal(handshake(ext, node, { attester: mixed }));
+    const r = await refusal(handshake(kbs, node, { attester: mixed }));
     expect(r.message).toMatch(/^TPM_IDENTITY_MISMATCH/);
-    expect(await enrolments.list()).toEqual([]);
+    expect(await nodeIds(kbs.state)).toEqual([]);
   });
 
   it('refuses identity fields in the evidence that differ from the ones named at /auth', async () => {
     const node = await makeNode();
     const stranger = await makeNode({ ek: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey });
-    const { ext, allowlist } = extension();
-    await allowlist.add(node.ekHash);
+    const kbs = await extension();
+    await kbs.state.ekAllowlist.add(node.ekHash);
     const strangerId = (await stranger.contributor.requestExtraParams())['tpm-identity'] as Record<string, string>;
-    const r = await refusal(handshake(ext, node, { evidence: (e) => ({ ...e, ek_tpm2b_public: strangerId['ek_tpm2b_public'] }) }));
+    const r = await refusal(handshake(kbs, node, { evidence: (e) => ({ ...e, ek_tpm2b_public: strangerId['ek_tpm2b_public'] }) }));
     expect(r.message).toMatch(/^TPM_IDENTITY_MISMATCH/);
+  });
+});
+
+describe('the session keeps only what /attest needs', () => {
+  it('stores the schema-bounded identity and decisions, never the raw extra-params', async () => {
+    const node = await makeNode();
+    const kbs = await extension();
+    await kbs.state.ekAllowlist.add(node.ekHash);
+    const junk = 'J'.repeat(20_000);
+    const r = await handshake(kbs, node, { extra: (e) => ({ ...e, junk, 'tpm-identity': { ...(e['tpm-identity'] as object) } }) });
+    expect(r.appraisal.teeClaims['credential_activation']).toBe('performed');
+    expect(Object.keys(r.stored ?? {})).toEqual(['hardware-identity']);
+    const text = JSON.stringify(r.stored);
+    expect(text).not.toContain(junk.slice(0, 100));
+    expect(text.length).toBeLessThan(1024);
+  });
+
+  // SECURITY negative test: a tampered session record in the state backend is not acted upon.
+  it('fails closed when the stored challenge state was tampered with', async () => {
+    const node = await makeNode();
+    const kbs = await extension();
+    await kbs.state.ekAllowlist.add(node.ekHash);
+    const tamper = (patch: Record<string, unknown>): Mutate => (st) => ({ 'hardware-identity': { ...(st['hardware-identity'] as object), ...patch } });
+    for (const patch of [{ mode: 'trusted' }, { ekHash: 'not-a-hash' }, { expectedHex: 'zz' }, { extra: 1 }, { wireSha256: { ek_tpm2b_public: 'x' } }]) {
+      const r = await refusal(handshake(kbs, node, { stored: tamper(patch) }));
+      expect(r.code).toBe('STORAGE_UNAVAILABLE');
+    }
+    expect(await nodeIds(kbs.state)).toEqual([]);
   });
 });
 
 describe('refusals at /auth', () => {
   it('refuses an EK the owner does not vouch for; nothing on this path adds it to the allowlist', async () => {
     const node = await makeNode({ ek: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey });
-    const { ext, allowlist, enrolments } = extension();
+    const kbs = await extension();
     // The node even tries to smuggle "allowlist" requests in its parameters and evidence.
     const r = await refusal(
-      handshake(ext, node, { extra: (e) => ({ ...e, 'ek-allowlist': [node.ekHash], allow: node.ekHash }), evidence: (e) => ({ ...e, ek_allowlist: [node.ekHash] }) }),
+      handshake(kbs, node, { extra: (e) => ({ ...e, 'ek-allowlist': [node.ekHash], allow: node.ekHash }), evidence: (e) => ({ ...e, ek_allowlist: [node.ekHash] }) }),
     );
     expect(r).toMatchObject({ code: 'ATTESTATION_FAILED' });
     expect(r.message).toMatch(/^EK_UNTRUSTED/);
-    expect(await allowlist.list()).toEqual([]);
-    expect(await enrolments.list()).toEqual([]);
+    expect(await kbs.state.ekAllowlist.list()).toEqual([]);
+    expect(await nodeIds(kbs.state)).toEqual([]);
   });
 
   it('refuses AK public areas with decrypt, without restricted, or otherwise not an AK', async () => {
     const node = await makeNode();
-    const { ext, allowlist } = extension();
-    await allowlist.add(node.ekHash);
+    const kbs = await extension();
+    await kbs.state.ekAllowlist.add(node.ekHash);
     const withAttrs = (set: number, clear: number): Mutate => (e) => {
       const id = { ...(e['tpm-identity'] as Record<string, string>) };
       const b = Buffer.from(id['ak_tpm2b_public']!, 'base64');
@@ -192,7 +245,7 @@ describe('refusals at /auth', () => {
       [0, 1 << 1, /not fixedTPM/],
       [0, 1 << 5, /not generated by the TPM/],
     ] as const) {
-      const r = await refusal(handshake(ext, node, { extra: withAttrs(set, clear) }));
+      const r = await refusal(handshake(kbs, node, { extra: withAttrs(set, clear) }));
       expect(r.message).toMatch(/^AK_ATTRIBUTES_INVALID/);
       expect(r.message).toMatch(what);
     }
@@ -200,7 +253,7 @@ describe('refusals at /auth', () => {
 
   it('refuses malformed identity parameters with a typed error', async () => {
     const node = await makeNode();
-    const { ext } = extension();
+    const kbs = await extension();
     const id = (await node.contributor.requestExtraParams())['tpm-identity'] as Record<string, string>;
     for (const bad of [
       { ...id, ek_tpm2b_public: 'not base64!' },
@@ -209,7 +262,7 @@ describe('refusals at /auth', () => {
       { ...id, extra: 1 },
       'string',
     ]) {
-      const r = await refusal(handshake(ext, node, { extra: (e) => ({ ...e, 'tpm-identity': bad }) }));
+      const r = await refusal(handshake(kbs, node, { extra: (e) => ({ ...e, 'tpm-identity': bad }) }));
       expect(r.code).toBe('ATTESTATION_FAILED');
       expect(r.message).toMatch(/^(TPM_IDENTITY_MALFORMED|TPM_PUBLIC_MALFORMED)/);
     }
@@ -217,15 +270,15 @@ describe('refusals at /auth', () => {
 
   it('refuses a revoked node at /auth, and at /attest when revoked in between', async () => {
     const node = await makeNode();
-    const { ext, allowlist, enrolments } = extension();
-    await allowlist.add(node.ekHash);
-    await handshake(ext, node);
-    await enrolments.revoke(node.ekHash, new Date());
-    expect((await refusal(handshake(ext, node))).code).toBe('NODE_REVOKED');
+    const kbs = await extension();
+    await kbs.state.ekAllowlist.add(node.ekHash);
+    await handshake(kbs, node);
+    await revokeNode(kbs.state.nodes, node.ekHash, new Date());
+    expect((await refusal(handshake(kbs, node))).code).toBe('NODE_REVOKED');
 
     const fresh = await makeNode({ ek: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey });
-    await allowlist.add(fresh.ekHash);
-    const r = await refusal(handshake(ext, fresh, { between: async () => void (await enrolments.revoke(fresh.ekHash, new Date())) }));
+    await kbs.state.ekAllowlist.add(fresh.ekHash);
+    const r = await refusal(handshake(kbs, fresh, { between: async () => void (await revokeNode(kbs.state.nodes, fresh.ekHash, new Date())) }));
     expect(r.code).toBe('NODE_REVOKED');
   });
 });
@@ -233,32 +286,30 @@ describe('refusals at /auth', () => {
 describe("Trustee's trusted_ak list beside EK identity", () => {
   it('lets a listed AK through without identity claims when the EK is not trusted, only while trusted_ak is enabled', async () => {
     const node = await makeNode({ ek: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey });
-    const refs = ReferenceValueStore.inMemory();
-    await refs.set({ [TRUSTED_AK_REFERENCE]: [Buffer.from(tpmPublicToSpkiDer(parseTpm2bPublic(node.ak.publicArea))).toString('base64')] });
-    const { ext } = extension();
-    const ok = await handshake(ext, node, { refs });
+    const trustedAk = [Buffer.from(tpmPublicToSpkiDer(parseTpm2bPublic(node.ak.publicArea))).toString('base64')];
+    const kbs = await extension();
+    const ok = await handshake(kbs, node, { trustedAk });
     expect(ok.challengeExtra).toEqual({});
     expect(ok.appraisal.teeClaims['ek_trust']).toBe('none');
     expect(ok.appraisal.extra).toBeUndefined();
 
-    const { ext: strict } = extension({ trustedAkList: false });
-    const r = await refusal(handshake(strict, node, { refs, trustedAkList: false }));
+    const strict = await extension({ trustedAkList: false });
+    const r = await refusal(handshake(strict, node, { trustedAk, trustedAkList: false }));
     expect(r.message).toMatch(/^EK_UNTRUSTED/);
   });
 
   it('refuses an activation answer sent without an identity named at /auth', async () => {
     const node = await makeNode();
-    const refs = ReferenceValueStore.inMemory();
-    await refs.set({ [TRUSTED_AK_REFERENCE]: [Buffer.from(tpmPublicToSpkiDer(parseTpm2bPublic(node.ak.publicArea))).toString('base64')] });
-    const { ext } = extension();
-    const r = await refusal(handshake(ext, node, { refs, extra: () => ({}), evidence: (e) => ({ ...e, activated_credential: randomBytes(32).toString('base64') }) }));
+    const trustedAk = [Buffer.from(tpmPublicToSpkiDer(parseTpm2bPublic(node.ak.publicArea))).toString('base64')];
+    const kbs = await extension();
+    const r = await refusal(handshake(kbs, node, { trustedAk, extra: () => ({}), evidence: (e) => ({ ...e, activated_credential: randomBytes(32).toString('base64') }) }));
     expect(r.message).toMatch(/^TPM_IDENTITY_NOT_CHALLENGED/);
   });
 });
 
 describe('EK trust by certificate (CA store)', () => {
-  let caCerts: X509Certificate[];
-  let otherCaCerts: X509Certificate[];
+  let vendorPem: string;
+  let otherPem: string;
   let ekCert: Uint8Array;
   let foreignCert: Uint8Array;
 
@@ -286,8 +337,8 @@ describe('EK trust by certificate (CA store)', () => {
   beforeAll(async () => {
     const vendor = await ca('Keyhold Test TPM Vendor CA');
     const other = await ca('Unrelated CA');
-    caCerts = decodeCaCertificates(new TextEncoder().encode(vendor.pem), 'vendor');
-    otherCaCerts = decodeCaCertificates(new TextEncoder().encode(other.pem), 'other');
+    vendorPem = vendor.pem;
+    otherPem = other.pem;
     ekCert = await vendor.issue(ekKey);
     foreignCert = await vendor.issue(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey);
   }, 30_000);
@@ -296,8 +347,8 @@ describe('EK trust by certificate (CA store)', () => {
     // NV padding after the DER, as some TPMs leave it, is tolerated.
     const padded = new Uint8Array([...ekCert, 0xff, 0xff, 0xff]);
     const node = await makeNode({ nv: new Map([[EK_CERT_RSA, padded]]) });
-    const { ext } = extension({ caCertificates: () => caCerts });
-    const r = await handshake(ext, node);
+    const kbs = await extension({ caPem: vendorPem });
+    const r = await handshake(kbs, node);
     expect(r.appraisal.teeClaims['ek_trust']).toBe('ca');
     expect(r.appraisal.vector.hardware).toBe(2);
     expect((r.appraisal.teeClaims['ek_certificate'] as { issuer: string }).issuer).toContain('Keyhold Test TPM Vendor CA');
@@ -305,34 +356,34 @@ describe('EK trust by certificate (CA store)', () => {
 
   it('refuses a certificate from an unknown CA, and one that certifies another key even when allowlisted', async () => {
     const node = await makeNode({ nv: new Map([[EK_CERT_RSA, ekCert]]) });
-    const unknown = await refusal(handshake(extension({ caCertificates: () => otherCaCerts }).ext, node));
+    const unknown = await refusal(handshake(await extension({ caPem: otherPem }), node));
     expect(unknown.message).toMatch(/^EK_CERT_UNKNOWN_CA/);
 
     const swapped = await makeNode({ nv: new Map([[EK_CERT_RSA, foreignCert]]) });
-    const { ext, allowlist } = extension({ caCertificates: () => caCerts });
-    await allowlist.add(swapped.ekHash);
-    const mismatch = await refusal(handshake(ext, swapped));
+    const kbs = await extension({ caPem: vendorPem });
+    await kbs.state.ekAllowlist.add(swapped.ekHash);
+    const mismatch = await refusal(handshake(kbs, swapped));
     expect(mismatch.message).toMatch(/^EK_CERT_KEY_MISMATCH/);
   });
 
   it('with require_ek_allowlist, a valid certificate alone is not enough; with both it is ca+allowlist', async () => {
     const node = await makeNode({ nv: new Map([[EK_CERT_RSA, ekCert]]) });
-    const { ext, allowlist } = extension({ caCertificates: () => caCerts, requireEkAllowlist: true });
-    expect((await refusal(handshake(ext, node))).message).toMatch(/^EK_NOT_ALLOWLISTED/);
-    await allowlist.add(node.ekHash);
-    expect((await handshake(ext, node)).appraisal.teeClaims['ek_trust']).toBe('ca+allowlist');
+    const kbs = await extension({ caPem: vendorPem, requireEkAllowlist: true });
+    expect((await refusal(handshake(kbs, node))).message).toMatch(/^EK_NOT_ALLOWLISTED/);
+    await kbs.state.ekAllowlist.add(node.ekHash);
+    expect((await handshake(kbs, node)).appraisal.teeClaims['ek_trust']).toBe('ca+allowlist');
   });
 
   it('with require_ek_certificate, an allowlist entry alone is not enough', async () => {
     const node = await makeNode();
-    const { ext, allowlist } = extension({ caCertificates: () => caCerts, requireEkCertificate: true });
-    await allowlist.add(node.ekHash);
-    expect((await refusal(handshake(ext, node))).message).toMatch(/^EK_CERT_MISSING/);
+    const kbs = await extension({ caPem: vendorPem, requireEkCertificate: true });
+    await kbs.state.ekAllowlist.add(node.ekHash);
+    expect((await refusal(handshake(kbs, node))).message).toMatch(/^EK_CERT_MISSING/);
   });
 });
 
 describe('construction', () => {
-  it('rejects a trust domain that is not a SPIFFE trust domain name', () => {
-    expect(() => extension({ trustDomain: 'Example.org/x' })).toThrow(TypeError);
+  it('rejects a trust domain that is not a SPIFFE trust domain name', async () => {
+    await expect(extension({ trustDomain: 'Example.org/x' })).rejects.toThrow(TypeError);
   });
 });

@@ -9,17 +9,20 @@
  *     in which case the Trustee-compatible path decides and no identity is claimed;
  *  3. a revoked node is refused (NODE_REVOKED);
  *  4. an AK already bound to this EK skips activation; any other AK gets a TPM2_MakeCredential
- *     blob for (EK public, AK name) with 32 fresh random bytes, kept in the session.
+ *     blob for (EK public, AK name) with 32 fresh random bytes, kept in the session (the session
+ *     keeps only the schema-bounded identity fields and these decisions, never raw extra-params).
  * At `/attest` (appraise), after the quote verified:
  *  5. the quote's AK must be the AK named at `/auth`, and identity fields repeated in the evidence
  *     must be the ones named at `/auth`;
  *  6. the activation answer must equal the secret (constant time); only then is the AK → EK binding
- *     stored; the node is re-checked for revocation;
+ *     stored in the node record (compare-and-swap: a concurrent revocation wins); the node is
+ *     re-checked for revocation;
  *  7. the result says `akTrusted: 'ek-bound'`, the node id (hex SHA-256 of the EK SPKI), a SPIFFE ID
  *     and how the EK was trusted (hardware = genuine when a CA vouched for it).
  * It does NOT appraise PCRs or logs (other extensions and the attestation policy do).
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
 import {
   canonicalSpkiDer,
   checkAkAttributes,
@@ -27,16 +30,15 @@ import {
   makeCredential,
   nameOfPublic,
   tpmPublicToSpkiDer,
-  type X509Certificate,
 } from '@keyhold/verifier';
 import { KbsError } from '../../errors.js';
-import type { EkAllowlist } from '../../identity/ek-allowlist.js';
-import type { EnrolmentRecord, EnrolmentStore } from '../../identity/enrolment-store.js';
 import { IdentityStoreError } from '../../identity/errors.js';
-import type { ReferenceValueStore } from '../../reference-values/reference-value-store.js';
-import type { Session } from '../../session/session-store.js';
+import { enrolNode, isRefusedNode, nodeRefusal } from '../../identity/node-records.js';
+import type { EkAllowlistState, EkCaState, NodeRecord, NodeState } from '../../state/ports.js';
+import { StateError } from '../../state/errors.js';
 import { AR4SI, type TrustworthinessVector } from '../../token/ear-claims.js';
-import { evaluateEkTrust, type EkCertificateSummary, type EkTrustVia } from './ek-trust.js';
+import type { ChallengeInput } from '../tee-appraiser.js';
+import { evaluateEkTrust } from './ek-trust.js';
 import {
   ACTIVATED_CREDENTIAL_FIELD,
   canonicalBase64,
@@ -47,13 +49,14 @@ import {
   type IdentityWire,
 } from './identity-params.js';
 import { TRUSTED_AK_REFERENCE } from './tpm-appraiser.js';
-import type { TpmExtension, TpmExtensionInput, TpmExtensionResult } from './tpm-extension.js';
+import type { TpmExtension, TpmExtensionChallenge, TpmExtensionInput, TpmExtensionResult } from './tpm-extension.js';
 
 export interface IdentityExtensionOptions {
-  /** The owner's EK CA store (read on every challenge, so admin uploads apply at once). */
-  readonly caCertificates: () => readonly X509Certificate[];
-  readonly allowlist: EkAllowlist;
-  readonly enrolments: EnrolmentStore;
+  /** The owner's EK CA store (a snapshot is read on each challenge that presents a certificate, so uploads apply at once). */
+  readonly ekCa: Pick<EkCaState, 'snapshot'>;
+  readonly ekAllowlist: Pick<EkAllowlistState, 'has'>;
+  /** Node records: enrolment (AK binding) and revocation. */
+  readonly nodes: NodeState;
   readonly requireEkCertificate: boolean;
   readonly requireEkAllowlist: boolean;
   /** Whether the owner's `trusted_ak` list is honoured (TpmAppraiser's `trustedAkList`). */
@@ -64,23 +67,40 @@ export interface IdentityExtensionOptions {
   readonly credentialBytes?: number;
 }
 
-/** Per-session state, kept in session.challengeState under this key (JSON-friendly values only). */
-const STATE_KEY = 'tpm-identity';
+const HEX = (n: number) => z.string().regex(new RegExp(`^[0-9a-f]{${n}}$`));
+const EK_TRUST_VIA = z.enum(['ca', 'allowlist', 'ca+allowlist']);
 
-interface IdentityState {
-  readonly wire: IdentityWire;
-  readonly ekHash: string;
-  /** Hex of the AK's canonical DER SPKI and of its TPM name. */
-  readonly akSpkiHex: string;
-  readonly akNameHex: string;
+/**
+ * Per-session state kept by the session store between `/auth` and `/attest` (JSON only, well under
+ * 1 KiB): SHA-256 digests of the identity fields named at `/auth` (the evidence must repeat the very
+ * same strings) and what was decided about them. Parsed again at `/attest`: a record that does not
+ * fit fails closed.
+ */
+const IdentityStateSchema = z.strictObject({
+  /** Hex SHA-256 of each identity field's wire string as named at `/auth`. */
+  wireSha256: z.strictObject({ ek_tpm2b_public: HEX(64), ek_cert: HEX(64).optional(), ak_tpm2b_public: HEX(64) }),
+  ekHash: HEX(64),
+  /** Hex SHA-256 of the AK's canonical DER SPKI, and the hex of its TPM name. */
+  akSpkiSha256: HEX(64),
+  akNameHex: z.string().regex(/^[0-9a-f]{4}(?:[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})$/),
   /** `listed`: EK untrusted but the AK is in trusted_ak (Trustee path decides, no identity claimed). */
-  readonly mode: 'activate' | 'enrolled' | 'listed';
-  readonly via?: EkTrustVia;
-  readonly certificate?: EkCertificateSummary;
-  readonly untrustedCode?: string;
-  /** Hex of the expected activation answer; removed once used. */
-  expectedHex?: string;
-}
+  mode: z.enum(['activate', 'enrolled', 'listed']),
+  via: EK_TRUST_VIA.optional(),
+  certificate: z
+    .strictObject({
+      subject: z.string().max(4096),
+      issuer: z.string().max(4096),
+      tpmManufacturer: z.string().max(256).optional(),
+      tpmModel: z.string().max(256).optional(),
+      tpmVersion: z.string().max(256).optional(),
+    })
+    .optional(),
+  untrustedCode: z.string().max(64).optional(),
+  /** Hex of the expected activation answer (mode `activate`). Single use: the nonce is consumed once. */
+  expectedHex: z.string().regex(/^(?:[0-9a-f]{2}){16,32}$/).optional(),
+});
+
+type IdentityState = z.infer<typeof IdentityStateSchema>;
 
 /** Paths of the node identity in EAR claims (beside Trustee's members of annotated-evidence). */
 export const NODE_ID_CLAIM = 'node_id';
@@ -98,10 +118,8 @@ function fail(code: string, message: string, cause?: unknown): KbsError {
 
 function asKbsError(err: unknown): unknown {
   if (err instanceof IdentityError) return fail(err.code, err.message, err);
-  if (err instanceof IdentityStoreError) {
-    if (err.code === 'NODE_REVOKED') return new KbsError('NODE_REVOKED', 'this node has been revoked by the owner', { cause: err });
-    return new KbsError('STORAGE_UNAVAILABLE', 'identity store is unavailable', { cause: err });
-  }
+  // SECURITY: an unreadable or corrupt node store never reads as "not revoked" or "enrolled" (fail closed, 503).
+  if (err instanceof IdentityStoreError || err instanceof StateError) return new KbsError('STORAGE_UNAVAILABLE', 'identity store is unavailable', { cause: err });
   return err;
 }
 
@@ -131,16 +149,16 @@ export class IdentityExtension implements TpmExtension {
     this.#credentialBytes = n;
   }
 
-  async challenge(session: Session, references: ReferenceValueStore): Promise<Record<string, unknown>> {
+  async challenge(input: ChallengeInput): Promise<TpmExtensionChallenge> {
     try {
-      return await this.#challenge(session, references);
+      return await this.#challenge(input);
     } catch (err) {
       throw asKbsError(err);
     }
   }
 
-  async #challenge(session: Session, references: ReferenceValueStore): Promise<Record<string, unknown>> {
-    const id = decodeUnverifiedIdentity(session.extraParams);
+  async #challenge(input: ChallengeInput): Promise<TpmExtensionChallenge> {
+    const id = decodeUnverifiedIdentity(input.extraParams);
     if (id === undefined) return {};
     // SECURITY: only a restricted, TPM-generated, non-duplicable signing key can be an AK; anything
     // else could sign a forged quote (TPM 2.0 Part 1 §25.2.1, TCG EK Credential Profile).
@@ -148,35 +166,40 @@ export class IdentityExtension implements TpmExtension {
     const akSpki = tpmPublicToSpkiDer(id.akPublic);
     const akName = nameOfPublic(id.akPublic);
     const trust = await evaluateEkTrust(
-      { ekPublic: id.ekPublic, ekCertDer: id.ekCertDer, now: new Date() },
-      { caCertificates: this.#o.caCertificates, allowlist: this.#o.allowlist, requireEkCertificate: this.#o.requireEkCertificate, requireEkAllowlist: this.#o.requireEkAllowlist },
+      { ekPublic: id.ekPublic, ekCertDer: id.ekCertDer, now: input.now },
+      {
+        caCertificates: async () => (await this.#o.ekCa.snapshot()).certificates,
+        allowlist: this.#o.ekAllowlist,
+        requireEkCertificate: this.#o.requireEkCertificate,
+        requireEkAllowlist: this.#o.requireEkAllowlist,
+      },
     );
-    const base = { wire: id.wire, ekHash: trust.ekHash, akSpkiHex: hex(akSpki), akNameHex: hex(akName) };
+    const base = { wireSha256: wireDigests(id.wire), ekHash: trust.ekHash, akSpkiSha256: sha256Hex(akSpki), akNameHex: hex(akName) };
     if (!trust.trusted) {
-      if (this.#o.trustedAkList && isListed(akSpki, references.get(TRUSTED_AK_REFERENCE) ?? [])) {
-        setState(session, { ...base, mode: 'listed', untrustedCode: trust.code });
-        return {};
+      if (this.#o.trustedAkList && isListed(akSpki, (await input.references()).get(TRUSTED_AK_REFERENCE) ?? [])) {
+        return { state: toStore({ ...base, mode: 'listed', untrustedCode: trust.code }) };
       }
       // SECURITY: the owner vouches for this TPM neither by CA nor by allowlist, and does not list the
       // AK: nothing the node says can make it trusted (issue 3: a node can never enrol itself).
       throw fail(trust.code, trust.reason);
     }
-    const record = await this.#o.enrolments.get(trust.ekHash);
+    const record = await this.#o.nodes.get(trust.ekHash);
     // SECURITY: a revoked node gets no challenge and no token (issue 3, enrolment record).
-    if (record?.revoked === true) throw new KbsError('NODE_REVOKED', 'this node has been revoked by the owner');
+    if (isRefusedNode(record)) throw nodeRefusal(record!);
     const trusted = { ...base, via: trust.via, ...(trust.certificate !== undefined ? { certificate: trust.certificate } : {}) };
     if (record !== undefined && record.akName === base.akNameHex) {
-      setState(session, { ...trusted, mode: 'enrolled' });
-      return {};
+      return { state: toStore({ ...trusted, mode: 'enrolled' }) };
     }
     const secret = new Uint8Array(randomBytes(this.#credentialBytes));
     const made = makeCredential(id.ekPublic, akName, secret);
-    setState(session, { ...trusted, mode: 'activate', expectedHex: hex(secret) });
     return {
-      [CREDENTIAL_PARAM]: {
-        credential_blob: Buffer.from(made.credentialBlob).toString('base64'),
-        encrypted_secret: Buffer.from(made.secret).toString('base64'),
+      extraParams: {
+        [CREDENTIAL_PARAM]: {
+          credential_blob: Buffer.from(made.credentialBlob).toString('base64'),
+          encrypted_secret: Buffer.from(made.secret).toString('base64'),
+        },
       },
+      state: toStore({ ...trusted, mode: 'activate', expectedHex: hex(secret) }),
     };
   }
 
@@ -189,7 +212,7 @@ export class IdentityExtension implements TpmExtension {
   }
 
   async #appraise(input: TpmExtensionInput): Promise<TpmExtensionResult> {
-    const state = input.session.challengeState?.[STATE_KEY] as IdentityState | undefined;
+    const state = parseState(input.challengeState);
     const ev = input.evidence;
     if (state === undefined) {
       // SECURITY: an activation answer without an identity named at /auth binds nothing; refuse it
@@ -200,7 +223,9 @@ export class IdentityExtension implements TpmExtension {
     for (const f of IDENTITY_EVIDENCE_FIELDS) {
       // SECURITY: the identity in the evidence must be the one challenged at /auth, so an attacker
       // cannot answer for one EK/AK and claim another (identity substitution).
-      if (ev[f] !== undefined && ev[f] !== state.wire[f]) throw fail('TPM_IDENTITY_MISMATCH', `${f} differs from the identity named at /auth`);
+      const named = state.wireSha256[f];
+      const sent = ev[f];
+      if (sent !== undefined && (typeof sent !== 'string' || named === undefined || sha256Hex(sent) !== named)) throw fail('TPM_IDENTITY_MISMATCH', `${f} differs from the identity named at /auth`);
     }
     let quotedAk: Uint8Array;
     try {
@@ -211,18 +236,18 @@ export class IdentityExtension implements TpmExtension {
     // SECURITY: the key that signed the quote must be the AK whose attributes were checked and whose
     // name the credential was bound to; otherwise a software key could sign while a real AK answers
     // the activation (AK substitution; TPM 2.0 Part 1 §24).
-    if (hex(quotedAk) !== state.akSpkiHex) throw fail('TPM_IDENTITY_MISMATCH', 'the quote was not signed by the AK named at /auth');
+    if (sha256Hex(quotedAk) !== state.akSpkiSha256) throw fail('TPM_IDENTITY_MISMATCH', 'the quote was not signed by the AK named at /auth');
     if (state.mode === 'listed') {
       return { claims: { ek_trust: 'none', ek_untrusted_reason: state.untrustedCode, ak_name: state.akNameHex } };
     }
 
-    const record = await this.#o.enrolments.get(state.ekHash);
+    const record = await this.#o.nodes.get(state.ekHash);
     // SECURITY: revocation between /auth and /attest still applies.
-    if (record?.revoked === true) throw new KbsError('NODE_REVOKED', 'this node has been revoked by the owner');
+    if (isRefusedNode(record)) throw nodeRefusal(record!);
     let activation: 'performed' | 'enrolled';
     if (state.mode === 'activate') {
+      // Single use: the session's nonce was consumed (exactly once, across replicas) before this runs.
       const expected = state.expectedHex;
-      delete state.expectedHex;
       const answer = ev[ACTIVATED_CREDENTIAL_FIELD];
       // SECURITY: no answer, no binding: without it the AK may be a software key (issue 3).
       if (expected === undefined || typeof answer !== 'string' || answer.length > Math.ceil(MAX_CREDENTIAL_BYTES / 3) * 4) {
@@ -234,7 +259,8 @@ export class IdentityExtension implements TpmExtension {
       // (TPM2_ActivateCredential); compared in constant time so the answer cannot be guessed byte
       // by byte (timing side channel).
       if (got.length !== want.length || !timingSafeEqual(got, want)) throw fail('CREDENTIAL_ACTIVATION_FAILED', 'the credential-activation answer is wrong');
-      await this.#o.enrolments.enrol({ nodeId: state.ekHash, akName: state.akNameHex, now: input.now, ...(state.via !== undefined ? { ekTrust: state.via } : {}) });
+      // The binding is written by compare-and-swap: a revocation that lands meanwhile wins (NODE_REVOKED).
+      await enrolNode(this.#o.nodes, { nodeId: state.ekHash, akName: state.akNameHex, now: input.now, ...(state.via !== undefined ? { ekTrust: state.via } : {}) });
       activation = 'performed';
     } else {
       // SECURITY: the binding that let this AK skip activation must still hold (re-bound or removed since /auth).
@@ -262,10 +288,35 @@ export class IdentityExtension implements TpmExtension {
   }
 }
 
-function isBound(record: EnrolmentRecord | undefined, akNameHex: string): boolean {
-  return record !== undefined && !record.revoked && record.akName === akNameHex;
+function isBound(record: NodeRecord | undefined, akNameHex: string): boolean {
+  return record !== undefined && !isRefusedNode(record) && record.akName === akNameHex;
 }
 
-function setState(session: Session, state: IdentityState): void {
-  session.challengeState = { ...(session.challengeState ?? {}), [STATE_KEY]: state };
+const sha256Hex = (s: string | Uint8Array): string => createHash('sha256').update(s).digest('hex');
+
+function wireDigests(wire: IdentityWire): IdentityState['wireSha256'] {
+  return {
+    ek_tpm2b_public: sha256Hex(wire.ek_tpm2b_public),
+    ...(wire.ek_cert !== undefined ? { ek_cert: sha256Hex(wire.ek_cert) } : {}),
+    ak_tpm2b_public: sha256Hex(wire.ak_tpm2b_public),
+  };
+}
+
+/** The state to keep in the session, checked against the schema `/attest` will apply (bounded sizes). */
+function toStore(state: IdentityState): IdentityState {
+  const r = IdentityStateSchema.safeParse(state);
+  // SECURITY: what goes into the shared session store is bounded; an over-long certificate subject is
+  // refused here rather than stored (resource exhaustion in the state backend).
+  if (!r.success) throw fail('TPM_IDENTITY_MALFORMED', `the identity cannot be kept in the session (at "${r.error.issues[0]?.path.join('.') ?? ''}")`);
+  return r.data;
+}
+
+/** The state this extension stored at `/auth`, checked again: the session store is outside this process. */
+function parseState(raw: unknown): IdentityState | undefined {
+  if (raw === undefined) return undefined;
+  const r = IdentityStateSchema.safeParse(raw);
+  // SECURITY: a session record that does not have the shape this extension wrote is corruption or
+  // tampering in the state backend; never act on part of it (fail closed).
+  if (!r.success) throw new StateError('STATE_CORRUPT', 'the session\'s identity challenge state is malformed');
+  return r.data;
 }

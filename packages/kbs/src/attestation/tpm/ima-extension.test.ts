@@ -1,14 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { collectTpmEvidence, createSoftwareTpm, loadOrCreateAk, type TpmDevice, type TpmKey } from '@keyhold/attestation-agent';
 import { createRuntimePolicyFromImaLog, parseImaLog, type RuntimePolicy } from '@keyhold/verifier';
 import { KbsError } from '../../errors.js';
-import { ReferenceValueStore } from '../../reference-values/reference-value-store.js';
 import { affirmingResourcePolicy } from '../../release/resource-policy.js';
-import type { Session } from '../../session/session-store.js';
+import { openMemoryState } from '../../state/index.js';
+import type { ImaCheckpointState, KbsState, ReferenceSnapshot, SessionRecord } from '../../state/ports.js';
 import { earClaims } from '../../token/ear-claims.js';
 import { defaultAttestationPolicy } from '../attestation-policy.js';
-import { InMemoryImaCheckpointStore } from './ima-checkpoint-store.js';
 import { charsAfterLines, ImaExtension, RUNTIME_POLICY_REFERENCE } from './ima-extension.js';
 import { TpmAppraiser, TRUSTED_AK_REFERENCE } from './tpm-appraiser.js';
 
@@ -52,22 +51,33 @@ function u32(n: number): Buffer {
 }
 
 let node: ImaNode;
-let checkpoints: InMemoryImaCheckpointStore;
+/** A memory-only state (the embedded backend without files): reference values and IMA checkpoints. */
+let state: KbsState;
+let checkpoints: ImaCheckpointState;
 let ext: ImaExtension;
 
-async function refs(policy?: RuntimePolicy | string[]): Promise<ReferenceValueStore> {
-  const r = ReferenceValueStore.inMemory();
+/** A snapshot of the reference values with the node's AK trusted and, when given, this runtime policy. */
+async function refs(policy?: RuntimePolicy | string[]): Promise<ReferenceSnapshot> {
   const ev = await collectTpmEvidence(node.tpm, node.ak, new Uint8Array(32));
-  const values: Record<string, string[]> = policy === undefined ? {} : { [RUNTIME_POLICY_REFERENCE]: Array.isArray(policy) ? policy : [JSON.stringify(policy)] };
-  await r.set({ [TRUSTED_AK_REFERENCE]: [ev.ak_public], ...values });
-  return r;
+  await state.referenceValues.set({ [TRUSTED_AK_REFERENCE]: [ev.ak_public] });
+  if (policy === undefined) await state.referenceValues.delete(RUNTIME_POLICY_REFERENCE);
+  else await state.referenceValues.set({ [RUNTIME_POLICY_REFERENCE]: Array.isArray(policy) ? policy : [JSON.stringify(policy)] });
+  return state.referenceValues.snapshot();
 }
 
+/** The checkpoint key of the current node (SHA-256 of its AK's DER SPKI). */
+async function nodeKey(): Promise<string> {
+  const ev = await collectTpmEvidence(node.tpm, node.ak, new Uint8Array(32));
+  return createHash('sha256').update(Buffer.from(ev.ak_public, 'base64')).digest('hex');
+}
+
+const SESSION: SessionRecord = { id: '0'.repeat(32), tee: 'tpm', nonce: '', hashAlgorithm: 'sha384', expiresAtMs: 0, nonceConsumed: true };
+
 /** The real appraiser with the extension, then the default policies, as the KBS runs them. */
-async function attest(references: ReferenceValueStore, fields: Record<string, unknown>, extension: ImaExtension = ext) {
+async function attest(references: ReferenceSnapshot, fields: Record<string, unknown>, extension: ImaExtension = ext) {
   const reportData = randomBytes(32);
   const evidence = { ...fields, ...(await collectTpmEvidence(node.tpm, node.ak, reportData)) };
-  const appraisal = await new TpmAppraiser({ trustedAkList: true, extensions: [extension] }).appraise({ evidence, expectedReportData: reportData, session: {} as Session, references, now: new Date() });
+  const appraisal = await new TpmAppraiser({ trustedAkList: true, extensions: [extension] }).appraise({ evidence, expectedReportData: reportData, session: SESSION, references, now: new Date() });
   const verdict = await defaultAttestationPolicy.evaluate({ tee: 'tpm', appraisal, references });
   const claims = earClaims({
     tee: 'tpm',
@@ -101,8 +111,13 @@ beforeEach(async () => {
   node = await ImaNode.create();
   await node.measure('boot_aggregate', 'aggregate');
   for (let i = 0; i < 20; i++) await node.measure(`/usr/bin/tool-${i}`, `tool ${i}`);
-  checkpoints = new InMemoryImaCheckpointStore();
+  state = await openMemoryState({ sessionLimits: { maxSessions: 10, maxSessionBytes: 1 << 20 } });
+  checkpoints = state.imaCheckpoints;
   ext = new ImaExtension({ checkpoints, requireImaLog: false, allowSha1: false, allowViolations: false });
+});
+
+afterEach(async () => {
+  await state.close();
 });
 
 describe('ImaExtension', () => {
@@ -111,7 +126,7 @@ describe('ImaExtension', () => {
     expect(r.ima).toMatchObject({ ok: true, appraised: true, entries: 21, from_index: 0, next_index: 21, incremental: false, failures: [] });
     expect(r.appraisal.vector).toMatchObject({ executables: 2, 'file-system': 2 });
     expect(r.decision.allow).toBe(true);
-    expect(checkpoints.size).toBe(1);
+    expect(await checkpoints.get(await nodeKey())).toBeDefined();
   });
 
   it('denies, naming the file, when a file hash differs from the policy', async () => {
@@ -122,7 +137,7 @@ describe('ImaExtension', () => {
     expect(r.ima?.['reason']).toBe('IMA: entry 8 (/usr/bin/tool-7): digest-mismatch');
     expect(r.decision.allow).toBe(false);
     expect(r.decision.reason).toContain('IMA: entry 8 (/usr/bin/tool-7): digest-mismatch');
-    expect(checkpoints.size).toBe(0);
+    expect(await checkpoints.get(await nodeKey())).toBeUndefined();
   });
 
   it('appraises incrementally: the next attestation only appraises entries after the checkpoint', async () => {
@@ -168,8 +183,7 @@ describe('ImaExtension', () => {
   it('ignores a checkpoint whose recorded prefix hash differs, and one made under another policy', async () => {
     const references = await refs(goodPolicy());
     await attest(references, { ima_log: node.text() });
-    const ev = await collectTpmEvidence(node.tpm, node.ak, new Uint8Array(32));
-    const key = createHash('sha256').update(Buffer.from(ev.ak_public, 'base64')).digest('hex');
+    const key = await nodeKey();
     const rec = (await checkpoints.get(key))!;
     expect(rec.checkpoint.nextIndex).toBe(21);
     await checkpoints.set(key, { ...rec, prefixSha256: '00'.repeat(32) });
@@ -223,20 +237,5 @@ describe('charsAfterLines', () => {
     expect(charsAfterLines('a\nb', 0, 2)).toBeUndefined();
     expect(charsAfterLines('xa\nb\n', 1, 1)).toBe(2);
     expect(charsAfterLines('', 0, 0)).toBe(0);
-  });
-});
-
-describe('InMemoryImaCheckpointStore', () => {
-  it('keeps at most maxNodes, evicting the least recently used', async () => {
-    const s = new InMemoryImaCheckpointStore({ maxNodes: 2 });
-    const rec = { policyKey: 'p', resetCount: 0, checkpoint: { bank: 'sha256' as const, nextIndex: 1, pcrValue: new Uint8Array(32) }, prefixChars: 1, prefixSha256: '' };
-    await s.set('a', rec);
-    await s.set('b', rec);
-    await s.get('a');
-    await s.set('c', rec);
-    expect(s.size).toBe(2);
-    expect(await s.get('b')).toBeUndefined();
-    expect(await s.get('a')).toBeDefined();
-    expect(() => new InMemoryImaCheckpointStore({ maxNodes: 0 })).toThrow(TypeError);
   });
 });

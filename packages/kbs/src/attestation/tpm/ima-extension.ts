@@ -13,9 +13,9 @@ import {
   type VerifiedImaLog,
 } from '@keyhold/verifier';
 import { KbsError } from '../../errors.js';
-import type { ReferenceValueStore } from '../../reference-values/reference-value-store.js';
 import { AR4SI, type TrustworthinessVector } from '../../token/ear-claims.js';
-import type { ImaCheckpointRecord, ImaCheckpointStore } from './ima-checkpoint-store.js';
+import type { ImaCheckpointState, ReferenceSnapshot } from '../../state/ports.js';
+import type { ImaCheckpointRecord } from './ima-checkpoint-store.js';
 import type { TpmExtension, TpmExtensionInput, TpmExtensionResult } from './tpm-extension.js';
 
 /** Reference value holding the Keylime runtime policy (JSON); several values are merged (union). */
@@ -29,7 +29,7 @@ const MAX_REPORTED_FAILURES = 5;
 const MAX_PATH_IN_REASON = 200;
 
 export interface ImaExtensionOptions {
-  readonly checkpoints: ImaCheckpointStore;
+  readonly checkpoints: ImaCheckpointState;
   /** Refuse evidence without an IMA log (`[tpm] require_ima_log`). */
   readonly requireImaLog: boolean;
   /** Accept replay against a SHA-1 quote (`[tpm] allow_sha1_event_log`). */
@@ -174,7 +174,7 @@ export class ImaExtension implements TpmExtension {
     }
   }
 
-  #policy(references: ReferenceValueStore): Policy | undefined {
+  #policy(references: ReferenceSnapshot): Policy | undefined {
     const values = references.get(RUNTIME_POLICY_REFERENCE);
     if (values === undefined) return undefined;
     let cached = this.#policyCache.get(values);

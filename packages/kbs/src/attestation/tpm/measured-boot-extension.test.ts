@@ -6,9 +6,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { collectTpmEvidence, createSoftwareTpm, loadOrCreateAk, type TpmDevice, type TpmKey } from '@keyhold/attestation-agent';
 import { createMeasuredBootReferenceState, parseEventLog, type MeasuredBootReferenceState } from '@keyhold/verifier';
 import { KbsError } from '../../errors.js';
-import { ReferenceValueStore } from '../../reference-values/reference-value-store.js';
 import { affirmingResourcePolicy } from '../../release/resource-policy.js';
-import type { Session } from '../../session/session-store.js';
+import { openMemoryState } from '../../state/index.js';
+import type { ReferenceSnapshot, SessionRecord } from '../../state/ports.js';
 import { earClaims } from '../../token/ear-claims.js';
 import { defaultAttestationPolicy } from '../attestation-policy.js';
 import { MEASURED_BOOT_REFERENCE, MeasuredBootExtension } from './measured-boot-extension.js';
@@ -41,21 +41,28 @@ async function bootedNode(log: Buffer): Promise<Node> {
   return { tpm, ak };
 }
 
-async function references(node: Node, extra: Record<string, string[]> = {}): Promise<ReferenceValueStore> {
-  const refs = ReferenceValueStore.inMemory();
-  const ev = await collectTpmEvidence(node.tpm, node.ak, new Uint8Array(32));
-  await refs.set({ [TRUSTED_AK_REFERENCE]: [ev.ak_public], ...extra });
-  return refs;
+/** The reference values as the KBS reads them: a snapshot of a (memory-only) state's store. */
+async function references(node: Node, extra: Record<string, string[]> = {}): Promise<ReferenceSnapshot> {
+  const state = await openMemoryState({ sessionLimits: { maxSessions: 10, maxSessionBytes: 1 << 20 } });
+  try {
+    const ev = await collectTpmEvidence(node.tpm, node.ak, new Uint8Array(32));
+    await state.referenceValues.set({ [TRUSTED_AK_REFERENCE]: [ev.ak_public], ...extra });
+    return await state.referenceValues.snapshot();
+  } finally {
+    await state.close();
+  }
 }
 
+const SESSION: SessionRecord = { id: '0'.repeat(32), tee: 'tpm', nonce: '', hashAlgorithm: 'sha384', expiresAtMs: 0, nonceConsumed: true };
+
 /** Run the real appraiser with the extension, then the default policies, as the KBS does. */
-async function attest(node: Node, refs: ReferenceValueStore, fields: Record<string, unknown>, ext = new MeasuredBootExtension({ requireEventLog: false, allowSha1: false })) {
+async function attest(node: Node, refs: ReferenceSnapshot, fields: Record<string, unknown>, ext = new MeasuredBootExtension({ requireEventLog: false, allowSha1: false })) {
   const reportData = randomBytes(32);
   const evidence = { ...fields, ...(await collectTpmEvidence(node.tpm, node.ak, reportData)) };
   const appraisal = await new TpmAppraiser({ trustedAkList: true, extensions: [ext] }).appraise({
     evidence,
     expectedReportData: reportData,
-    session: {} as Session,
+    session: SESSION,
     references: refs,
     now: new Date(),
   });
@@ -204,7 +211,7 @@ describe.skipIf(!haveCorpus)('MeasuredBootExtension', () => {
         evidence,
         expectedReportData: reportData,
         ...(initDataDigest !== undefined ? { initDataDigest } : {}),
-        session: {} as Session,
+        session: SESSION,
         references: refs,
         now: new Date(),
       });

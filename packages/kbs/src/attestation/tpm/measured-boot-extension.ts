@@ -11,7 +11,7 @@ import {
   type VerifiedEventLog,
 } from '@keyhold/verifier';
 import { KbsError } from '../../errors.js';
-import type { ReferenceValueStore } from '../../reference-values/reference-value-store.js';
+import type { ReferenceSnapshot } from '../../state/ports.js';
 import { AR4SI, type TrustworthinessVector } from '../../token/ear-claims.js';
 import type { TpmExtension, TpmExtensionInput, TpmExtensionResult } from './tpm-extension.js';
 
@@ -125,7 +125,7 @@ export class MeasuredBootExtension implements TpmExtension {
     }
   }
 
-  #referenceState(references: ReferenceValueStore): MeasuredBootReferenceState | undefined {
+  #referenceState(references: ReferenceSnapshot): MeasuredBootReferenceState | undefined {
     const values = references.get(MEASURED_BOOT_REFERENCE);
     if (values === undefined) return undefined;
     let cached = this.#stateCache.get(values);

@@ -1,10 +1,8 @@
 import { fitReportData, tpmInitDataDigest, TPM_REPORT_DATA_BYTES } from '@keyhold/protocol';
 import { appraiseTpmEvidence, type TpmAppraisal } from '@keyhold/verifier';
 import { KbsError } from '../../errors.js';
-import type { ReferenceValueStore } from '../../reference-values/reference-value-store.js';
-import type { Session } from '../../session/session-store.js';
 import { AR4SI, type TrustworthinessVector } from '../../token/ear-claims.js';
-import type { TeeAppraisal, TeeAppraisalInput, TeeAppraiser } from '../tee-appraiser.js';
+import type { ChallengeInput, ChallengeResult, TeeAppraisal, TeeAppraisalInput, TeeAppraiser } from '../tee-appraiser.js';
 import type { TpmExtension } from './tpm-extension.js';
 
 /** Reference value holding the owner's trusted AKs (standard base64 DER SPKI), as in Trustee. */
@@ -27,15 +25,28 @@ export class TpmAppraiser implements TeeAppraiser {
   readonly #opts: TpmAppraiserOptions;
 
   constructor(opts: TpmAppraiserOptions) {
+    const names = new Set<string>();
+    for (const ext of opts.extensions ?? []) {
+      if (names.has(ext.name)) throw new TypeError(`two TPM extensions are named ${ext.name}`);
+      names.add(ext.name);
+    }
     this.#opts = opts;
   }
 
-  async challenge(session: Session, references?: ReferenceValueStore): Promise<Record<string, unknown>> {
-    const out: Record<string, unknown> = {};
+  /** Each extension's challenge; their states are kept in the session under the extension's name. */
+  async challenge(input: ChallengeInput): Promise<ChallengeResult> {
+    const extraParams: Record<string, unknown> = {};
+    const state: Record<string, unknown> = {};
     for (const ext of this.#opts.extensions ?? []) {
-      if (ext.challenge !== undefined && references !== undefined) Object.assign(out, await ext.challenge(session, references));
+      if (ext.challenge === undefined) continue;
+      const r = await ext.challenge(input);
+      Object.assign(extraParams, r.extraParams ?? {});
+      if (r.state !== undefined) state[ext.name] = r.state;
     }
-    return out;
+    return {
+      ...(Object.keys(extraParams).length > 0 ? { extraParams } : {}),
+      ...(Object.keys(state).length > 0 ? { state } : {}),
+    };
   }
 
   async appraise(input: TeeAppraisalInput): Promise<TeeAppraisal> {
@@ -66,6 +77,7 @@ export class TpmAppraiser implements TeeAppraiser {
           verified,
           evidence,
           session: input.session,
+          challengeState: ownState(input.session.challenge, ext.name),
           references: input.references,
           now: input.now,
           initDataBound: input.initDataDigest !== undefined,
@@ -93,6 +105,11 @@ export class TpmAppraiser implements TeeAppraiser {
       ...(Object.keys(extra).length > 0 ? { extra } : {}),
     };
   }
+}
+
+/** An extension's own challenge state (own properties only: the record was parsed from storage). */
+function ownState(challenge: Readonly<Record<string, unknown>> | undefined, name: string): unknown {
+  return challenge !== undefined && Object.hasOwn(challenge, name) ? challenge[name] : undefined;
 }
 
 /** Compare the AK (standard base64 DER SPKI) with the owner's list, tolerant of base64 padding/format. */

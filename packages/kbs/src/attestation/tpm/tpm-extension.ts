@@ -1,7 +1,7 @@
 import type { TpmAppraisal } from '@keyhold/verifier';
-import type { ReferenceValueStore } from '../../reference-values/reference-value-store.js';
-import type { Session } from '../../session/session-store.js';
+import type { ReferenceSnapshot, SessionRecord } from '../../state/ports.js';
 import type { TrustworthinessVector } from '../../token/ear-claims.js';
+import type { ChallengeInput } from '../tee-appraiser.js';
 
 /** What an extension sees: the quote-verified claims and the raw evidence's extra fields. */
 export interface TpmExtensionInput {
@@ -9,14 +9,23 @@ export interface TpmExtensionInput {
   readonly verified: TpmAppraisal;
   /** The primary evidence object as sent (unverified; extensions verify what they read). */
   readonly evidence: Readonly<Record<string, unknown>>;
-  readonly session: Session;
-  readonly references: ReferenceValueStore;
+  readonly session: SessionRecord;
+  /** The state this extension returned from `challenge` at `/auth` (undefined when it returned none). */
+  readonly challengeState: unknown;
+  readonly references: ReferenceSnapshot;
   readonly now: Date;
   /**
    * True when the attester sent init-data: PCR8 then holds the init-data binding (checked by the
    * verifier), which no firmware event log contains.
    */
   readonly initDataBound: boolean;
+}
+
+export interface TpmExtensionChallenge {
+  /** Members for the challenge's extra-params. */
+  readonly extraParams?: Record<string, unknown>;
+  /** JSON state kept in the session under this extension's name (bounded; never raw client input). */
+  readonly state?: unknown;
 }
 
 export interface TpmExtensionResult {
@@ -40,13 +49,14 @@ export interface TpmExtensionResult {
  * outright; returns contraindicating vector values to let the attestation policy decide.
  */
 export interface TpmExtension {
+  /** Unique among a TpmAppraiser's extensions: the key of its challenge state in the session. */
   readonly name: string;
   /**
    * True for extensions that can establish AK trust (hardware identity). They run first; the
    * others run only once the AK is trusted, so an untrusted AK never makes the KBS parse logs.
    */
   readonly establishesIdentity?: boolean;
-  /** Members for the `/auth` challenge's extra-params (e.g. a credential-activation blob). */
-  challenge?(session: Session, references: ReferenceValueStore): Promise<Record<string, unknown>>;
+  /** Runs at `/auth`: members for the challenge's extra-params and state for `/attest`. */
+  challenge?(input: ChallengeInput): Promise<TpmExtensionChallenge>;
   appraise(input: TpmExtensionInput): Promise<TpmExtensionResult>;
 }

@@ -143,7 +143,11 @@ describe('keyhold-kbs migrate-state --from embedded --to redis', () => {
       expect(migrated.code, migrated.stderr).toBe(0);
       expect(migrated.stderr).toMatch(/copying state from embedded/);
       const summary = JSON.parse(migrated.stdout) as Record<string, unknown>;
-      expect(summary).toMatchObject({ from: 'embedded', to: 'redis' });
+      expect(summary).toMatchObject({ from: 'embedded', to: 'redis', nodes: { copied: 2 }, ekAllowlist: { copied: 1 }, audit: { sourceChainOk: true } });
+      // A second run finds a non-empty target: refused (exit 2) unless --merge.
+      const again = await runNodeCli(KBS_BIN, ['migrate-state', '--from', 'embedded', '--to', 'redis', '--config', config, '--data-dir', dataDir]);
+      expect(again.code).toBe(2);
+      expect(again.stderr).toMatch(/not empty/);
 
       await writeFile(config, `${base}backend = "redis"\n`);
       const onRedis = await startKbsProcess({ dataDir, adminPublicKeyFile: admin.publicKeyFile, configToml: `${base}backend = "redis"\n` });
@@ -180,7 +184,7 @@ describe('keyhold-kbs migrate-state --from embedded --to redis', () => {
   it('refuses bad arguments with exit 2', async () => {
     const cfg = join(dir, 'bad.toml');
     await writeFile(cfg, '');
-    for (const args of [['--from', 'embedded', '--to', 'embedded'], ['--from', 'sqlite', '--to', 'redis'], ['--to', 'redis'], ['--from', 'embedded', '--to', 'redis', '--bogus']]) {
+    for (const args of [['--from', 'embedded', '--to', 'embedded'], ['--from', 'sqlite', '--to', 'redis'], ['--from', 'embedded', '--to', 'redis', '--bogus']]) {
       const r = await runNodeCli(KBS_BIN, ['migrate-state', ...args, '--config', cfg, '--data-dir', join(dir, 'nowhere')]);
       expect(r.code, args.join(' ')).toBe(2);
     }

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileAtomic } from '@keyhold/atomic-file';
 import {
   PolicyError,
   createMemoryPolicyStore,
@@ -19,30 +19,6 @@ export interface FilePolicyStoreOptions {
 
 const MAX_STORE_BYTES = 16 * 1024 * 1024;
 
-/** Write `data` to `file` so a crash leaves either the old or the new content, never a torn file. */
-export async function writeFileAtomic(file: string, data: string): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(data, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  // Persist the rename itself (the directory entry).
-  const dir = await open(path.dirname(file), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-}
 
 /**
  * A PolicyStore kept in one JSON file in the data directory. Reads come from memory; each put or

@@ -5,8 +5,9 @@
  * cluster_nodes, else the `[storage]` Redis), or back with `--from redis --to embedded`. The
  * embedded side is opened with its lock held, so the KBS using that data dir must be stopped.
  * Sessions, nonces, rate-limit buckets and IMA checkpoints are not copied (short-lived by design).
- * Progress goes to stderr, the summary (JSON) to stdout. Exit 0 on success, 2 on usage or
- * configuration errors (including a held lock), 1 when the copy failed.
+ * The target must hold no KBS state unless `--merge` is given. Progress goes to stderr, the summary
+ * (JSON) to stdout. Exit 0 on success, 2 on usage or configuration errors (a held lock, a non-empty
+ * target), 1 when the copy failed.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadKbsConfig, type KbsConfig } from '../config.js';
@@ -88,9 +89,10 @@ export async function runMigrateState(argv: string[], env: NodeJS.ProcessEnv, io
     io.stdout(`${JSON.stringify({ from, to, ...summary })}\n`);
     return 0;
   } catch (err) {
-    const locked = err instanceof StateError && err.code === 'STATE_LOCKED';
+    // A held lock or a non-empty target (without --merge) is the operator's to resolve: exit 2.
+    const operator = err instanceof StateError && (err.code === 'STATE_LOCKED' || err.code === 'STATE_CONFLICT');
     io.stderr(`keyhold-kbs migrate-state: ${(err as Error).message}\n`);
-    return locked || err instanceof ConfigError ? 2 : 1;
+    return operator || err instanceof ConfigError ? 2 : 1;
   } finally {
     await target?.close().catch(() => undefined);
     await source?.close().catch(() => undefined);

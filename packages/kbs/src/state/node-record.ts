@@ -48,22 +48,24 @@ export function checkExpectedVersion(v: number): void {
   if (!Number.isSafeInteger(v) || v < 0 || v > MAX_NODE_VERSION) throw new TypeError('expectedVersion must be a non-negative integer');
 }
 
-/** Validate a record to write for `nodeId`; returns the JSON stored (without version). */
-export function encodeNodeInput(nodeId: string, next: NodeRecordInput): string {
+/**
+ * Validate a record to write for `nodeId`: its JSON (without version) and a fresh copy of it
+ * (JSON round trip: nothing the caller keeps can change the stored record).
+ */
+export function checkNodeInput(nodeId: string, next: NodeRecordInput): { json: string; record: NodeRecordInput } {
   checkNodeId(nodeId);
   const r = inputSchema.safeParse(next);
   if (!r.success) throw new TypeError(`node record is malformed: ${r.error.issues[0]?.path.join('.') ?? ''} ${r.error.issues[0]?.message ?? ''}`.trim());
   if (r.data.nodeId !== nodeId) throw new TypeError('node record id does not match its key');
-  if ('version' in (next as object)) {
-    const { version: _v, ...rest } = next as NodeRecordInput & { version?: number };
-    return checkSize(JSON.stringify(rest));
-  }
-  return checkSize(JSON.stringify(next));
+  const { version: _v, ...rest } = r.data as NodeRecordInput & { version?: unknown };
+  const json = JSON.stringify(rest);
+  if (json.length > MAX_NODE_RECORD_CHARS) throw new TypeError('node record exceeds 64 KiB of JSON');
+  return { json, record: JSON.parse(json) as NodeRecordInput };
 }
 
-function checkSize(json: string): string {
-  if (json.length > MAX_NODE_RECORD_CHARS) throw new TypeError('node record exceeds 64 KiB of JSON');
-  return json;
+/** A validated record (from `checkNodeInput`) at `version`, frozen. */
+export function storedNode(record: NodeRecordInput, version: number): NodeRecord {
+  return deepFreeze({ ...record, version });
 }
 
 /** Decode a stored record (JSON without version) for `nodeId` at `version`; STATE_CORRUPT when it does not fit. */

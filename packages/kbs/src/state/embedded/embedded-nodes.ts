@@ -1,5 +1,5 @@
 import { StateError } from '../errors.js';
-import { checkExpectedVersion, checkNodeId, decodeStoredNode, encodeNodeInput, isNodeId, MAX_NODE_VERSION } from '../node-record.js';
+import { checkExpectedVersion, checkNodeId, checkNodeInput, decodeStoredNode, isNodeId, MAX_NODE_VERSION, storedNode } from '../node-record.js';
 import type { NodeLifecycle, NodeRecord, NodeRecordInput, NodeState } from '../ports.js';
 import type { JournalCodec, JournalStore } from './journal-store.js';
 
@@ -38,12 +38,12 @@ export class EmbeddedNodeState implements NodeState {
 
   async compareAndSwap(nodeId: string, expectedVersion: number, next: NodeRecordInput): Promise<NodeRecord | undefined> {
     checkExpectedVersion(expectedVersion);
-    const json = encodeNodeInput(nodeId, next);
+    const { record } = checkNodeInput(nodeId, next);
     return this.#store.mutate((view) => {
       const cur = view.get(nodeId)?.version ?? 0;
       if (cur !== expectedVersion) return { changes: [], result: undefined };
       if (cur >= MAX_NODE_VERSION) throw new StateError('STATE_CONFLICT', 'node record version is exhausted');
-      const stored = decodeStoredNode(nodeId, json, cur + 1);
+      const stored = storedNode(record, cur + 1);
       return { changes: [[nodeId, stored]], result: stored };
     });
   }

@@ -1,6 +1,6 @@
 import { StateError } from '../errors.js';
 import { checkListOptions } from '../embedded/embedded-nodes.js';
-import { checkExpectedVersion, checkNodeId, decodeStoredNode, encodeNodeInput, MAX_NODE_RECORD_CHARS } from '../node-record.js';
+import { checkExpectedVersion, checkNodeId, checkNodeInput, decodeStoredNode, MAX_NODE_RECORD_CHARS, storedNode } from '../node-record.js';
 import type { NodeLifecycle, NodeRecord, NodeRecordInput, NodeState } from '../ports.js';
 import { corrupt, type RedisContext } from './redis-connection.js';
 
@@ -88,12 +88,12 @@ export class RedisNodeState implements NodeState {
 
   async compareAndSwap(nodeId: string, expectedVersion: number, next: NodeRecordInput): Promise<NodeRecord | undefined> {
     checkExpectedVersion(expectedVersion);
-    const json = encodeNodeInput(nodeId, next);
+    const { json, record } = checkNodeInput(nodeId, next);
     const state = LIFECYCLES.indexOf(next.state) + 1;
     const [s1, s2, s3, s4] = this.#states as [string, string, string, string];
     const [ok, version] = await this.#ctx.op(() => this.#client.khNodeCas(this.#r, this.#all, s1, s2, s3, s4, nodeId, expectedVersion, json, state));
     if (ok !== 1) return undefined;
-    return decodeStoredNode(nodeId, json, Number(version));
+    return storedNode(record, Number(version));
   }
 
   async compareAndDelete(nodeId: string, expectedVersion: number): Promise<boolean> {

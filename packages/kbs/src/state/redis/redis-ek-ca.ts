@@ -3,30 +3,33 @@ import { IdentityStoreError } from '../../identity/errors.js';
 import { caSnapshot, certificatePem, decodeCaUpload, isSha256Hex, MAX_CA_CERTIFICATES, uploadFileName, type CaCertificate } from '../ca-certificates.js';
 import type { EkCaSnapshot, EkCaState } from '../ports.js';
 import { corrupt, type RedisContext } from './redis-connection.js';
+import { BUMP_VERSION, versionBase } from './version-counter.js';
 
 /**
  * EK CA certificates: the configured directory (read by each replica at open) plus uploads under
- * `{P:ekca}`: `:c` HASH sha256 → PEM, `:ver` version. Each process caches the parsed uploads with
+ * `{P:ekca}`: `:c` HASH sha256 → PEM, `:ver` version (from a random base, as for reference values). Each process caches the parsed uploads with
  * their version; a snapshot costs one GET and certificates are parsed only when the version moved.
  */
-const ADD_LUA = `
+/** KEYS c ver; ARGV max base sha1 pem1 ... Returns {version, addedShas} or {-1} beyond the cap. */
+const ADD_LUA = `${BUMP_VERSION}
 local added = {}
 local n = redis.call('HLEN', KEYS[1])
-for i = 2, #ARGV - 1, 2 do
+for i = 3, #ARGV - 1, 2 do
   if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then n = n + 1 end
 end
 if n > tonumber(ARGV[1]) then return {-1} end
-for i = 2, #ARGV - 1, 2 do
+for i = 3, #ARGV - 1, 2 do
   if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) == 1 then table.insert(added, ARGV[i]) end
 end
 local ver = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-if #added > 0 then ver = redis.call('INCR', KEYS[2]) end
+if #added > 0 then ver = bump(KEYS[2], ARGV[2]) end
 return {ver, added}
 `;
 
-const REMOVE_LUA = `
+/** KEYS c ver; ARGV sha base. */
+const REMOVE_LUA = `${BUMP_VERSION}
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('INCR', KEYS[2])
+bump(KEYS[2], ARGV[2])
 return 1
 `;
 
@@ -35,8 +38,8 @@ return {tonumber(redis.call('GET', KEYS[2]) or '0') or 0, redis.call('HGETALL', 
 `;
 
 interface Commands {
-  khCaAdd(c: string, ver: string, max: number, ...pairs: string[]): Promise<[number, string[]?]>;
-  khCaRemove(c: string, ver: string, sha: string): Promise<number>;
+  khCaAdd(c: string, ver: string, max: number, base: string, ...pairs: string[]): Promise<[number, string[]?]>;
+  khCaRemove(c: string, ver: string, sha: string, base: string): Promise<number>;
   khCaRead(c: string, ver: string): Promise<[number, string[]]>;
 }
 
@@ -107,7 +110,7 @@ export class RedisEkCa implements EkCaState {
       else if (!pairs.includes(c.sha256)) pairs.push(c.sha256, certificatePem(c.certificate));
     }
     if (pairs.length === 0) return { added: [], alreadyPresent };
-    const r = await this.#ctx.op(() => this.#client.khCaAdd(this.#c, this.#ver, MAX_CA_CERTIFICATES, ...pairs));
+    const r = await this.#ctx.op(() => this.#client.khCaAdd(this.#c, this.#ver, MAX_CA_CERTIFICATES, versionBase(), ...pairs));
     // SECURITY: bounded, so uploads cannot grow the trust store (and every snapshot) without limit.
     if (r[0] === -1) throw new IdentityStoreError('CA_STORE_INVALID', `the EK CA store holds at most ${MAX_CA_CERTIFICATES} certificates`);
     const addedShas = new Set(r[1] ?? []);
@@ -127,7 +130,7 @@ export class RedisEkCa implements EkCaState {
     const h = typeof sha256 === 'string' ? sha256.toLowerCase() : '';
     // SECURITY: only 64 hex characters reach the backend as a field name.
     if (!isSha256Hex(h)) throw new IdentityStoreError('CA_STORE_INVALID', 'certificate hash must be 64 hex characters');
-    return (await this.#ctx.op(() => this.#client.khCaRemove(this.#c, this.#ver, h))) === 1;
+    return (await this.#ctx.op(() => this.#client.khCaRemove(this.#c, this.#ver, h, versionBase()))) === 1;
   }
 
   /** Uploaded certificates (not the configured directory's). */

@@ -513,6 +513,11 @@ export function runStateConformance(name: string, options: StateConformanceOptio
         }
         const other = await state.rateLimits.take(`${key}:other`, rule);
         expect(other.allowed).toBe(true);
+        // Hostile keys (hash-tag braces, huge, control characters) are just other buckets.
+        for (const hostile of [`{${key}}`, `${key}\n{kh:nodes}`, 'x'.repeat(10_000) + key]) {
+          expect((await pick(1).rateLimits.take(hostile, { ratePerSec: 0.5, burst: 1 })).allowed).toBe(true);
+          expect((await pick(2).rateLimits.take(hostile, { ratePerSec: 0.5, burst: 1 })).allowed).toBe(false);
+        }
         expect(await caught(state.rateLimits.take(key, { ratePerSec: 0, burst: 1 }))).toBeInstanceOf(TypeError);
       });
 

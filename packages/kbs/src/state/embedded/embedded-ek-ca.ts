@@ -15,14 +15,16 @@ const MAX_FILES = 10_000;
  * Any file that does not decode fails the whole load (fail closed: a damaged store must not
  * silently shrink or grow the set of trusted manufacturers). An absent directory is empty.
  */
-export async function readCaDirectory(dir: string): Promise<Map<string, CaCertificate[]>> {
+export async function readCaDirectory(dir: string, options: { readonly required?: boolean } = {}): Promise<Map<string, CaCertificate[]>> {
   const files = new Map<string, CaCertificate[]>();
   let names: string[];
   try {
     names = (await readdir(dir)).filter((n) => !n.startsWith('.')).sort();
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return files;
-    throw new StateError('STATE_UNAVAILABLE', 'EK CA directory cannot be read', { cause: err });
+    // An explicitly configured directory that is missing is a configuration error (a typo must not
+    // silently empty the trust store); the default one simply has no certificates yet.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && options.required !== true) return files;
+    throw new StateError('STATE_UNAVAILABLE', `EK CA directory ${dir} cannot be read`, { cause: err });
   }
   if (names.length > MAX_FILES) throw new StateError('STATE_CORRUPT', `EK CA directory has more than ${MAX_FILES} files`);
   for (const name of names) {
@@ -66,12 +68,12 @@ export class EmbeddedEkCa implements EkCaState {
   }
 
   /**
-   * `dir`: the configured directory (read at open). `writable`: uploads are written there (embedded);
-   * otherwise they are kept in memory only (memory state).
+   * `dir`: the configured directory (read at open; `required`: it must exist). `writable`: uploads are
+   * written there (embedded); otherwise they are kept in memory only (memory state).
    */
-  static async open(dir: string | undefined, writable: boolean): Promise<EmbeddedEkCa> {
+  static async open(dir: string | undefined, writable: boolean, required = false): Promise<EmbeddedEkCa> {
     if (dir !== undefined && !path.isAbsolute(dir)) throw new TypeError('EK CA directory must be an absolute path');
-    return new EmbeddedEkCa(dir, writable, dir === undefined ? new Map() : await readCaDirectory(dir));
+    return new EmbeddedEkCa(dir, writable, dir === undefined ? new Map() : await readCaDirectory(dir, { required }));
   }
 
   async snapshot(): Promise<EkCaSnapshot> {

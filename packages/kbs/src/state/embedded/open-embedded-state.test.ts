@@ -104,6 +104,16 @@ describe('embedded state: crash leftovers and legacy data', () => {
     await again.close();
   });
 
+  it('refuses a configured EK CA directory that does not exist (a typo must not empty the trust store)', async () => {
+    const dir = path.join(root, 'ca-missing');
+    const err = await expectStateError(open(dir, { ekCaDir: path.join(dir, 'no-such-ca'), ekCaDirRequired: true }), 'STATE_UNAVAILABLE');
+    expect(err.message).toContain('no-such-ca');
+    // The default directory may be absent; the lock was released after the failure.
+    const s = await open(dir);
+    expect((await s.ekCa.snapshot()).entries).toEqual([]);
+    await s.close();
+  });
+
   it('refuses to start on a damaged legacy enrolment record (STATE_CORRUPT), and leaves it for repair', async () => {
     const dir = path.join(root, 'legacy-bad');
     const id = ekHash();

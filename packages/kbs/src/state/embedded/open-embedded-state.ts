@@ -28,6 +28,8 @@ export interface EmbeddedStateOptions {
   readonly imaCheckpointMaxNodes?: number;
   /** `[tpm] ek_ca_dir`: read at open; uploads are written here. Default `<dataDir>/ek-ca`. */
   readonly ekCaDir?: string;
+  /** `ekCaDir` was configured explicitly: it must exist (STATE_UNAVAILABLE otherwise). Default false. */
+  readonly ekCaDirRequired?: boolean;
   /** `[tpm] ek_allowlist_dir`. Default `<dataDir>/ek-allowlist`. */
   readonly ekAllowlistDir?: string;
   /** `[tpm] enrolment_dir`: legacy enrolment records, imported once into the node store. Default `<dataDir>/enrolments`. */
@@ -56,6 +58,8 @@ export interface MemoryStateOptions {
   readonly imaCheckpointMaxNodes?: number;
   /** A CA directory to read at open (uploads then stay in memory). */
   readonly ekCaDir?: string;
+  /** `ekCaDir` must exist. Default false. */
+  readonly ekCaDirRequired?: boolean;
   readonly now?: () => number;
 }
 
@@ -150,7 +154,7 @@ export async function openEmbeddedState(options: EmbeddedStateOptions): Promise<
     });
     closers.push(() => nodeStore.close());
     const referenceValues = await EmbeddedReferenceValues.open(path.join(dataDir, 'reference-values.json'));
-    const ekCa = await EmbeddedEkCa.open(ekCaDir, true);
+    const ekCa = await EmbeddedEkCa.open(ekCaDir, true, options.ekCaDirRequired === true);
     const policies = await EmbeddedPolicies.open(policyFile);
     let audit: AuditSink;
     let auditTruncatedTornBytes = 0;
@@ -210,7 +214,7 @@ export async function openMemoryState(options: MemoryStateOptions): Promise<KbsS
   const limits = checkSessionLimits(options.sessionLimits);
   const nodeStore = await JournalStore.open<NodeRecord>({ dir: undefined, name: 'nodes', codec: NODE_CODEC });
   const referenceValues = await EmbeddedReferenceValues.open(undefined);
-  const ekCa = await EmbeddedEkCa.open(options.ekCaDir === undefined ? undefined : absolute(options.ekCaDir, 'ekCaDir'), false);
+  const ekCa = await EmbeddedEkCa.open(options.ekCaDir === undefined ? undefined : absolute(options.ekCaDir, 'ekCaDir'), false, options.ekCaDirRequired === true);
   const policies = await EmbeddedPolicies.open(undefined);
   const audit = createMemoryAuditSink();
   const sessions = new MemorySessionState({ limits, ...(options.now !== undefined ? { now: options.now } : {}) });

@@ -21,6 +21,8 @@ export interface RedisStateOptions extends RedisConnectionOptions {
   readonly imaCheckpointTtlMs?: number;
   /** `[tpm] ek_ca_dir`: this replica's configured CA directory, read at open (uploads live in Redis). */
   readonly ekCaDir?: string;
+  /** `ekCaDir` was configured explicitly: it must exist (STATE_UNAVAILABLE otherwise). Default false. */
+  readonly ekCaDirRequired?: boolean;
   /** Milliseconds clock for session expiry (tests). */
   readonly now?: () => number;
 }
@@ -39,7 +41,7 @@ export interface RedisKbsState extends KbsState {
 export async function openRedisState(options: RedisStateOptions): Promise<RedisKbsState> {
   const limits = checkSessionLimits(options.sessionLimits);
   if (options.ekCaDir !== undefined && !path.isAbsolute(options.ekCaDir)) throw new TypeError('ekCaDir must be an absolute path');
-  const configuredCa = options.ekCaDir === undefined ? new Map() : await readCaDirectory(options.ekCaDir);
+  const configuredCa = options.ekCaDir === undefined ? new Map() : await readCaDirectory(options.ekCaDir, { required: options.ekCaDirRequired === true });
   const storeOptions = {
     ...(options.keyPrefix !== undefined ? { keyPrefix: options.keyPrefix } : {}),
     ...(options.operationTimeoutMs !== undefined ? { operationTimeoutMs: options.operationTimeoutMs } : {}),

@@ -567,13 +567,39 @@ export function runStateConformance(name: string, options: StateConformanceOptio
       });
     });
 
+    it('a delete racing a write of another key holds on sessions, IMA checkpoints and policies too', async () => {
+      const ima = { policyKey: 'c'.repeat(64), resetCount: 0, checkpoint: { bank: 'sha256' as const, nextIndex: 1, pcrValue: new Uint8Array(32) }, prefixChars: 1, prefixSha256: 'd'.repeat(64) };
+      const doc = (id: string) => ({ id, type: 'cel' as const, kind: 'attestation' as const, rules: { status: '"affirming"' } });
+      for (let round = 0; round < 3; round++) {
+        const [sx, sy] = [newSession(), newSession()];
+        await state.sessions.create(sx);
+        const [nx, ny] = [`race-x-${randomBytes(4).toString('hex')}`, `race-y-${randomBytes(4).toString('hex')}`];
+        await state.imaCheckpoints.set(nx, ima);
+        await state.policies.put({ kind: 'attestation', id: nx }, doc(nx));
+        await Promise.all([
+          pick(1).sessions.delete(sx.id),
+          pick(2).sessions.create(sy),
+          pick(1).imaCheckpoints.delete(nx),
+          pick(2).imaCheckpoints.set(ny, ima),
+          pick(1).policies.delete({ kind: 'attestation', id: nx }),
+          pick(2).policies.put({ kind: 'attestation', id: ny }, doc(ny)),
+        ]);
+        await expectKbsError(state.sessions.get(sx.id), 'SESSION_MISSING');
+        expect((await state.sessions.get(sy.id)).id).toBe(sy.id);
+        expect(await state.imaCheckpoints.get(nx)).toBeUndefined();
+        expect(await state.imaCheckpoints.get(ny)).toEqual(ima);
+        expect(await state.policies.get({ kind: 'attestation', id: nx })).toBeUndefined();
+        expect((await state.policies.get({ kind: 'attestation', id: ny }))?.version).toBe(1);
+      }
+    });
+
     if (persistent) {
       it('everything but memory-only state survives close and reopen', async () => {
         const scope = freshScope();
         const s = await open(scope);
         const id = ekHash();
         const h = ekHash();
-        const names = Array.from({ length: 20 }, (_, i) => `persist-${i}`);
+        const names = Array.from({ length: 50 }, (_, i) => `persist-${i}`);
         await Promise.all([
           s.nodes.compareAndSwap(id, 0, nodeInput(id)),
           ...names.map((n) => s.referenceValues.set({ [n]: [n] })),

@@ -1,9 +1,11 @@
 /**
- * Issue 10 on a standalone redis-server: `keyhold-kbs serve --workers 2` (node:cluster, one port)
- * serves flows and shares one rate-limit bucket across its workers; `keyhold-kbs migrate-state`
- * copies a populated embedded data dir into Redis (refused while the KBS holds the dir), after
- * which a KBS on Redis state serves the same enrolled and revoked nodes, reference values,
- * policies and audit trail.
+ * Issue 10 on a standalone redis-server (AOF, appendfsync always): `keyhold-kbs serve --workers 2`
+ * (node:cluster, one port) serves flows and shares one rate-limit bucket across its workers;
+ * `keyhold-kbs migrate-state` copies a populated embedded data dir into Redis (refused while the KBS
+ * holds the dir), after which a KBS on Redis state serves the same enrolled and revoked nodes,
+ * reference values, policies and audit trail; a Redis SIGKILL answers 503 with the error body
+ * (never a crash, a hang or a secret) and the same KBS recovers when Redis is back, with the
+ * sessions opened before the outage.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -16,7 +18,7 @@ import { startRedis, type RedisServer } from '@keyhold/test-harness';
 import { ekHash, parseTpm2bPublic, tpmPublicToSpkiDer } from '@keyhold/verifier';
 import { createAdminKeys, type AdminKeys } from './harness/admin-keys.js';
 import { startKbsProcess } from './harness/kbs-process.js';
-import { auth, http, variantOf } from './harness/raw-flow.js';
+import { attest, auth, buildAttestation, http, variantOf } from './harness/raw-flow.js';
 import { CLI_BIN, KBS_BIN } from './harness/repo.js';
 import { runNodeCli } from './harness/run-cli.js';
 import { splitFlow } from './harness/split-flow.js';
@@ -192,5 +194,58 @@ describe('keyhold-kbs migrate-state --from embedded --to redis', () => {
     const r = await runNodeCli(KBS_BIN, ['migrate-state', '--from', 'embedded', '--to', 'redis', '--config', cfg, '--data-dir', join(dir, 'nowhere')]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/needs a Redis/);
+  });
+});
+
+describe('a Redis outage under redis state', () => {
+  it('answers 503 StorageUnavailable on every route during the outage and recovers without a restart', async () => {
+    const dataDir = join(dir, 'outage', 'data');
+    await mkdir(dataDir, { recursive: true });
+    const kbs = await startKbsProcess({
+      dataDir,
+      adminPublicKeyFile: admin.publicKeyFile,
+      configToml: `[state]\nbackend = "redis"\nurl = "${redis.url}"\nkey_prefix = "out"\noperation_timeout_ms = 800\n`,
+    });
+    try {
+      expect((await adminPost(kbs.url, '/kbs/v0/reference-value', rvBody({ trusted_ak: [trustedAk] }))).status).toBe(200);
+      expect((await http(`${kbs.url}/kbs/v0/resource/${SECRET_PATH}`, { method: 'POST', headers: adminHeaders, body: SECRET })).status).toBe(200);
+      // A session opened before the outage.
+      const before = await auth(kbs.url);
+      expect(before.answer.status).toBe(200);
+
+      await redis.kill();
+      try {
+        const t0 = Date.now();
+        const answers = [
+          (await auth(kbs.url)).answer,
+          await http(`${kbs.url}/kbs/v0/resource/${SECRET_PATH}`, { headers: { cookie: `kbs-session-id=${before.cookie}` } }),
+          await http(`${kbs.url}/kbs/v0/admin/nodes`, { headers: adminHeaders }),
+          await adminPost(kbs.url, '/kbs/v0/reference-value', rvBody({ during_outage: ['x'] })),
+        ];
+        for (const a of answers) {
+          expect({ status: a.status, v: variantOf(a) }, a.text).toEqual({ status: 503, v: 'StorageUnavailable' });
+          expect(a.text).not.toContain(SECRET);
+        }
+        expect(Date.now() - t0).toBeLessThan(4 * 3000);
+      } finally {
+        await redis.restart();
+      }
+      // Same process: the session opened before the outage completes, and new flows work.
+      let done;
+      for (let i = 0; i < 20; i++) {
+        done = await splitFlow({ auth: kbs.url, attest: kbs.url, resource: kbs.url }, listed, SECRET_PATH);
+        if (done.secret !== undefined) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(done?.secret).toBe(SECRET);
+      expect((await http(`${kbs.url}/kbs/v0/reference-value/trusted_ak`, { headers: adminHeaders })).status).toBe(200);
+      const { ak } = await loadOrCreateAk(listedTpm, { persistentHandle: 0x81010002, persist: true });
+      const evidence = await buildAttestation(listedTpm, ak, before.nonce);
+      const resumed = await attest(kbs.url, before.cookie, evidence.body);
+      expect(resumed.status, resumed.text).toBe(200);
+      expect(kbs.proc.child.exitCode).toBeNull();
+    } finally {
+      await kbs.stop();
+    }
   });
 });

@@ -47,6 +47,8 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
   };
   try {
     if (opened.removedTempFiles.length > 0) logger.info({ files: opened.removedTempFiles.length }, 'removed temp files of interrupted writes');
+    // Not awaited: a KBS may start while Redis is down (requests answer 503 until it is back).
+    state.ping().catch((err: unknown) => logger.warn({ state: state.backend, code: (err as { code?: string }).code }, 'state backend not reachable yet; requests that need it answer 503 until it is'));
     if (state.backend === 'redis' && config.tokenSigningKeyFile === undefined) {
       // Replicas must verify each other's tokens (bearer tokens, /resource on another replica).
       logger.warn(

@@ -23,7 +23,7 @@ import { celAttestationPolicy } from '../attestation/cel-attestation-policy.js';
 import { createMetrics } from '../metrics/metrics.js';
 import { celResourcePolicy } from '../release/cel-resource-policy.js';
 import { kmsResourceStore } from '../release/kms-resource-store.js';
-import { openMemoryState, openStateAuditLog } from '../state/index.js';
+import { openMemoryState, openStateAuditLog, StateError } from '../state/index.js';
 import type { KbsState } from '../state/ports.js';
 import { earClaims, emptyVector } from '../token/ear-claims.js';
 import { EarSigner } from '../token/ear-signer.js';
@@ -326,6 +326,17 @@ describe('fail-closed and defence-in-depth checks', () => {
     const text = await res.text();
     expect(text).toMatch(/StorageUnavailable/);
     expect(text).not.toContain('ciphertext');
+  });
+
+  // SECURITY negative test: a rate-limit backend outage must not switch the limit off.
+  it('refuses /auth and admin calls with 503 when the rate-limit state cannot be reached', async () => {
+    const down = { ...state, rateLimits: { take: () => Promise.reject(new StateError('STATE_UNAVAILABLE', 'redis is down')) } };
+    const strict = createApp({ ...deps, state: down });
+    const a = await strict.request('/kbs/v0/auth', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ version: '0.4.0', tee: 'tpm', 'extra-params': {} }) });
+    expect(a.status).toBe(503);
+    expect((await detail(a)).type).toMatch(/StorageUnavailable$/);
+    const r = await strict.request('/kbs/v0/resources', { headers: { authorization: `Bearer ${await token('root')}` } });
+    expect(r.status).toBe(503);
   });
 
   it('writes one record per admin change (the handler’s own, not a second generic one)', async () => {

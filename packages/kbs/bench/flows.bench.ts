@@ -14,7 +14,7 @@
  * baseline measured in the same run (GET /healthz requests/s on the same servers and client).
  *
  *   node --import tsx packages/kbs/bench/flows.bench.ts [--concurrency 32] [--seconds 10] [--ak ecc|rsa]
- *        [--replicas 1] [--state embedded|redis] [--redis standalone|cluster] [--compare] [--profile DIR]
+ *        [--replicas 1] [--state embedded|redis] [--redis standalone|cluster] [--compare] [--warmup 2] [--profile DIR]
  *
  * Environment: BENCH_KBS_EXTRA (TOML appended to the KBS config, `\n` for newlines) and
  * BENCH_KBS_UV (UV_THREADPOOL_SIZE for the KBS processes only).
@@ -41,8 +41,11 @@ const { values } = parseArgs({
     state: { type: 'string', default: 'embedded' },
     redis: { type: 'string', default: 'standalone' },
     compare: { type: 'boolean', default: false },
+    warmup: { type: 'string', default: '2' },
   },
 });
+/** Seconds of unmeasured flows first, so every replica's JIT and caches are warm before counting. */
+const WARMUP_SECONDS = Number(values.warmup);
 const CONCURRENCY = Number(values.concurrency);
 const SECONDS = Number(values.seconds);
 const AK_ALG = values.ak === 'rsa' ? 'rsa' : 'ecc';
@@ -179,52 +182,61 @@ async function runScenario(state: 'embedded' | 'redis', replicas: number, agents
       }),
     );
 
-    const lat = { auth: [] as number[], attest: [] as number[], resource: [] as number[], flow: [] as number[] };
+    let lat: Record<'auth' | 'attest' | 'resource' | 'flow', number[]> = { auth: [] as number[], attest: [] as number[], resource: [] as number[], flow: [] as number[] };
     let flows = 0;
     const errors = new Map<string, number>();
-    const deadline = performance.now() + SECONDS * 1000;
+    const runFlows = (seconds: number) => {
+      const deadline = performance.now() + seconds * 1000;
+      return Promise.all(
+        agents.map(async ({ tpm, ak }) => {
+          while (performance.now() < deadline) {
+            const t0 = performance.now();
+            try {
+              const a = await next().request({ path: '/kbs/v0/auth', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ version: PROTOCOL_VERSION, tee: 'tpm', 'extra-params': {} }) });
+              const ch = (await a.body.json()) as { nonce: string };
+              const setCookie = a.headers['set-cookie'];
+              const cookie = /kbs-session-id=([^;]+)/.exec(Array.isArray(setCookie) ? setCookie.join(';') : (setCookie ?? ''))?.[1];
+              if (a.statusCode !== 200 || cookie === undefined) throw new Error(`auth ${a.statusCode}`);
+              const t1 = performance.now();
+              const teeKey = await generateTeeKeyPair('ec');
+              const digest = runtimeDataDigest({ nonce: ch.nonce, teePubkey: teeKey.publicJwk, additionalEvidence: '' });
+              const evidence = await collectTpmEvidence(tpm, ak, fitReportData(digest, TPM_REPORT_DATA_BYTES));
+              const body = JSON.stringify({ 'runtime-data': { nonce: ch.nonce, 'tee-pubkey': teeKey.publicJwk }, 'tee-evidence': { primary_evidence: evidence, additional_evidence: '' } });
+              const at = await next().request({ path: '/kbs/v0/attest', method: 'POST', headers: { 'content-type': 'application/json', cookie: `kbs-session-id=${cookie}` }, body });
+              await at.body.dump();
+              if (at.statusCode !== 200) throw new Error(`attest ${at.statusCode}`);
+              const t2 = performance.now();
+              const rr2 = await next().request({ path: '/kbs/v0/resource/default/key/bench', method: 'GET', headers: { cookie: `kbs-session-id=${cookie}` } });
+              const jwe = (await rr2.body.json()) as FlattenedJWE;
+              if (rr2.statusCode !== 200) throw new Error(`resource ${rr2.statusCode}`);
+              const { plaintext } = await flattenedDecrypt(jwe, teeKey.privateKey);
+              if (!Buffer.from(plaintext).equals(SECRET)) throw new Error('wrong secret');
+              const t3 = performance.now();
+              lat.auth.push(t1 - t0);
+              lat.attest.push(t2 - t1);
+              lat.resource.push(t3 - t2);
+              lat.flow.push(t3 - t0);
+              flows++;
+            } catch (err) {
+              const k = (err as Error).message;
+              errors.set(k, (errors.get(k) ?? 0) + 1);
+            }
+          }
+        }),
+      );
+    };
+    if (WARMUP_SECONDS > 0) {
+      await runFlows(WARMUP_SECONDS);
+      lat = { auth: [], attest: [], resource: [], flow: [] };
+      flows = 0;
+      // Errors are kept: a failure while warming up is still a failure.
+    }
     const kbsCpu0 = await sumCpu(procs.map((p) => p.pid));
     const threads0 = await Promise.all(procs.map((p) => threadCpuMs(p.pid)));
     const redisCpu0 = redis !== undefined ? await sumCpu(redis.pids()) : 0;
     const genCpu0 = process.cpuUsage();
     const started = performance.now();
-    await Promise.all(
-      agents.map(async ({ tpm, ak }) => {
-        while (performance.now() < deadline) {
-          const t0 = performance.now();
-          try {
-            const a = await next().request({ path: '/kbs/v0/auth', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ version: PROTOCOL_VERSION, tee: 'tpm', 'extra-params': {} }) });
-            const ch = (await a.body.json()) as { nonce: string };
-            const setCookie = a.headers['set-cookie'];
-            const cookie = /kbs-session-id=([^;]+)/.exec(Array.isArray(setCookie) ? setCookie.join(';') : (setCookie ?? ''))?.[1];
-            if (a.statusCode !== 200 || cookie === undefined) throw new Error(`auth ${a.statusCode}`);
-            const t1 = performance.now();
-            const teeKey = await generateTeeKeyPair('ec');
-            const digest = runtimeDataDigest({ nonce: ch.nonce, teePubkey: teeKey.publicJwk, additionalEvidence: '' });
-            const evidence = await collectTpmEvidence(tpm, ak, fitReportData(digest, TPM_REPORT_DATA_BYTES));
-            const body = JSON.stringify({ 'runtime-data': { nonce: ch.nonce, 'tee-pubkey': teeKey.publicJwk }, 'tee-evidence': { primary_evidence: evidence, additional_evidence: '' } });
-            const at = await next().request({ path: '/kbs/v0/attest', method: 'POST', headers: { 'content-type': 'application/json', cookie: `kbs-session-id=${cookie}` }, body });
-            await at.body.dump();
-            if (at.statusCode !== 200) throw new Error(`attest ${at.statusCode}`);
-            const t2 = performance.now();
-            const rr2 = await next().request({ path: '/kbs/v0/resource/default/key/bench', method: 'GET', headers: { cookie: `kbs-session-id=${cookie}` } });
-            const jwe = (await rr2.body.json()) as FlattenedJWE;
-            if (rr2.statusCode !== 200) throw new Error(`resource ${rr2.statusCode}`);
-            const { plaintext } = await flattenedDecrypt(jwe, teeKey.privateKey);
-            if (!Buffer.from(plaintext).equals(SECRET)) throw new Error('wrong secret');
-            const t3 = performance.now();
-            lat.auth.push(t1 - t0);
-            lat.attest.push(t2 - t1);
-            lat.resource.push(t3 - t2);
-            lat.flow.push(t3 - t0);
-            flows++;
-          } catch (err) {
-            const k = (err as Error).message;
-            errors.set(k, (errors.get(k) ?? 0) + 1);
-          }
-        }
-      }),
-    );
+    await runFlows(SECONDS);
     const elapsedS = (performance.now() - started) / 1000;
     const kbsCpuMs = (await sumCpu(procs.map((p) => p.pid))) - kbsCpu0;
     const redisCpuMs = redis !== undefined ? (await sumCpu(redis.pids())) - redisCpu0 : undefined;
@@ -274,7 +286,7 @@ function report(r: Result): void {
   out.write(`complete flows:        ${r.flows} in ${r.elapsedS.toFixed(2)} s = ${(r.flows / r.elapsedS).toFixed(1)} flows/s\n`);
   out.write(`baseline GET /healthz: ${r.baseRps.toFixed(0)} req/s (same servers, same client)\n`);
   out.write(`ratio: ${((3 * r.flows) / r.elapsedS / r.baseRps).toFixed(3)} (flow requests/s ÷ healthz req/s)\n`);
-  out.write(`errors:                ${[...r.errors].map(([k, v]) => `${k}×${v}`).join(', ') || 0}\n`);
+  out.write(`errors:                ${[...r.errors].map(([k, v]) => `${k}×${v}`).join(', ') || 0} (warm-up included)\n`);
   out.write('latency ms        p50      p95      p99\n');
   for (const [k, v] of Object.entries(r.lat)) {
     const s = v.sort((a, b) => a - b);

@@ -25,10 +25,11 @@ afterAll(async () => {
 });
 
 async function setup() {
-  const engine = createPolicyEngine({ store: createMemoryPolicyStore() });
+  const store = createMemoryPolicyStore();
+  const engine = createPolicyEngine({ store });
   const state = await openMemoryState({ sessionLimits: { maxSessions: 10, maxSessionBytes: 1 << 20 } });
   states.push(state);
-  return { engine, references: state.referenceValues, policy: celAttestationPolicy({ engine }) };
+  return { engine, references: state.referenceValues, policy: celAttestationPolicy({ engine, store }) };
 }
 
 describe('celAttestationPolicy', () => {

@@ -1,4 +1,4 @@
-import { PolicyError, type PolicyEngine } from '@keyhold/policy';
+import { PolicyError, type PolicyEngine, type PolicyStore } from '@keyhold/policy';
 import type { ReferenceSnapshot } from '../state/ports.js';
 import { emptyVector, statusOfVector, type EarStatus, type TrustworthinessVector } from '../token/ear-claims.js';
 import { defaultAttestationPolicy, type AttestationPolicy, type AttestationVerdict } from './attestation-policy.js';
@@ -6,6 +6,11 @@ import type { TeeAppraisal } from './tee-appraiser.js';
 
 export interface CelAttestationPolicyOptions {
   readonly engine: PolicyEngine;
+  /**
+   * The engine's store, to look up the active policy by its slot (one read) rather than listing
+   * every stored policy on each attestation. Without it, the engine's list is used.
+   */
+  readonly store?: Pick<PolicyStore, 'get'>;
   /** The id of the attestation policy the KBS appraises with (`[policy] attestation_policy`, default `default`). */
   readonly policyId?: string;
   /** Used while no policy is stored under `policyId` (version 0). Default: the built-in policy. */
@@ -34,7 +39,10 @@ export function celAttestationPolicy(options: CelAttestationPolicyOptions): Atte
   const fallback = options.fallback ?? defaultAttestationPolicy;
   return {
     async evaluate({ tee, appraisal, references }): Promise<AttestationVerdict> {
-      const stored = (await options.engine.listPolicies()).find((p) => p.ref.kind === 'attestation' && p.ref.id === policyId);
+      const stored =
+        options.store !== undefined
+          ? await options.store.get({ kind: 'attestation', id: policyId })
+          : (await options.engine.listPolicies()).find((p) => p.ref.kind === 'attestation' && p.ref.id === policyId);
       if (stored === undefined) {
         const v = await fallback.evaluate({ tee, appraisal, references });
         return { ...v, policyId, version: 0 };

@@ -84,7 +84,7 @@ export async function openOwnerServices(
   return {
     services,
     adminAuth,
-    attestationPolicy: celAttestationPolicy({ engine: policies, policyId: config.attestationPolicyId }),
+    attestationPolicy: celAttestationPolicy({ engine: policies, store: state.policies, policyId: config.attestationPolicyId }),
     resourcePolicy: celResourcePolicy(policies),
     /** The state (and with it the audit sink and policy store) belongs to the caller. */
     async close() {},

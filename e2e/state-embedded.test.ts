@@ -4,7 +4,7 @@
  * unrelated write stays deleted, including `trusted_ak`), all of it survives a restart, a second
  * KBS on the same data dir is refused naming the first one's pid, and `--workers` is refused.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,6 +91,14 @@ describe('one process per embedded data dir', () => {
     expect(r.stderr).toMatch(/another KBS \(pid \d+\) is using the data dir/);
     // The running KBS is unaffected.
     expect((await http(`${kbs.url}/healthz`)).status).toBe(200);
+  });
+
+  it('refuses to start when a configured ek_ca_dir does not exist (a typo must not empty the EK trust store)', async () => {
+    const cfg = join(dir, 'missing-ca.toml');
+    await writeFile(cfg, `[tpm]\nek_ca_dir = "${join(dir, 'no-such-ca-dir')}"\n`);
+    const r = await runNodeCli(KBS_BIN, ['serve', '--listen', `127.0.0.1:${await freePort()}`, '--data-dir', join(dir, 'ca-typo'), '--config', cfg], { timeoutMs: 20_000 });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/EK CA directory .*no-such-ca-dir/);
   });
 
   it('refuses --workers with embedded state', async () => {

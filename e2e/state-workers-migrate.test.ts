@@ -244,6 +244,8 @@ describe('a Redis outage under redis state', () => {
       const resumed = await attest(kbs.url, before.cookie, evidence.body);
       expect(resumed.status, resumed.text).toBe(200);
       expect(kbs.proc.child.exitCode).toBeNull();
+      // Redis state with a signing key generated in the data dir: the operator is told replicas need one key.
+      expect(kbs.proc.output()).toMatch(/every replica must use the same key/);
     } finally {
       await kbs.stop();
     }

@@ -29,12 +29,13 @@ async function openSide(config: KbsConfig, backend: Backend): Promise<KbsState> 
   const sessionLimits = { maxSessions: config.maxSessions, maxSessionBytes: config.state.maxSessionBytes };
   const id = config.tpmIdentity;
   if (backend === 'redis') {
-    return openRedisState({ ...redisConnection(config.state.redis!), sessionLimits, ekCaDir: id.ekCaDir });
+    return openRedisState({ ...redisConnection(config.state.redis!), sessionLimits, ekCaDir: id.ekCaDir, ekCaDirRequired: !id.ekCaDirIsDefault });
   }
   return openEmbeddedState({
     dataDir: config.dataDir,
     sessionLimits,
     ekCaDir: id.ekCaDir,
+    ekCaDirRequired: !id.ekCaDirIsDefault,
     ekAllowlistDir: id.ekAllowlistDir,
     enrolmentDir: id.enrolmentDir,
     auditFile: config.owners.auditFile ?? null,

@@ -24,6 +24,7 @@ export async function openConfiguredState(config: KbsConfig): Promise<OpenedStat
       ...redisConnection(config.state.redis!),
       sessionLimits,
       ekCaDir: id.ekCaDir,
+      ekCaDirRequired: !id.ekCaDirIsDefault,
     });
     return { state, auditTruncatedTornBytes: 0, removedTempFiles: [] };
   }
@@ -32,6 +33,7 @@ export async function openConfiguredState(config: KbsConfig): Promise<OpenedStat
     sessionLimits,
     imaCheckpointMaxNodes: config.tpm.measuredBoot.imaCheckpointMaxNodes,
     ekCaDir: id.ekCaDir,
+    ekCaDirRequired: !id.ekCaDirIsDefault,
     ekAllowlistDir: id.ekAllowlistDir,
     enrolmentDir: id.enrolmentDir,
     auditFile: config.owners.auditFile ?? null,

@@ -186,16 +186,24 @@ describe('credential activation and enrolment (EK trusted by the allowlist)', ()
 });
 
 describe('the session keeps only what /attest needs', () => {
-  it('stores the schema-bounded identity and decisions, never the raw extra-params', async () => {
+  it('stores digests of the identity and the expected answer and the decisions, never the raw extra-params or the secret', async () => {
     const node = await makeNode();
     const kbs = await extension();
     await kbs.state.ekAllowlist.add(node.ekHash);
     const junk = 'J'.repeat(20_000);
-    const r = await handshake(kbs, node, { extra: (e) => ({ ...e, junk, 'tpm-identity': { ...(e['tpm-identity'] as object) } }) });
+    let answer = '';
+    const r = await handshake(kbs, node, {
+      extra: (e) => ({ ...e, junk, 'tpm-identity': { ...(e['tpm-identity'] as object) } }),
+      evidence: (e) => ((answer = String(e['activated_credential'])), e),
+    });
     expect(r.appraisal.teeClaims['credential_activation']).toBe('performed');
     expect(Object.keys(r.stored ?? {})).toEqual(['hardware-identity']);
     const text = JSON.stringify(r.stored);
     expect(text).not.toContain(junk.slice(0, 100));
+    // The activation secret itself is not kept (only its digest): reading the store cannot answer for the TPM.
+    expect(answer).toMatch(/^[A-Za-z0-9+/]{40,}/);
+    expect(text).not.toContain(answer);
+    expect(text).not.toContain(Buffer.from(answer, 'base64').toString('hex'));
     expect(text.length).toBeLessThan(1024);
   });
 
@@ -205,7 +213,7 @@ describe('the session keeps only what /attest needs', () => {
     const kbs = await extension();
     await kbs.state.ekAllowlist.add(node.ekHash);
     const tamper = (patch: Record<string, unknown>): Mutate => (st) => ({ 'hardware-identity': { ...(st['hardware-identity'] as object), ...patch } });
-    for (const patch of [{ mode: 'trusted' }, { ekHash: 'not-a-hash' }, { expectedHex: 'zz' }, { extra: 1 }, { wireSha256: { ek_tpm2b_public: 'x' } }]) {
+    for (const patch of [{ mode: 'trusted' }, { ekHash: 'not-a-hash' }, { expectedSha256: 'zz' }, { extra: 1 }, { wireSha256: { ek_tpm2b_public: 'x' } }]) {
       const r = await refusal(handshake(kbs, node, { stored: tamper(patch) }));
       expect(r.code).toBe('STORAGE_UNAVAILABLE');
     }

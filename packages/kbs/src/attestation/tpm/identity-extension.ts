@@ -9,12 +9,13 @@
  *     in which case the Trustee-compatible path decides and no identity is claimed;
  *  3. a revoked node is refused (NODE_REVOKED);
  *  4. an AK already bound to this EK skips activation; any other AK gets a TPM2_MakeCredential
- *     blob for (EK public, AK name) with 32 fresh random bytes, kept in the session (the session
- *     keeps only the schema-bounded identity fields and these decisions, never raw extra-params).
+ *     blob for (EK public, AK name) with 32 fresh random bytes; the session keeps only digests (of
+ *     the named identity fields and of the expected answer) and these decisions, never raw
+ *     extra-params nor the secret itself.
  * At `/attest` (appraise), after the quote verified:
  *  5. the quote's AK must be the AK named at `/auth`, and identity fields repeated in the evidence
  *     must be the ones named at `/auth`;
- *  6. the activation answer must equal the secret (constant time); only then is the AK → EK binding
+ *  6. the activation answer must equal the secret (SHA-256 digests compared in constant time); only then is the AK → EK binding
  *     stored in the node record (compare-and-swap: a concurrent revocation wins); the node is
  *     re-checked for revocation;
  *  7. the result says `akTrusted: 'ek-bound'`, the node id (hex SHA-256 of the EK SPKI), a SPIFFE ID
@@ -96,8 +97,12 @@ const IdentityStateSchema = z.strictObject({
     })
     .optional(),
   untrustedCode: z.string().max(64).optional(),
-  /** Hex of the expected activation answer (mode `activate`). Single use: the nonce is consumed once. */
-  expectedHex: z.string().regex(/^(?:[0-9a-f]{2}){16,32}$/).optional(),
+  /**
+   * Hex SHA-256 of the expected activation answer (mode `activate`): whoever can read the session
+   * store (a backup, a read-only Redis user) still cannot answer for the TPM. Single use: the nonce
+   * is consumed once.
+   */
+  expectedSha256: HEX(64).optional(),
 });
 
 type IdentityState = z.infer<typeof IdentityStateSchema>;
@@ -199,7 +204,7 @@ export class IdentityExtension implements TpmExtension {
           encrypted_secret: Buffer.from(made.secret).toString('base64'),
         },
       },
-      state: toStore({ ...trusted, mode: 'activate', expectedHex: hex(secret) }),
+      state: toStore({ ...trusted, mode: 'activate', expectedSha256: sha256Hex(secret) }),
     };
   }
 
@@ -247,13 +252,13 @@ export class IdentityExtension implements TpmExtension {
     let activation: 'performed' | 'enrolled';
     if (state.mode === 'activate') {
       // Single use: the session's nonce was consumed (exactly once, across replicas) before this runs.
-      const expected = state.expectedHex;
+      const expected = state.expectedSha256;
       const answer = ev[ACTIVATED_CREDENTIAL_FIELD];
       // SECURITY: no answer, no binding: without it the AK may be a software key (issue 3).
       if (expected === undefined || typeof answer !== 'string' || answer.length > Math.ceil(MAX_CREDENTIAL_BYTES / 3) * 4) {
         throw fail('CREDENTIAL_ACTIVATION_FAILED', 'no credential-activation answer');
       }
-      const got = Buffer.from(canonicalBase64(answer, ACTIVATED_CREDENTIAL_FIELD));
+      const got = createHash('sha256').update(canonicalBase64(answer, ACTIVATED_CREDENTIAL_FIELD)).digest();
       const want = Buffer.from(expected, 'hex');
       // SECURITY: only the TPM holding the EK, with the named AK loaded, can recover the secret
       // (TPM2_ActivateCredential); compared in constant time so the answer cannot be guessed byte

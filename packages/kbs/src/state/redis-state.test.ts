@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { startRedis, startRedisCluster, type RedisCluster, type RedisServer } from '@keyhold/test-harness';
 import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, expectStateError, makeCaPems, newSession, nodeInput, runStateConformance } from './conformance.test-support.js';
 import { openRedisState } from './redis/open-redis-state.js';
 import { openStateAuditLog } from './state-audit-log.js';
@@ -9,11 +9,15 @@ import { openStateAuditLog } from './state-audit-log.js';
 // Durable servers: every acknowledged write is on disk before Redis answers.
 const AOF = ['--appendonly', 'yes', '--appendfsync', 'always'];
 const OPERATION_TIMEOUT_MS = 1500;
-const standalone: RedisServer = await startRedis({ args: AOF });
-const cluster: RedisCluster = await startRedisCluster({ masters: 3, args: AOF });
+// Started in hooks (not at import), so a run that filters out every test starts and leaves nothing.
+let standalone: RedisServer;
+let cluster: RedisCluster;
+beforeAll(async () => {
+  [standalone, cluster] = await Promise.all([startRedis({ args: AOF }), startRedisCluster({ masters: 3, args: AOF })]);
+}, 60_000);
 afterAll(async () => {
-  await standalone.stop();
-  await cluster.stop();
+  await standalone?.stop();
+  await cluster?.stop();
 });
 
 runStateConformance('redis standalone', {

@@ -3,8 +3,9 @@
  * the embedded state (memory + data dir) measured in the same run; then Redis standalone (a real
  * redis-server started here; `--aof` turns on appendonly with appendfsync always). For each
  * operation it prints ops/s with 32 operations in flight, this process's CPU per operation and,
- * for Redis, the redis-server's CPU per operation, and the ratio to embedded. Then the memory held
- * by pending sessions (embedded: RSS per session after GC, with a TPM-sized challenge).
+ * for Redis, the redis-server's CPU per operation, and the ratio to embedded. First, in the fresh
+ * process, the memory held by pending sessions (embedded: RSS and heap per session after GC, with a
+ * TPM-sized challenge).
  *
  *   node --expose-gc --conditions keyhold-source --import tsx packages/kbs/bench/state.bench.ts [--seconds 2] [--sessions 100000] [--aof]
  */
@@ -155,6 +156,8 @@ async function sessionMemory(): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  // First, while the heap is small: RSS growth is only meaningful in a fresh process.
+  await sessionMemory();
   const dir = await mkdtemp(join(tmpdir(), 'kh-state-bench-'));
   let redis: RedisServer | undefined;
   try {
@@ -175,7 +178,6 @@ async function main(): Promise<void> {
     await redis?.stop();
     await rm(dir, { recursive: true, force: true });
   }
-  await sessionMemory();
 }
 
 await main();

@@ -1,5 +1,5 @@
 import { decodeJwt, flattenedDecrypt } from 'jose';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import {
   ChallengeSchema,
   AttestationResponseSchema,
@@ -42,7 +42,7 @@ export interface KbsClientOptions {
   attester: Attester;
   teeKeyType?: TeeKeyType;
   initData?: InitData;
-  /** undici dispatcher (connection pool); the global one by default. */
+  /** undici dispatcher (connection pool) for Node's fetch; the global one by default. */
   dispatcher?: Dispatcher;
   /** Refresh a token this long before it expires. */
   tokenRefreshMarginMs?: number;
@@ -52,6 +52,15 @@ export interface KbsClientOptions {
 }
 
 const COOKIE = 'kbs-session-id';
+
+/** What the client needs of an HTTP answer. */
+interface KbsAnswer {
+  readonly statusCode: number;
+  readonly setCookie: string[];
+  text(): Promise<string>;
+  /** Drop the body unread. */
+  dump(): Promise<void>;
+}
 
 /**
  * A client of Trustee's KBS protocol 0.4.0: auth → attest → resource, with the session cookie, an
@@ -101,7 +110,7 @@ export class KbsClient {
     let res = await this.#call('GET', rel, { authorization: `Bearer ${token}` });
     if (res.statusCode === 401) {
       // Token or session no longer accepted: one fresh handshake, then give up.
-      await res.body.dump();
+      await res.dump();
       token = await this.attest();
       res = await this.#call('GET', rel, { authorization: `Bearer ${token}` });
     }
@@ -126,7 +135,7 @@ export class KbsClient {
     const attester = this.#opts.attester;
     const extra = (await attester.requestExtraParams?.()) ?? {};
     const authRes = await this.#call('POST', '/kbs/v0/auth', { 'content-type': 'application/json' }, JSON.stringify({ version: PROTOCOL_VERSION, tee: attester.tee, 'extra-params': extra }));
-    const cookie = cookieFrom(authRes.headers['set-cookie']);
+    const cookie = cookieFrom(authRes.setCookie);
     const challengeJson = await this.#json(authRes, '/kbs/v0/auth');
     const ch = ChallengeSchema.safeParse(challengeJson);
     if (!ch.success) throw new KbsClientError('KBS_PROTOCOL', 'challenge is malformed');
@@ -169,24 +178,47 @@ export class KbsClient {
     return tok.data.token;
   }
 
-  async #call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: string): Promise<Dispatcher.ResponseData> {
+  /**
+   * One request with Node's built-in fetch (undici inside Node: nothing to load at start-up, which
+   * matters for a CLI started once per image layer key). Redirects are not followed (a KBS never
+   * redirects; following one would send the session cookie elsewhere); the timeout covers the whole
+   * exchange, body included.
+   */
+  async #call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: string): Promise<KbsAnswer> {
+    const signal = AbortSignal.timeout(this.#opts.timeoutMs ?? 30_000);
+    let res: Response;
     try {
-      return await request(this.#base + path, {
+      res = await fetch(this.#base + path, {
         method,
         headers,
+        redirect: 'manual',
+        signal,
         ...(body !== undefined ? { body } : {}),
-        ...(this.#opts.dispatcher !== undefined ? { dispatcher: this.#opts.dispatcher } : {}),
-        headersTimeout: this.#opts.timeoutMs ?? 30_000,
-        bodyTimeout: this.#opts.timeoutMs ?? 30_000,
+        ...(this.#opts.dispatcher !== undefined ? ({ dispatcher: this.#opts.dispatcher } as object) : {}),
       });
     } catch (cause) {
-      throw new KbsClientError('KBS_UNREACHABLE', `cannot reach the KBS at ${this.#base}: ${(cause as Error).message}`, { cause });
+      throw unreachable(this.#base, cause);
     }
+    const base = this.#base;
+    return {
+      statusCode: res.status,
+      setCookie: res.headers.getSetCookie(),
+      async text() {
+        try {
+          return await res.text();
+        } catch (cause) {
+          throw unreachable(base, cause);
+        }
+      },
+      async dump() {
+        await res.body?.cancel().catch(() => undefined);
+      },
+    };
   }
 
   /** The JSON body of a 2xx answer, or the KBS's error as a typed client error. */
-  async #json(res: Dispatcher.ResponseData, what: string): Promise<unknown> {
-    const text = await res.body.text();
+  async #json(res: KbsAnswer, what: string): Promise<unknown> {
+    const text = await res.text();
     if (res.statusCode >= 200 && res.statusCode < 300) {
       try {
         return JSON.parse(text);
@@ -219,8 +251,14 @@ export class KbsClient {
   }
 }
 
-function cookieFrom(setCookie: string | string[] | undefined): string | undefined {
-  const list = setCookie === undefined ? [] : Array.isArray(setCookie) ? setCookie : [setCookie];
+function unreachable(base: string, cause: unknown): KbsClientError {
+  // fetch reports network failures as TypeError('fetch failed') with the socket error as its cause.
+  const inner = (cause as { cause?: { message?: unknown } } | null)?.cause?.message;
+  const detail = typeof inner === 'string' ? inner : (cause as Error)?.message;
+  return new KbsClientError('KBS_UNREACHABLE', `cannot reach the KBS at ${base}: ${detail}`, { cause });
+}
+
+function cookieFrom(list: readonly string[]): string | undefined {
   for (const c of list) {
     const m = new RegExp(`(?:^|;\\s*)${COOKIE}=([^;]+)`).exec(c);
     if (m !== null) return m[1];

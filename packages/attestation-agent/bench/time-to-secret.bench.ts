@@ -16,8 +16,8 @@
  *                   the TPM's own answer for the AK (its qualified name) validates.
  * Breakdown of the `bundle+ek` runs: node start (bare `node -e 0` in the same run), module load
  * (`keyhold-agent --version` minus node start), TPM (swtpm CPU time per run), network + KBS (sum
- * of the HTTP requests' durations, from undici's diagnostics channels), and the rest (agent work:
- * FFI, crypto, JSON).
+ * of the HTTP requests' durations, from node:http's diagnostics channels), and the rest (agent work:
+ * FFI, crypto, JSON). Wall times need a quiet machine; the agent's CPU time is less sensitive to load.
  */
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -39,7 +39,8 @@ const SECRET = 'time-to-secret-bench-value';
 
 /**
  * Loaded with --import into the agent process: records when node handed over (bootstrap done) and
- * the duration of every HTTP request undici made, and writes them to KH_TIMING_FILE at exit.
+ * the duration of every HTTP request (node:http's diagnostics channels: request start to response
+ * finish), and writes them with the process's CPU time to KH_TIMING_FILE at exit.
  */
 const HOOK = `data:text/javascript,${encodeURIComponent(`
 import dc from 'node:diagnostics_channel';
@@ -48,9 +49,8 @@ const hookAt = performance.now();
 const open = new Map();
 let netMs = 0;
 const done = ({ request }) => { const s = open.get(request); if (s !== undefined) { netMs += performance.now() - s; open.delete(request); } };
-dc.subscribe('undici:request:create', ({ request }) => open.set(request, performance.now()));
-dc.subscribe('undici:request:trailers', done);
-dc.subscribe('undici:request:error', done);
+dc.subscribe('http.client.request.start', ({ request }) => open.set(request, performance.now()));
+dc.subscribe('http.client.response.finish', done);
 process.on('exit', () => { const c = process.cpuUsage(); writeFileSync(process.env.KH_TIMING_FILE, JSON.stringify({ hookAt, netMs, cpuMs: (c.user + c.system) / 1000, exitAt: performance.now() })); });
 `)}`;
 

@@ -1,5 +1,5 @@
 import { decodeJwt, flattenedDecrypt } from 'jose';
-import type { Dispatcher } from 'undici';
+import type { Agent } from 'node:http';
 import {
   ChallengeSchema,
   AttestationResponseSchema,
@@ -16,6 +16,7 @@ import {
   type TeePubkey,
 } from '@keyhold/protocol';
 import { KbsClientError } from './errors.js';
+import { httpExchange, keepAliveAgent, type HttpAnswer } from './http-exchange.js';
 import { generateTeeKeyPair, type TeeKeyPair, type TeeKeyType } from './tee-key.js';
 
 /** What an attester is asked for: evidence bound to `reportData` (the runtime-data digest). */
@@ -42,8 +43,8 @@ export interface KbsClientOptions {
   attester: Attester;
   teeKeyType?: TeeKeyType;
   initData?: InitData;
-  /** undici dispatcher (connection pool) for Node's fetch; the global one by default. */
-  dispatcher?: Dispatcher;
+  /** Largest KBS answer body accepted (default 64 MiB). */
+  maxBodyBytes?: number;
   /** Refresh a token this long before it expires. */
   tokenRefreshMarginMs?: number;
   now?: () => number;
@@ -53,14 +54,6 @@ export interface KbsClientOptions {
 
 const COOKIE = 'kbs-session-id';
 
-/** What the client needs of an HTTP answer. */
-interface KbsAnswer {
-  readonly statusCode: number;
-  readonly setCookie: string[];
-  text(): Promise<string>;
-  /** Drop the body unread. */
-  dump(): Promise<void>;
-}
 
 /**
  * A client of Trustee's KBS protocol 0.4.0: auth → attest → resource, with the session cookie, an
@@ -69,6 +62,7 @@ interface KbsAnswer {
  */
 export class KbsClient {
   readonly #base: string;
+  readonly #agent: Agent;
   readonly #opts: KbsClientOptions;
   readonly #now: () => number;
   #teeKey: TeeKeyPair | undefined;
@@ -84,6 +78,7 @@ export class KbsClient {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError('KBS URL must be http(s)');
     this.#base = u.toString().replace(/\/+$/, '');
+    this.#agent = keepAliveAgent(u);
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
   }
@@ -110,7 +105,6 @@ export class KbsClient {
     let res = await this.#call('GET', rel, { authorization: `Bearer ${token}` });
     if (res.statusCode === 401) {
       // Token or session no longer accepted: one fresh handshake, then give up.
-      await res.dump();
       token = await this.attest();
       res = await this.#call('GET', rel, { authorization: `Bearer ${token}` });
     }
@@ -178,47 +172,20 @@ export class KbsClient {
     return tok.data.token;
   }
 
-  /**
-   * One request with Node's built-in fetch (undici inside Node: nothing to load at start-up, which
-   * matters for a CLI started once per image layer key). Redirects are not followed (a KBS never
-   * redirects; following one would send the session cookie elsewhere); the timeout covers the whole
-   * exchange, body included.
-   */
-  async #call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: string): Promise<KbsAnswer> {
-    const signal = AbortSignal.timeout(this.#opts.timeoutMs ?? 30_000);
-    let res: Response;
-    try {
-      res = await fetch(this.#base + path, {
-        method,
-        headers,
-        redirect: 'manual',
-        signal,
-        ...(body !== undefined ? { body } : {}),
-        ...(this.#opts.dispatcher !== undefined ? ({ dispatcher: this.#opts.dispatcher } as object) : {}),
-      });
-    } catch (cause) {
-      throw unreachable(this.#base, cause);
-    }
-    const base = this.#base;
-    return {
-      statusCode: res.status,
-      setCookie: res.headers.getSetCookie(),
-      async text() {
-        try {
-          return await res.text();
-        } catch (cause) {
-          throw unreachable(base, cause);
-        }
-      },
-      async dump() {
-        await res.body?.cancel().catch(() => undefined);
-      },
-    };
+  #call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: string): Promise<HttpAnswer> {
+    return httpExchange(this.#base + path, {
+      method,
+      headers,
+      ...(body !== undefined ? { body } : {}),
+      timeoutMs: this.#opts.timeoutMs ?? 30_000,
+      maxBodyBytes: this.#opts.maxBodyBytes ?? 64 * 1024 * 1024,
+      agent: this.#agent,
+    });
   }
 
   /** The JSON body of a 2xx answer, or the KBS's error as a typed client error. */
-  async #json(res: KbsAnswer, what: string): Promise<unknown> {
-    const text = await res.text();
+  async #json(res: HttpAnswer, what: string): Promise<unknown> {
+    const text = res.body;
     if (res.statusCode >= 200 && res.statusCode < 300) {
       try {
         return JSON.parse(text);
@@ -249,13 +216,6 @@ export class KbsClient {
                 : 'KBS_REFUSED';
     throw new KbsClientError(code, `${what}: ${detail}`, { status: res.statusCode, ...(variant !== undefined ? { variant } : {}) });
   }
-}
-
-function unreachable(base: string, cause: unknown): KbsClientError {
-  // fetch reports network failures as TypeError('fetch failed') with the socket error as its cause.
-  const inner = (cause as { cause?: { message?: unknown } } | null)?.cause?.message;
-  const detail = typeof inner === 'string' ? inner : (cause as Error)?.message;
-  return new KbsClientError('KBS_UNREACHABLE', `cannot reach the KBS at ${base}: ${detail}`, { cause });
 }
 
 function cookieFrom(list: readonly string[]): string | undefined {

@@ -10,6 +10,7 @@ import { TpmAttester } from './attester/tpm-attester.js';
 import { BootLogContributor } from './attester/boot-log-contributor.js';
 import { KbsClient } from './kbs-client/kbs-client.js';
 import { identityContributorFor, type IdentityContributor } from './attester/identity-contributor.js';
+import { EkPublicCache } from './attester/ek-public-cache.js';
 
 /** An open TPM with the agent's AK loaded, and a KBS client that attests with it. */
 export interface NodeSession {
@@ -52,7 +53,7 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
       initData = await readInitData(config.initDataFile);
       await ensureInitDataBound(tpm, initData.parsed.digest);
     }
-    identity = config.ekIdentity ? identityContributorFor(tpm, ak, config.ekAlg) : undefined;
+    identity = config.ekIdentity ? identityContributorFor(tpm, ak, config.ekAlg, new EkPublicCache(config.stateDir)) : undefined;
     const client = new KbsClient({
       url: config.url,
       attester: new TpmAttester(tpm, ak.ak, [...(identity !== undefined ? [identity] : []), new BootLogContributor({ eventLogFile: config.eventLogFile, imaLogFile: config.imaLogFile })]),

@@ -8,7 +8,8 @@
  *   cd packages/ocicrypt && pnpm run bench   (or: node --import tsx bench/image.bench.ts [--mb 256] [--reps 3])
  *
  * Prints MB/s per operation (layer bytes / wall time of the whole process, so both sides pay
- * their start-up), our in-process MB/s, peak RSS, and ours/skopeo ratios.
+ * their start-up), our in-process MB/s, peak RSS, and ours/skopeo ratios, then each figure
+ * against its target (≥ 2× skopeo's wall time, ≤ 64 MiB peak RSS).
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -202,6 +203,12 @@ async function main(): Promise<void> {
       );
     }
     console.log('ratio = skopeo time / keyhold time, whole processes (>1: keyhold faster)');
+    // Issue 11 item 7: keep ≥ 2× skopeo's wall time and peak at ≤ 64 MiB RSS on the 256 MiB layer.
+    for (const [op, k, s] of rows) {
+      const ratio = s.wallMs / k.wallMs;
+      const rss = k.maxRssKiB / 1024;
+      console.log(`target ${op}: wall ratio ${ratio.toFixed(2)} (≥ 2.00: ${ratio >= 2 ? 'met' : 'NOT met'}), peak RSS ${rss.toFixed(1)} MiB (≤ 64: ${rss <= 64 ? 'met' : 'NOT met'})`);
+    }
   } finally {
     await rm(root, { recursive: true, force: true });
   }

@@ -16,7 +16,7 @@ export { DescriptorSchema, ImageIndexSchema, ImageManifestSchema, REF_NAME_ANNOT
 export type { Descriptor, ImageIndex, ImageManifest } from './layout/descriptor.js';
 export { OciLayoutReader, MAX_MANIFEST_BYTES } from './layout/read.js';
 export { OciLayoutWriter } from './layout/write.js';
-export { DigestVerifier, DigestCounter } from './layout/verify-stream.js';
+export { DigestCheck, DigestVerifier, DigestCounter } from './layout/verify-stream.js';
 export {
   CIPHER_AES_256_CTR_HMAC_SHA256,
   SYMKEY_BYTES,
@@ -28,7 +28,8 @@ export {
   parsePublicOptions,
 } from './layer/options.js';
 export type { PrivateLayerOptions, PublicLayerOptions } from './layer/options.js';
-export { LayerEncryptStream, LayerDecryptStream } from './layer/cipher-stream.js';
+export { LayerEncryptor, LayerDecryptor, LayerEncryptStream, LayerDecryptStream } from './layer/cipher-stream.js';
+export type { ChunkTransform } from './layer/cipher-stream.js';
 export { KEYS_ANNOTATION_PREFIX, PUBOPTS_ANNOTATION, splitKeysAnnotation } from './recipients/types.js';
 export type { Recipient, Unwrapper } from './recipients/types.js';
 export { JWE_SCHEME, JWE_ANNOTATION, JWE_ENC, JWE_KEY_ALGORITHMS, jweWrap, jweUnwrap, jweRecipient, jweUnwrapper } from './recipients/jwe.js';

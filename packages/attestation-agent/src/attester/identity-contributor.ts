@@ -10,12 +10,15 @@
  * The EK is created from a TCG template (L-1 RSA 2048 / L-2 ECC P-256 / high-range H-3 ECC P-384,
  * whose PolicyOR session the device builds) on first use,
  * unless the caller passes one already loaded (e.g. the AK's parent), and flushed by close().
+ * With an {@link EkPublicCache}, naming the EK needs no EK in the TPM when the TPM's qualified name
+ * of the AK proves the cached EK is its parent; credential activation still loads the real EK.
  */
 import { EK_CERT_NV_INDEX, type TpmDevice, type TpmKey } from '../tpm/device.js';
 import { TpmError } from '../errors.js';
 import { KbsClientError } from '../kbs-client/errors.js';
 import { ekAlgOfPublic, type EkAlg } from '../tpm/templates.js';
 import type { TpmEvidenceContributor } from './tpm-attester.js';
+import type { EkPublicCache } from './ek-public-cache.js';
 
 export const IDENTITY_PARAM = 'tpm-identity';
 export const CREDENTIAL_PARAM = 'tpm-credential';
@@ -34,6 +37,8 @@ export interface IdentityContributorOptions {
   readonly ek?: TpmKey;
   /** NV index of the EK certificate (default: the TCG index for `ekAlg`). */
   readonly ekCertIndex?: number;
+  /** EK public areas kept between runs (used only when the TPM vouches for them, see EkPublicCache). */
+  readonly ekPublicCache?: EkPublicCache;
 }
 
 interface IdentityWire {
@@ -79,7 +84,7 @@ export class IdentityContributor implements TpmEvidenceContributor {
   /** The identity named to the KBS (computed once per contributor). */
   async identity(): Promise<IdentityWire> {
     if (this.#wire !== undefined) return this.#wire;
-    const ek = await this.#loadEk();
+    const ekPublic = await this.#ekPublic();
     let cert: Uint8Array | undefined;
     try {
       cert = await this.#o.tpm.readNv(this.#o.ekCertIndex ?? EK_CERT_NV_INDEX[this.#ekAlg]);
@@ -88,11 +93,23 @@ export class IdentityContributor implements TpmEvidenceContributor {
       if (!(err instanceof TpmError && err.code === 'TPM_NV_NOT_FOUND')) throw err;
     }
     this.#wire = {
-      ek_tpm2b_public: b64(ek.publicArea),
+      ek_tpm2b_public: b64(ekPublic),
       ...(cert !== undefined && cert.length > 0 ? { ek_cert: b64(cert) } : {}),
       ak_tpm2b_public: b64(this.#o.ak.publicArea),
     };
     return this.#wire;
+  }
+
+  /** The EK's public area: from the cache when the TPM vouches for it, else from the EK (then cached). */
+  async #ekPublic(): Promise<Uint8Array> {
+    const cache = this.#o.ekPublicCache;
+    if (this.#ek === undefined && cache !== undefined) {
+      const cached = await cache.lookup(this.#ekAlg, this.#o.ak);
+      if (cached !== undefined) return cached;
+    }
+    const ek = await this.#loadEk();
+    await cache?.remember(this.#ekAlg, ek, this.#o.ak);
+    return ek.publicArea;
   }
 
   async requestExtraParams(): Promise<Record<string, unknown>> {
@@ -124,8 +141,11 @@ export class IdentityContributor implements TpmEvidenceContributor {
   }
 }
 
-/** The contributor for a node session: reuses the AK's parent EK when it was made from the EK template asked for. */
-export function identityContributorFor(tpm: TpmDevice, ak: { ak: TpmKey; ek: TpmKey | undefined }, ekAlg: EkAlg): IdentityContributor {
+/**
+ * The contributor for a node session: reuses the AK's parent EK when it was made from the EK template
+ * asked for, otherwise names the EK from `ekPublicCache` when the TPM vouches for it.
+ */
+export function identityContributorFor(tpm: TpmDevice, ak: { ak: TpmKey; ek: TpmKey | undefined }, ekAlg: EkAlg, ekPublicCache?: EkPublicCache): IdentityContributor {
   const reuse = ak.ek !== undefined && ekAlgOfPublic(ak.ek.publicArea) === ekAlg;
-  return new IdentityContributor({ tpm, ak: ak.ak, ekAlg, ...(reuse ? { ek: ak.ek } : {}) });
+  return new IdentityContributor({ tpm, ak: ak.ak, ekAlg, ...(reuse ? { ek: ak.ek } : {}), ...(ekPublicCache !== undefined ? { ekPublicCache } : {}) });
 }

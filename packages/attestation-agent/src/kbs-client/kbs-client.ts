@@ -1,5 +1,5 @@
 import { decodeJwt, flattenedDecrypt } from 'jose';
-import { request, type Dispatcher } from 'undici';
+import type { Agent } from 'node:http';
 import {
   ChallengeSchema,
   AttestationResponseSchema,
@@ -16,6 +16,7 @@ import {
   type TeePubkey,
 } from '@keyhold/protocol';
 import { KbsClientError } from './errors.js';
+import { httpExchange, keepAliveAgent, type HttpAnswer } from './http-exchange.js';
 import { generateTeeKeyPair, type TeeKeyPair, type TeeKeyType } from './tee-key.js';
 
 /** What an attester is asked for: evidence bound to `reportData` (the runtime-data digest). */
@@ -42,8 +43,8 @@ export interface KbsClientOptions {
   attester: Attester;
   teeKeyType?: TeeKeyType;
   initData?: InitData;
-  /** undici dispatcher (connection pool); the global one by default. */
-  dispatcher?: Dispatcher;
+  /** Largest KBS answer body accepted (default 64 MiB). */
+  maxBodyBytes?: number;
   /** Refresh a token this long before it expires. */
   tokenRefreshMarginMs?: number;
   now?: () => number;
@@ -53,6 +54,7 @@ export interface KbsClientOptions {
 
 const COOKIE = 'kbs-session-id';
 
+
 /**
  * A client of Trustee's KBS protocol 0.4.0: auth → attest → resource, with the session cookie, an
  * ephemeral tee key (EC P-256 / ECDH-ES+A256KW by default), JWE decryption, and token reuse until it
@@ -60,6 +62,7 @@ const COOKIE = 'kbs-session-id';
  */
 export class KbsClient {
   readonly #base: string;
+  readonly #agent: Agent;
   readonly #opts: KbsClientOptions;
   readonly #now: () => number;
   #teeKey: TeeKeyPair | undefined;
@@ -75,6 +78,7 @@ export class KbsClient {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError('KBS URL must be http(s)');
     this.#base = u.toString().replace(/\/+$/, '');
+    this.#agent = keepAliveAgent(u);
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
   }
@@ -101,7 +105,6 @@ export class KbsClient {
     let res = await this.#call('GET', rel, { authorization: `Bearer ${token}` });
     if (res.statusCode === 401) {
       // Token or session no longer accepted: one fresh handshake, then give up.
-      await res.body.dump();
       token = await this.attest();
       res = await this.#call('GET', rel, { authorization: `Bearer ${token}` });
     }
@@ -126,7 +129,7 @@ export class KbsClient {
     const attester = this.#opts.attester;
     const extra = (await attester.requestExtraParams?.()) ?? {};
     const authRes = await this.#call('POST', '/kbs/v0/auth', { 'content-type': 'application/json' }, JSON.stringify({ version: PROTOCOL_VERSION, tee: attester.tee, 'extra-params': extra }));
-    const cookie = cookieFrom(authRes.headers['set-cookie']);
+    const cookie = cookieFrom(authRes.setCookie);
     const challengeJson = await this.#json(authRes, '/kbs/v0/auth');
     const ch = ChallengeSchema.safeParse(challengeJson);
     if (!ch.success) throw new KbsClientError('KBS_PROTOCOL', 'challenge is malformed');
@@ -169,24 +172,20 @@ export class KbsClient {
     return tok.data.token;
   }
 
-  async #call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: string): Promise<Dispatcher.ResponseData> {
-    try {
-      return await request(this.#base + path, {
-        method,
-        headers,
-        ...(body !== undefined ? { body } : {}),
-        ...(this.#opts.dispatcher !== undefined ? { dispatcher: this.#opts.dispatcher } : {}),
-        headersTimeout: this.#opts.timeoutMs ?? 30_000,
-        bodyTimeout: this.#opts.timeoutMs ?? 30_000,
-      });
-    } catch (cause) {
-      throw new KbsClientError('KBS_UNREACHABLE', `cannot reach the KBS at ${this.#base}: ${(cause as Error).message}`, { cause });
-    }
+  #call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: string): Promise<HttpAnswer> {
+    return httpExchange(this.#base + path, {
+      method,
+      headers,
+      ...(body !== undefined ? { body } : {}),
+      timeoutMs: this.#opts.timeoutMs ?? 30_000,
+      maxBodyBytes: this.#opts.maxBodyBytes ?? 64 * 1024 * 1024,
+      agent: this.#agent,
+    });
   }
 
   /** The JSON body of a 2xx answer, or the KBS's error as a typed client error. */
-  async #json(res: Dispatcher.ResponseData, what: string): Promise<unknown> {
-    const text = await res.body.text();
+  async #json(res: HttpAnswer, what: string): Promise<unknown> {
+    const text = res.body;
     if (res.statusCode >= 200 && res.statusCode < 300) {
       try {
         return JSON.parse(text);
@@ -219,8 +218,7 @@ export class KbsClient {
   }
 }
 
-function cookieFrom(setCookie: string | string[] | undefined): string | undefined {
-  const list = setCookie === undefined ? [] : Array.isArray(setCookie) ? setCookie : [setCookie];
+function cookieFrom(list: readonly string[]): string | undefined {
   for (const c of list) {
     const m = new RegExp(`(?:^|;\\s*)${COOKIE}=([^;]+)`).exec(c);
     if (m !== null) return m[1];

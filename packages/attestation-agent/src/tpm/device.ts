@@ -16,6 +16,12 @@ export interface TpmKey {
   readonly name: Uint8Array;
   /** Set when the key lives at a persistent handle (0x81xxxxxx). */
   readonly persistentHandle: number | undefined;
+  /**
+   * The Qualified Name the TPM reports for a persistent key (TPM2_ReadPublic): it chains the names
+   * of all its parents up to the hierarchy (TPM 2.0 Part 1, 16), so it proves which EK an AK was
+   * created under. Unset for other keys.
+   */
+  readonly qualifiedName?: Uint8Array;
 }
 
 /** An AK's wrapped private part and public area, as Esys_Create returns them under the EK. */

@@ -68,12 +68,13 @@ class TssTpmDevice implements TpmDevice {
     return s;
   }
 
-  private track(publicArea: Uint8Array, tr: number, transient: boolean, persistentHandle?: number): TpmKey {
+  private track(publicArea: Uint8Array, tr: number, transient: boolean, persistentHandle?: number, qualifiedName?: Uint8Array): TpmKey {
     const key: TpmKey = {
       alg: keyAlgOf(publicArea),
       publicArea,
       name: tpmObjectName(publicArea),
       persistentHandle,
+      ...(qualifiedName !== undefined ? { qualifiedName } : {}),
     };
     this.keys.set(key, { tr, transient });
     return key;
@@ -185,8 +186,10 @@ class TssTpmDevice implements TpmDevice {
       }
       try {
         const out: unknown[] = [null];
-        await this.esys.call('Esys_ReadPublic', [obj[0], ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, out, null, null]);
-        return this.track(this.esys.out('TPM2B_PUBLIC', out[0]), obj[0]!, false, handle);
+        const qn: unknown[] = [null];
+        await this.esys.call('Esys_ReadPublic', [obj[0], ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, out, null, qn]);
+        const qualifiedName = new TpmReader(this.esys.out('TPM2B_NAME', qn[0]), 'TPM2B_NAME').tpm2b(68);
+        return this.track(this.esys.out('TPM2B_PUBLIC', out[0]), obj[0]!, false, handle, qualifiedName);
       } catch (err) {
         await this.esys.trClose(obj[0]!);
         throw err;

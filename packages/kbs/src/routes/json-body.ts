@@ -1,24 +1,17 @@
 import type { Context } from 'hono';
 import type { z } from 'zod';
+import type { KbsEnv } from '../app-env.js';
 import { KbsError } from '../errors.js';
+import { readJsonRequest } from '../hot-path/read-body.js';
 
 /**
  * Read a JSON request body and validate it against a schema. The body must be declared JSON
- * (Hono hands validators `{}` otherwise) and must parse; failures are typed 415/400 errors whose
- * detail names the offending field but never echoes values.
+ * (Hono hands validators `{}` otherwise), fit `maxBodyBytes` and parse; failures are typed
+ * 415/413/400 errors whose detail names the offending field but never echoes values. The bytes come
+ * straight from node's request stream when the KBS runs on @hono/node-server (see hot-path/read-body).
  */
-export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
-  const ct = c.req.header('content-type') ?? '';
-  if (!/^application\/(.+\+)?json\b/i.test(ct.trim())) {
-    throw new KbsError('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json');
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(await c.req.text());
-  } catch (cause) {
-    if (cause instanceof KbsError) throw cause;
-    throw new KbsError('BAD_REQUEST', 'request body is not valid JSON', { cause });
-  }
+export async function readJsonBody<S extends z.ZodType>(c: Context<KbsEnv>, schema: S): Promise<z.output<S>> {
+  const json = await readJsonRequest(c, c.get('deps').maxBodyBytes);
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
     const first = parsed.error.issues[0];

@@ -1,6 +1,8 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { SignJWT, calculateJwkThumbprint, exportJWK, jwtVerify, type JWK, type JWTPayload } from 'jose';
+import { calculateJwkThumbprint, exportJWK, type JWK, type JWTPayload } from 'jose';
 import { KbsError } from '../errors.js';
+import { Es256CompactSigner } from '../hot-path/es256-sign.js';
+import { verifyEs256Jwt } from '../hot-path/es256-verify.js';
 
 export const EAR_PROFILE = 'tag:github.com,2024:confidential-containers/Trustee';
 export const EAR_ALG = 'ES256';
@@ -12,7 +14,11 @@ export interface EarSignerOptions {
   now?: () => number;
 }
 
-/** Issues and checks Keyhold's EAR attestation tokens (ES256, signing JWK in the header). */
+/**
+ * Issues and checks Keyhold's EAR attestation tokens (ES256, signing JWK in the header). Signing and
+ * verification run on the hot path with synchronous node:crypto (src/hot-path), proved
+ * byte-compatible with jose's `SignJWT`/`jwtVerify`; jose makes the JWKS and the thumbprint.
+ */
 export class EarSigner {
   readonly #privateKey: KeyObject;
   readonly #publicKey: KeyObject;
@@ -20,6 +26,7 @@ export class EarSigner {
   readonly #lifetimeMs: number;
   readonly #now: () => number;
   #publicJwk: JWK | undefined;
+  #jws: Es256CompactSigner | undefined;
 
   private constructor(opts: EarSignerOptions) {
     if (opts.privateKey.asymmetricKeyType !== 'ec' || opts.privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
@@ -36,6 +43,9 @@ export class EarSigner {
     const s = new EarSigner(opts);
     const jwk = await exportJWK(s.#publicKey);
     s.#publicJwk = { ...jwk, alg: EAR_ALG, use: 'sig', kid: await calculateJwkThumbprint(jwk) };
+    const pub = s.#publicJwk;
+    // The header jose's SignJWT wrote: alg, typ, the public JWK (for Trustee clients), kid.
+    s.#jws = new Es256CompactSigner(s.#privateKey, { alg: EAR_ALG, typ: 'JWT', jwk: { kty: pub.kty, crv: pub.crv, x: pub.x, y: pub.y, alg: EAR_ALG }, kid: pub.kid });
     return s;
   }
 
@@ -49,14 +59,10 @@ export class EarSigner {
   }
 
   async sign(claims: JWTPayload): Promise<string> {
+    if (this.#jws === undefined) throw new TypeError('EarSigner used before create()');
     const nowS = Math.floor(this.#now() / 1000);
-    const jwk = this.#jwk();
-    return new SignJWT(claims)
-      .setProtectedHeader({ alg: EAR_ALG, typ: 'JWT', jwk: { kty: jwk.kty!, crv: jwk.crv!, x: jwk.x!, y: jwk.y!, alg: EAR_ALG }, kid: jwk.kid! })
-      .setIssuedAt(nowS)
-      .setExpirationTime(nowS + Math.ceil(this.#lifetimeMs / 1000))
-      .setIssuer(this.#issuer)
-      .sign(this.#privateKey);
+    // Claim order as SignJWT's setIssuedAt / setExpirationTime / setIssuer produce it.
+    return this.#jws.sign({ ...claims, iat: nowS, exp: nowS + Math.ceil(this.#lifetimeMs / 1000), iss: this.#issuer });
   }
 
   /**
@@ -68,12 +74,7 @@ export class EarSigner {
     try {
       // SECURITY: verify with our own key only, and only ES256; the header's embedded `jwk` is
       // ignored, so a token signed by an attacker's key (and carrying it) is refused (key confusion).
-      const { payload } = await jwtVerify(token, this.#publicKey, {
-        algorithms: [EAR_ALG],
-        issuer: this.#issuer,
-        requiredClaims: ['exp', 'iat'],
-        currentDate: new Date(this.#now()),
-      });
+      const payload: JWTPayload = verifyEs256Jwt(token, { publicKey: this.#publicKey, issuer: this.#issuer, requiredClaims: ['exp', 'iat'], nowMs: this.#now() });
       // SECURITY: only EAR attestation tokens unlock resources, not other JWTs this key might sign.
       if (payload['eat_profile'] !== EAR_PROFILE) throw new Error('not an EAR token');
       return payload;

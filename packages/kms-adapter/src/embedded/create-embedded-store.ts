@@ -8,6 +8,7 @@ import { VersionedStore } from '../internal/versioned-store.js';
 import type { SecretStore, StoreLimits } from '../secret-store.js';
 import { VaultTransitKeyWrapper, type VaultTransitConfig } from '../vault/vault-transit-key-wrapper.js';
 import { FileDriver } from './file-driver.js';
+import type { ReadCacheOptions, RecordReadCache } from './read-cache.js';
 
 export interface EmbeddedStoreConfig extends StoreLimits {
   readonly backend: 'embedded';
@@ -25,6 +26,10 @@ export interface EmbeddedStoreConfig extends StoreLimits {
 export interface EmbeddedTestHooks {
   readonly clock?: Clock;
   readonly beforeCommit?: BeforeCommitHook;
+  /** Read-cache knobs (its clock, sizes); the clock above is not used for it (file times are real). */
+  readonly readCache?: ReadCacheOptions;
+  /** Receives the file driver's read cache (to observe it in tests). */
+  readonly onReadCache?: (cache: RecordReadCache) => void;
 }
 
 export async function createEmbeddedStore(config: EmbeddedStoreConfig, hooks: EmbeddedTestHooks = {}): Promise<SecretStore> {
@@ -34,7 +39,8 @@ export async function createEmbeddedStore(config: EmbeddedStoreConfig, hooks: Em
   const wrapper =
     config.keyWrapper ?? transit ?? new LocalKeyWrapper(await loadOrCreateMasterKey(config.masterKeyFile ?? path.join(dir, 'master.key')));
   const maxValueBytes = config.maxValueBytes ?? 1024 * 1024;
-  const driver = new FileDriver(dir, Math.ceil((maxValueBytes * 4) / 3) + 128 * 1024, hooks.beforeCommit);
+  const driver = new FileDriver(dir, Math.ceil((maxValueBytes * 4) / 3) + 128 * 1024, hooks.beforeCommit, hooks.readCache);
+  hooks.onReadCache?.(driver.readCache);
   await driver.init();
   return new VersionedStore(driver, new SealedRecordCodec(wrapper), {
     ...(config.maxValueBytes === undefined ? {} : { maxValueBytes: config.maxValueBytes }),

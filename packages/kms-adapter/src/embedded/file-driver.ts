@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, promises as fs, readdirSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, promises as fs, readdirSync, readSync, statSync, type BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { KmsError } from '../errors.js';
 import { isValidSegment, MAX_VERSION } from '../resource-name.js';
 import { fsyncDir, writeFileNoClobber, type BeforeCommitHook } from '../internal/atomic-file.js';
 import type { RecordFields } from '../internal/record-codec.js';
 import type { StorageDriver } from '../internal/versioned-store.js';
+import { RecordReadCache, type ReadCacheOptions } from './read-cache.js';
 
 const VERSION_FILE = /^([1-9][0-9]{0,8})\.rec$/;
 
@@ -26,6 +27,10 @@ const VERSION_FILE = /^([1-9][0-9]{0,8})\.rec$/;
  * normally in the page cache, so listing and reading it takes a few microseconds on the event loop,
  * where the asynchronous calls cost five thread-pool round trips (readdir, open, fstat, read, close)
  * that compete with WebCrypto for the pool. Writes stay asynchronous (they fsync).
+ *
+ * Listings and sealed records are cached (`RecordReadCache`): a read then costs one `stat` of the
+ * resource directory, which proves the cached listing current (see read-cache.ts for why that holds
+ * across store objects and processes). Writes always list afresh and drop the entry.
  */
 export class FileDriver implements StorageDriver {
   readonly backend = 'embedded' as const;
@@ -33,12 +38,19 @@ export class FileDriver implements StorageDriver {
   readonly #trash: string;
   readonly #maxRecordBytes: number;
   readonly #beforeCommit: BeforeCommitHook | undefined;
+  readonly #cache: RecordReadCache;
 
-  constructor(dir: string, maxRecordBytes: number, beforeCommit?: BeforeCommitHook) {
+  constructor(dir: string, maxRecordBytes: number, beforeCommit?: BeforeCommitHook, cache?: ReadCacheOptions) {
     this.#root = path.join(dir, 'secrets');
     this.#trash = path.join(dir, '.trash');
     this.#maxRecordBytes = maxRecordBytes;
     this.#beforeCommit = beforeCommit;
+    this.#cache = new RecordReadCache(cache);
+  }
+
+  /** The read cache, for tests. */
+  get readCache(): RecordReadCache {
+    return this.#cache;
   }
 
   async init(): Promise<void> {
@@ -72,26 +84,63 @@ export class FileDriver implements StorageDriver {
     return out.sort((a, b) => a - b);
   }
 
+  /** The resource directory's stat, undefined when it does not exist. */
+  #statDir(name: string): BigIntStats | undefined {
+    try {
+      return statSync(this.#dir(name), { bigint: true, throwIfNoEntry: false });
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  /** Version numbers for reading: the cached listing if the directory is unchanged, else a fresh one. */
+  #readableVersions(name: string): { versions: readonly number[]; st: BigIntStats | undefined } {
+    // stat first, then list: a change between the two makes the next stat differ, never the reverse.
+    const st = this.#statDir(name);
+    if (st === undefined) {
+      this.#cache.invalidate(name);
+      return { versions: [], st };
+    }
+    const cached = this.#cache.versions(name, st);
+    if (cached !== undefined) return { versions: cached, st };
+    const versions = this.#versionNumbers(name);
+    this.#cache.storeVersions(name, st, versions);
+    return { versions, st };
+  }
+
+  #readRecord(name: string, version: number, st: BigIntStats): RecordFields | undefined {
+    const hit = this.#cache.record(name, version, st);
+    if (hit !== undefined) return hit;
+    const got = this.#readSync(name, version);
+    if (got !== undefined) this.#cache.storeRecord(name, version, st, got.fields, got.bytes);
+    return got?.fields;
+  }
+
   async latestVersion(name: string): Promise<number> {
+    // Writers always list afresh (compare-and-set decisions never rest on a cache).
     return this.#versionNumbers(name).at(-1) ?? 0;
   }
 
   async readLatest(name: string): Promise<{ version: number; fields: RecordFields } | undefined> {
     // A concurrent prune in another process can remove what we just listed; look again.
     for (let i = 0; i < 3; i++) {
-      const version = this.#versionNumbers(name).at(-1) ?? 0;
-      if (version === 0) return undefined;
-      const fields = this.#readSync(name, version);
+      const { versions, st } = this.#readableVersions(name);
+      const version = versions.at(-1) ?? 0;
+      if (version === 0 || st === undefined) return undefined;
+      const fields = this.#readRecord(name, version, st);
       if (fields !== undefined) return { version, fields };
+      this.#cache.invalidate(name);
     }
     return undefined;
   }
 
   async read(name: string, version: number): Promise<RecordFields | undefined> {
-    return this.#readSync(name, version);
+    const { versions, st } = this.#readableVersions(name);
+    if (st === undefined || !versions.includes(version)) return undefined;
+    return this.#readRecord(name, version, st);
   }
 
-  #readSync(name: string, version: number): RecordFields | undefined {
+  #readSync(name: string, version: number): { fields: RecordFields; bytes: number } | undefined {
     const file = path.join(this.#dir(name), `${version}.rec`);
     let fd: number;
     try {
@@ -112,7 +161,7 @@ export class FileDriver implements StorageDriver {
         if (n === 0) break;
         got += n;
       }
-      return parseRecord(buf.toString('utf8', 0, got), name, version);
+      return { fields: parseRecord(buf.toString('utf8', 0, got), name, version), bytes: got };
     } finally {
       closeSync(fd);
     }
@@ -121,7 +170,7 @@ export class FileDriver implements StorageDriver {
   async readAll(name: string): Promise<Array<{ version: number; fields: RecordFields }>> {
     const out: Array<{ version: number; fields: RecordFields }> = [];
     for (const version of this.#versionNumbers(name)) {
-      const fields = await this.read(name, version);
+      const fields = this.#readSync(name, version)?.fields;
       if (fields !== undefined) out.push({ version, fields });
     }
     return out;
@@ -155,6 +204,7 @@ export class FileDriver implements StorageDriver {
     const dir = this.#dir(name);
     const version = expected + 1;
     if (version > MAX_VERSION) return false;
+    this.#cache.invalidate(name);
     return io(async () => {
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
       try {
@@ -173,10 +223,11 @@ export class FileDriver implements StorageDriver {
       }
       if (excess > 0) await fsyncDir(dir);
       return true;
-    });
+    }).finally(() => this.#cache.invalidate(name));
   }
 
   async remove(name: string): Promise<boolean> {
+    this.#cache.invalidate(name);
     if ((await this.latestVersion(name)) === 0) return false;
     return io(async () => {
       // Rename first (atomic), then delete at leisure: a crash never leaves half a resource visible.
@@ -190,7 +241,7 @@ export class FileDriver implements StorageDriver {
       await fsyncDir(path.dirname(this.#dir(name)));
       await fs.rm(grave, { recursive: true, force: true });
       return true;
-    });
+    }).finally(() => this.#cache.invalidate(name));
   }
 
   close(): Promise<void> {

@@ -1,13 +1,13 @@
 import { OcicryptError } from '../errors.js';
 import { wipe } from '../internal/bytes.js';
-import { LayerDecryptStream } from '../layer/cipher-stream.js';
+import { LayerDecryptor } from '../layer/cipher-stream.js';
 import { parsePrivateOptions, parsePublicOptions } from '../layer/options.js';
 import type { Descriptor } from '../layout/descriptor.js';
 import { OciLayoutReader } from '../layout/read.js';
 import { OciLayoutWriter } from '../layout/write.js';
 import { decryptedMediaType, isEncryptedMediaType, MEDIA_TYPE_OCI_MANIFEST } from '../media-types.js';
 import { PUBOPTS_ANNOTATION, type Unwrapper } from '../recipients/types.js';
-import { ProgressStream, ProgressTracker } from './progress.js';
+import { ProgressTracker } from './progress.js';
 import type { ImageResult, LayerResult, OciImageRef, ProgressListener } from './types.js';
 
 export interface DecryptImageOptions {
@@ -51,8 +51,7 @@ export async function decryptImage(opts: DecryptImageOptions): Promise<ImageResu
       progress.startLayer(i);
       const plainType = plainTypes[i];
       if (plainType === undefined) {
-        const counter = new ProgressStream(progress.add);
-        const w = await writer.writeStream(await reader.openBlob(layer), counter);
+        const w = await writer.writeBlob(reader, layer, undefined, progress.add);
         layers.push(layer);
         results.push({ index: i, mediaType: layer.mediaType, digest: w.digest, size: w.size, transformed: false });
         continue;
@@ -68,8 +67,8 @@ export async function decryptImage(opts: DecryptImageOptions): Promise<ImageResu
       let priv: ReturnType<typeof parsePrivateOptions> | undefined;
       try {
         priv = parsePrivateOptions(optsData);
-        const dec = new LayerDecryptStream({ symkey: priv.symkey, nonce: priv.nonce, hmac: pub.hmac, digest: priv.digest }, progress.add);
-        const w = await writer.writeStream(await reader.openBlob(layer), dec);
+        const dec = new LayerDecryptor({ symkey: priv.symkey, nonce: priv.nonce, hmac: pub.hmac, digest: priv.digest });
+        const w = await writer.writeBlob(reader, layer, dec, progress.add);
         const kept = Object.entries(annotations).filter(([k]) => !k.startsWith(ENC_ANNOTATION_PREFIX));
         const { annotations: _drop, ...rest } = layer;
         layers.push({ ...rest, mediaType: plainType, digest: w.digest, size: w.size, ...(kept.length > 0 ? { annotations: Object.fromEntries(kept) } : {}) });

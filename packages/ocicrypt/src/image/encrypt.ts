@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { toBase64, wipe } from '../internal/bytes.js';
 import { CIPHER_AES_256_CTR_HMAC_SHA256, encodePrivateOptions, encodePublicOptions, NONCE_BYTES, SYMKEY_BYTES } from '../layer/options.js';
-import { LayerEncryptStream } from '../layer/cipher-stream.js';
+import { LayerEncryptor } from '../layer/cipher-stream.js';
 import type { Descriptor } from '../layout/descriptor.js';
 import { OciLayoutReader } from '../layout/read.js';
 import { OciLayoutWriter } from '../layout/write.js';
@@ -50,8 +50,8 @@ export async function encryptImage(opts: EncryptImageOptions): Promise<ImageResu
       const nonce = randomBytes(NONCE_BYTES);
       let optsData: Buffer | undefined;
       try {
-        const enc = new LayerEncryptStream(symkey, nonce, progress.add);
-        const written = await writer.writeStream(await reader.openBlob(layer), enc);
+        const enc = new LayerEncryptor(symkey, nonce);
+        const written = await writer.writeBlob(reader, layer, enc, progress.add);
         optsData = encodePrivateOptions({ symkey, digest: layer.digest, nonce });
         const wrapped = new Map<string, string[]>();
         for (const r of opts.recipients) {

@@ -1,4 +1,3 @@
-import { Transform, type TransformCallback } from 'node:stream';
 import type { ProgressListener } from './types.js';
 
 /** Cumulative byte counting across layers, reported to an optional listener. */
@@ -27,20 +26,5 @@ export class ProgressTracker {
 
   #emit(): void {
     this.#listener?.({ layer: this.#layer, layers: this.#layers, bytesDone: this.#bytesDone, bytesTotal: this.#bytesTotal });
-  }
-}
-
-/** Pass-through that reports the bytes flowing by. */
-export class ProgressStream extends Transform {
-  readonly #add: (n: number) => void;
-
-  constructor(add: (n: number) => void) {
-    super();
-    this.#add = add;
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.#add(chunk.length);
-    cb(null, chunk);
   }
 }

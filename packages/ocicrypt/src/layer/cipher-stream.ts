@@ -12,80 +12,79 @@ function checkKey(symkey: Uint8Array, nonce: Uint8Array): void {
   if (nonce.byteLength !== NONCE_BYTES) throw new TypeError(`nonce must be ${NONCE_BYTES} bytes`);
 }
 
+/** A synchronous chunk transform: `update` per chunk (returns a new, exclusively owned buffer), then `final`. */
+export interface ChunkTransform {
+  update(chunk: Buffer): Buffer;
+  /** The last bytes; throws (typed) if the whole input was not acceptable. */
+  final(): Buffer;
+}
+
 /**
  * ocicrypt's layer encryption (blockcipher_aes_ctr.go): ciphertext = AES-256-CTR(symkey,
  * counter block = nonce) of the plaintext, same length; then-MAC: HMAC-SHA256 keyed with the
- * same symkey over the whole ciphertext. `hmac` is readable after the stream ends.
+ * same symkey over the whole ciphertext. `hmac` is readable after `final`.
  */
-export class LayerEncryptStream extends Transform {
+export class LayerEncryptor implements ChunkTransform {
   readonly #cipher: Cipher;
   readonly #mac: Hmac;
-  readonly #onBytes: ByteCounter | undefined;
   #tag: Buffer | undefined;
 
-  constructor(symkey: Uint8Array, nonce: Uint8Array, onBytes?: ByteCounter) {
-    super();
+  constructor(symkey: Uint8Array, nonce: Uint8Array) {
     checkKey(symkey, nonce);
     this.#cipher = createCipheriv('aes-256-ctr', symkey, nonce);
     this.#mac = createHmac('sha256', symkey);
-    this.#onBytes = onBytes;
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+  update(chunk: Buffer): Buffer {
     const ct = this.#cipher.update(chunk);
     this.#mac.update(ct);
-    this.#onBytes?.(chunk.length);
-    cb(null, ct);
+    return ct;
   }
 
-  override _flush(cb: TransformCallback): void {
+  final(): Buffer {
     const rest = this.#cipher.final();
     if (rest.length > 0) this.#mac.update(rest);
     this.#tag = this.#mac.digest();
-    cb(null, rest.length > 0 ? rest : undefined);
+    return rest;
   }
 
   get hmac(): Buffer {
-    if (this.#tag === undefined) throw new Error('LayerEncryptStream read before end of stream');
+    if (this.#tag === undefined) throw new Error('LayerEncryptor read before final()');
     return this.#tag;
   }
 }
 
 /**
- * Inverse of {@link LayerEncryptStream} with ocicrypt's checks, enforced before end of stream
- * so a consumer that renames its output only on success never publishes unauthenticated data:
- * HMAC-SHA256(symkey, ciphertext) must equal the pubopts `hmac` (constant-time compare), and
- * the plaintext must hash to the digest in the private options.
+ * Inverse of {@link LayerEncryptor} with ocicrypt's checks, enforced by `final` (before the last
+ * plaintext bytes are released, so a consumer that publishes its output only on success never
+ * publishes unauthenticated data): HMAC-SHA256(symkey, ciphertext) must equal the pubopts `hmac`
+ * (constant-time compare), and the plaintext must hash to the digest in the private options.
  */
-export class LayerDecryptStream extends Transform {
+export class LayerDecryptor implements ChunkTransform {
   readonly #decipher: Decipher;
   readonly #mac: Hmac;
   readonly #plainHash: Hash = createHash('sha256');
   readonly #expectedHmac: Buffer;
   readonly #expectedDigest: string;
-  readonly #onBytes: ByteCounter | undefined;
   #size = 0;
 
-  constructor(opts: { symkey: Uint8Array; nonce: Uint8Array; hmac: Uint8Array; digest: string }, onBytes?: ByteCounter) {
-    super();
+  constructor(opts: { symkey: Uint8Array; nonce: Uint8Array; hmac: Uint8Array; digest: string }) {
     checkKey(opts.symkey, opts.nonce);
     this.#decipher = createDecipheriv('aes-256-ctr', opts.symkey, opts.nonce);
     this.#mac = createHmac('sha256', opts.symkey);
     this.#expectedHmac = Buffer.from(opts.hmac);
     this.#expectedDigest = opts.digest;
-    this.#onBytes = onBytes;
   }
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+  update(chunk: Buffer): Buffer {
     this.#mac.update(chunk);
     const pt = this.#decipher.update(chunk);
     this.#plainHash.update(pt);
     this.#size += pt.length;
-    this.#onBytes?.(chunk.length);
-    cb(null, pt);
+    return pt;
   }
 
-  override _flush(cb: TransformCallback): void {
+  final(): Buffer {
     const rest = this.#decipher.final();
     this.#plainHash.update(rest);
     this.#size += rest.length;
@@ -95,14 +94,71 @@ export class LayerDecryptStream extends Transform {
     // blockcipher_aes_ctr.go compares with hmac.Equal before returning EOF).
     const ok = mac.length === this.#expectedHmac.length && timingSafeEqual(mac, this.#expectedHmac);
     wipe(mac);
-    if (!ok) {
-      cb(new OcicryptError('LAYER_HMAC_MISMATCH', 'layer ciphertext failed HMAC authentication'));
-      return;
-    }
+    if (!ok) throw new OcicryptError('LAYER_HMAC_MISMATCH', 'layer ciphertext failed HMAC authentication');
     // SECURITY: the plaintext must be the blob the owner encrypted (the digest travels inside the
     // wrapped, authenticated options; containers/image verifies it the same way).
     if ('sha256:' + this.#plainHash.digest('hex') !== this.#expectedDigest) {
-      cb(new OcicryptError('LAYER_DIGEST_MISMATCH', 'decrypted layer does not match the digest in its key options'));
+      throw new OcicryptError('LAYER_DIGEST_MISMATCH', 'decrypted layer does not match the digest in its key options');
+    }
+    return rest;
+  }
+
+  /** Plaintext size, valid after `final`. */
+  get size(): number {
+    return this.#size;
+  }
+}
+
+/** {@link LayerEncryptor} as a Transform stream. */
+export class LayerEncryptStream extends Transform {
+  readonly #enc: LayerEncryptor;
+  readonly #onBytes: ByteCounter | undefined;
+
+  constructor(symkey: Uint8Array, nonce: Uint8Array, onBytes?: ByteCounter) {
+    super();
+    this.#enc = new LayerEncryptor(symkey, nonce);
+    this.#onBytes = onBytes;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const ct = this.#enc.update(chunk);
+    this.#onBytes?.(chunk.length);
+    cb(null, ct);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    const rest = this.#enc.final();
+    cb(null, rest.length > 0 ? rest : undefined);
+  }
+
+  get hmac(): Buffer {
+    return this.#enc.hmac;
+  }
+}
+
+/** {@link LayerDecryptor} as a Transform stream: the checks fail the stream at its end. */
+export class LayerDecryptStream extends Transform {
+  readonly #dec: LayerDecryptor;
+  readonly #onBytes: ByteCounter | undefined;
+
+  constructor(opts: { symkey: Uint8Array; nonce: Uint8Array; hmac: Uint8Array; digest: string }, onBytes?: ByteCounter) {
+    super();
+    this.#dec = new LayerDecryptor(opts);
+    this.#onBytes = onBytes;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const pt = this.#dec.update(chunk);
+    this.#onBytes?.(chunk.length);
+    cb(null, pt);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    let rest: Buffer;
+    try {
+      rest = this.#dec.final();
+    } catch (err) {
+      cb(err as Error);
       return;
     }
     cb(null, rest.length > 0 ? rest : undefined);
@@ -110,6 +166,6 @@ export class LayerDecryptStream extends Transform {
 
   /** Plaintext size, valid after the stream ends. */
   get size(): number {
-    return this.#size;
+    return this.#dec.size;
   }
 }

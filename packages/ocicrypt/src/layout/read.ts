@@ -95,12 +95,20 @@ export class OciLayoutReader {
    * file, or its size or digest differ from the descriptor. Consume it with `pipeline`.
    */
   async openBlob(desc: Descriptor): Promise<Readable> {
-    const fh = await openRegularFile(join(this.dir, 'blobs', 'sha256', hexOf(desc.digest)), 'OCI_BLOB_NOT_FOUND', 'blob');
+    const fh = await this.openBlobHandle(desc);
     const stream = createReadStream('', { fd: fh, highWaterMark: READ_CHUNK_BYTES });
     const verifier = new DigestVerifier(desc.digest, desc.size);
     stream.on('error', (err) => verifier.destroy(new OcicryptError('OCI_BLOB_NOT_FOUND', 'blob could not be read', { cause: err })));
     verifier.on('close', () => stream.destroy());
     return stream.pipe(verifier);
+  }
+
+  /**
+   * The blob's file, opened for reading (a regular file, never a symlink, FIFO or device). The
+   * caller reads it and verifies size and digest itself (a `DigestCheck`); the caller closes it.
+   */
+  openBlobHandle(desc: Descriptor): Promise<FileHandle> {
+    return openRegularFile(join(this.dir, 'blobs', 'sha256', hexOf(desc.digest)), 'OCI_BLOB_NOT_FOUND', 'blob');
   }
 }
 

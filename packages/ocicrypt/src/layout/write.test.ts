@@ -1,8 +1,10 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LayerDecryptor, LayerEncryptor } from '../layer/cipher-stream.js';
 import { OciLayoutReader } from './read.js';
 import { OciLayoutWriter } from './write.js';
 
@@ -67,5 +69,69 @@ describe('OCI layout writing', () => {
     await writeFile(join(dir, 'important.txt'), 'x');
     await expect(OciLayoutWriter.begin(dir)).rejects.toMatchObject({ code: 'OCI_OUTPUT_EXISTS' });
     expect(await readFile(join(dir, 'important.txt'), 'utf8')).toBe('x');
+  });
+
+  describe('writeBlob (one pass, one chunk in flight)', () => {
+    const sha = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex');
+    async function layoutWith(blob: Buffer): Promise<{ reader: OciLayoutReader; desc: { mediaType: string; digest: string; size: number } }> {
+      const dir = join(root, `src-${randomBytes(4).toString('hex')}`);
+      const w = await OciLayoutWriter.begin(dir);
+      const b = await w.writeBytes(blob);
+      const m = await w.writeBytes(Buffer.from('{}'));
+      await w.commit('t', { mediaType: MANIFEST, ...m });
+      return { reader: await OciLayoutReader.open(dir), desc: { mediaType: 'application/octet-stream', ...b } };
+    }
+
+    it('encrypts and decrypts a multi-chunk blob, verifying input and releasing each written chunk', async () => {
+      const plain = randomBytes(3 * 1024 * 1024 + 17);
+      const { reader, desc } = await layoutWith(plain);
+      const key = randomBytes(32);
+      const nonce = randomBytes(16);
+      const enc = new LayerEncryptor(key, nonce);
+      const outs: Buffer[] = [];
+      const recording = { update: (c: Buffer) => { const o = enc.update(c); outs.push(o); return o; }, final: () => enc.final() };
+      let seen = 0;
+      const dir = join(root, `enc-${randomBytes(4).toString('hex')}`);
+      const w = await OciLayoutWriter.begin(dir);
+      const ct = await w.writeBlob(reader, desc, recording, (n) => (seen += n));
+      const m = await w.writeBytes(Buffer.from('{}'));
+      await w.commit('t', { mediaType: MANIFEST, ...m });
+      expect(seen).toBe(plain.length);
+      expect(ct.size).toBe(plain.length);
+      expect(outs.length).toBeGreaterThan(2);
+      // Every full chunk was written before its memory was handed back (the 17-byte tail is too
+      // small to bother).
+      expect(outs.slice(0, -1).every((o) => o.byteLength === 0)).toBe(true);
+      expect(outs.at(-1)!.byteLength).toBe(17);
+      const r2 = await OciLayoutReader.open(dir);
+      const back = join(root, `dec-${randomBytes(4).toString('hex')}`);
+      const w2 = await OciLayoutWriter.begin(back);
+      const pt = await w2.writeBlob(r2, { mediaType: 'x', ...ct }, new LayerDecryptor({ symkey: key, nonce, hmac: enc.hmac, digest: desc.digest }));
+      const m2 = await w2.writeBytes(Buffer.from('{}'));
+      await w2.commit('t', { mediaType: MANIFEST, ...m2 });
+      expect(pt.digest).toBe(sha(plain));
+      expect((await readFile(join(back, 'blobs', 'sha256', pt.digest.slice(7)))).equals(plain)).toBe(true);
+    });
+
+    it('refuses a blob that is longer, shorter or other than its descriptor, and a failed HMAC, leaving no file', async () => {
+      const blob = randomBytes(300 * 1024);
+      const { reader, desc } = await layoutWith(blob);
+      const dir = join(root, `bad-${randomBytes(4).toString('hex')}`);
+      await mkdir(dir);
+      const w = await OciLayoutWriter.begin(dir);
+      await expect(w.writeBlob(reader, { ...desc, size: desc.size - 1 })).rejects.toMatchObject({ code: 'OCI_BLOB_SIZE_MISMATCH' });
+      await expect(w.writeBlob(reader, { ...desc, size: desc.size + 1 })).rejects.toMatchObject({ code: 'OCI_BLOB_SIZE_MISMATCH' });
+      const other = { ...desc, digest: sha(Buffer.from('other')) };
+      await expect(w.writeBlob(reader, other)).rejects.toMatchObject({ code: 'OCI_BLOB_NOT_FOUND' });
+      await writeFile(join(reader.dir, 'blobs', 'sha256', other.digest.slice(7)), blob);
+      await expect(w.writeBlob(reader, other)).rejects.toMatchObject({ code: 'OCI_BLOB_DIGEST_MISMATCH' });
+      const dec = new LayerDecryptor({ symkey: randomBytes(32), nonce: randomBytes(16), hmac: randomBytes(32), digest: desc.digest });
+      await expect(w.writeBlob(reader, desc, dec)).rejects.toMatchObject({ code: 'LAYER_HMAC_MISMATCH' });
+      // Nothing but the empty blob directory is left in the staging area.
+      expect(await readdir(dirname(w.tempPath()))).toEqual(['sha256']);
+      expect(await readdir(join(dirname(w.tempPath()), 'sha256'))).toEqual([]);
+      await w.abort();
+      expect(await readdir(dir)).toEqual([]);
+    });
   });
 });

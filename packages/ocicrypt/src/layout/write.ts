@@ -1,13 +1,18 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { link, mkdir, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { OcicryptError } from '../errors.js';
 import { hexOf, OCI_LAYOUT_VERSION, REF_NAME_ANNOTATION, type Descriptor, type ImageIndex } from './descriptor.js';
+import { releaseBuffer } from '../internal/release-buffer.js';
+import type { ChunkTransform } from '../layer/cipher-stream.js';
 import { OciLayoutReader } from './read.js';
-import { DigestCounter } from './verify-stream.js';
+import { DigestCheck, DigestCounter } from './verify-stream.js';
+
+/** Read size of `writeBlob`: one buffer, reused for the whole blob. */
+const PUMP_CHUNK_BYTES = 1024 * 1024;
 
 /**
  * Write side of an OCI image layout. Nothing becomes visible at the destination until
@@ -85,6 +90,57 @@ export class OciLayoutWriter {
     return { digest: counter.digest, size: counter.size };
   }
 
+  /**
+   * Copy the blob `desc` of `reader` to a staged blob, through an optional synchronous transform
+   * (layer encryption or decryption), in one pass with one chunk in flight: a fixed read buffer,
+   * each transformed chunk written (awaited: the disk sets the pace) and then released. Memory use
+   * is a few chunks whatever the blob size. The input's size and digest are verified as it is
+   * read; the transform's `final` checks (HMAC, plaintext digest) run before the blob is staged,
+   * and any failure removes the partial file. Returns the output's digest and size.
+   */
+  async writeBlob(reader: OciLayoutReader, desc: Descriptor, transform?: ChunkTransform, onBytes?: (n: number) => void): Promise<{ digest: string; size: number }> {
+    const tmp = this.tempPath();
+    const check = new DigestCheck(desc.digest, desc.size);
+    const outHash = createHash('sha256');
+    let size = 0;
+    let src: FileHandle | undefined;
+    let out: FileHandle | undefined;
+    try {
+      src = await reader.openBlobHandle(desc);
+      out = await open(tmp, 'wx', 0o600);
+      const buf = Buffer.allocUnsafeSlow(PUMP_CHUNK_BYTES);
+      const emit = async (chunk: Buffer, owned: boolean): Promise<void> => {
+        if (chunk.length === 0) return;
+        outHash.update(chunk);
+        size += chunk.length;
+        await writeAll(out as FileHandle, chunk);
+        if (owned) releaseBuffer(chunk);
+      };
+      for (;;) {
+        const bytesRead = await readChunk(src, buf);
+        if (bytesRead === 0) break;
+        const chunk = buf.subarray(0, bytesRead);
+        check.update(chunk);
+        onBytes?.(bytesRead);
+        if (transform === undefined) await emit(chunk, false);
+        else await emit(transform.update(chunk), true);
+      }
+      check.final();
+      if (transform !== undefined) await emit(transform.final(), true);
+      await out.close();
+      out = undefined;
+    } catch (err) {
+      await out?.close().catch(() => undefined);
+      await rm(tmp, { force: true });
+      throw err;
+    } finally {
+      await src?.close().catch(() => undefined);
+    }
+    const digest = 'sha256:' + outHash.digest('hex');
+    this.adopt(tmp, digest);
+    return { digest, size };
+  }
+
   /** Stage an in-memory blob (manifest, config). */
   async writeBytes(bytes: Uint8Array): Promise<{ digest: string; size: number }> {
     const tmp = this.tempPath();
@@ -139,6 +195,21 @@ export class OciLayoutWriter {
 
   async #cleanup(): Promise<void> {
     await rm(this.#staging, { recursive: true, force: true });
+  }
+}
+
+async function writeAll(fh: FileHandle, chunk: Buffer): Promise<void> {
+  for (let off = 0; off < chunk.length; ) {
+    const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
+    off += bytesWritten;
+  }
+}
+
+async function readChunk(fh: FileHandle, buf: Buffer): Promise<number> {
+  try {
+    return (await fh.read(buf, 0, buf.length, null)).bytesRead;
+  } catch (cause) {
+    throw new OcicryptError('OCI_BLOB_NOT_FOUND', 'blob could not be read', { cause });
   }
 }
 

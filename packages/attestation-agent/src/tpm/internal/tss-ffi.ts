@@ -23,6 +23,7 @@ export type MuType =
   | 'TPM2B_ENCRYPTED_SECRET'
   | 'TPM2B_MAX_NV_BUFFER'
   | 'TPM2B_NV_PUBLIC'
+  | 'TPM2B_NAME'
   | 'TPML_PCR_SELECTION'
   | 'TPML_DIGEST'
   | 'TPML_DIGEST_VALUES'
@@ -42,6 +43,7 @@ const MU_TYPES: readonly MuType[] = [
   'TPM2B_ENCRYPTED_SECRET',
   'TPM2B_MAX_NV_BUFFER',
   'TPM2B_NV_PUBLIC',
+  'TPM2B_NAME',
   'TPML_PCR_SELECTION',
   'TPML_DIGEST',
   'TPML_DIGEST_VALUES',
@@ -77,7 +79,7 @@ const ESYS_PROTOTYPES = [
   'uint32_t Esys_CreatePrimary(void *ctx, uint32_t hierarchy, uint32_t s1, uint32_t s2, uint32_t s3, void *inSensitive, void *inPublic, void *outsideInfo, void *creationPcr, _Out_ uint32_t *obj, _Out_ void **outPublic, void *creationData, void *creationHash, void *creationTicket)',
   'uint32_t Esys_Create(void *ctx, uint32_t parent, uint32_t s1, uint32_t s2, uint32_t s3, void *inSensitive, void *inPublic, void *outsideInfo, void *creationPcr, _Out_ void **outPrivate, _Out_ void **outPublic, void *creationData, void *creationHash, void *creationTicket)',
   'uint32_t Esys_Load(void *ctx, uint32_t parent, uint32_t s1, uint32_t s2, uint32_t s3, void *inPrivate, void *inPublic, _Out_ uint32_t *obj)',
-  'uint32_t Esys_ReadPublic(void *ctx, uint32_t obj, uint32_t s1, uint32_t s2, uint32_t s3, _Out_ void **outPublic, void *name, void *qualifiedName)',
+  'uint32_t Esys_ReadPublic(void *ctx, uint32_t obj, uint32_t s1, uint32_t s2, uint32_t s3, _Out_ void **outPublic, void *name, _Out_ void **qualifiedName)',
   'uint32_t Esys_TR_FromTPMPublic(void *ctx, uint32_t tpmHandle, uint32_t s1, uint32_t s2, uint32_t s3, _Out_ uint32_t *obj)',
   'uint32_t Esys_TR_Close(void *ctx, _Inout_ uint32_t *obj)',
   'uint32_t Esys_FlushContext(void *ctx, uint32_t obj)',

@@ -8,7 +8,7 @@ import { AgentError } from './errors.js';
 import { collectTpmEvidence } from './evidence/tpm-evidence.js';
 import { KbsClientError } from './kbs-client/errors.js';
 import { openNodeSession, type NodeSession } from './node-session.js';
-import { tpm2bPublicToSpkiDer } from './tpm/public-key.js';
+import { tpm2bPublicToSpkiDer } from './tpm/public-area.js';
 import type { TpmDevice } from './tpm/device.js';
 
 export interface AgentIo {

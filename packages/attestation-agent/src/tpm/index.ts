@@ -7,7 +7,6 @@ export type { SoftwareTpmOptions } from './software-tpm.js';
 export { loadOrCreateAk } from './ak-store.js';
 export type { LoadAkOptions, LoadedAk } from './ak-store.js';
 export { ekTemplate, akTemplate, EK_AUTH_POLICY, EK_HIGH_RANGE_POLICY_SHA384 } from './templates.js';
-export { parseTpm2bPublic, tpm2bPublicToSpkiDer, tpmObjectName } from './public-key.js';
-export type { TpmPublicInfo } from './public-key.js';
+export { tpm2bPublicToSpkiDer } from './public-area.js';
 export { decodeUnverifiedQuoteAttest, parseTpmtSignature } from './quote-format.js';
 export type { QuoteAttest, PcrSelection, TpmSignature } from './quote-format.js';

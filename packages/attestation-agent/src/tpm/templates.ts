@@ -1,3 +1,4 @@
+import type { TpmHashName } from '@keyhold/verifier';
 import { TpmWriter } from './internal/tpm-bytes.js';
 import { TPM_ALG, TPM_ECC_NIST_P256, TPM_ECC_NIST_P384 } from './internal/tpm-alg.js';
 
@@ -152,9 +153,9 @@ const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equ
  * The policy session an EK made from one of our templates needs, found from its nameAlg and
  * authPolicy; undefined for any other key (the caller refuses it).
  */
-export function ekPolicyOf(nameAlg: number, authPolicy: Uint8Array): EkPolicy | undefined {
-  if (nameAlg === TPM_ALG.SHA256 && equalBytes(authPolicy, EK_AUTH_POLICY)) return { hashAlg: TPM_ALG.SHA256 };
-  if (nameAlg === TPM_ALG.SHA384 && equalBytes(authPolicy, EK_HIGH_RANGE_POLICY_SHA384)) {
+export function ekPolicyOf(nameAlg: TpmHashName, authPolicy: Uint8Array): EkPolicy | undefined {
+  if (nameAlg === 'sha256' && equalBytes(authPolicy, EK_AUTH_POLICY)) return { hashAlg: TPM_ALG.SHA256 };
+  if (nameAlg === 'sha384' && equalBytes(authPolicy, EK_HIGH_RANGE_POLICY_SHA384)) {
     return { hashAlg: TPM_ALG.SHA384, orBranches: [EK_POLICY_A_SHA384, EK_POLICY_C_SHA384] };
   }
   return undefined;

@@ -8,7 +8,7 @@ import { readNvIndex } from './internal/nv-read.js';
 import { readPcrBank } from './internal/pcr-read.js';
 import { listTransientHandles } from './internal/transient-handles.js';
 import { akTemplate, ekPolicyOf, ekTemplate, type EkAlg, type EkPolicy, type KeyAlg } from './templates.js';
-import { parseTpm2bPublic, tpmObjectName } from './public-key.js';
+import { decodePublicArea, publicAreaName } from './public-area.js';
 
 /** TCTI string tpm2-tools uses by default. */
 export const DEFAULT_TCTI = 'device:/dev/tpmrm0';
@@ -45,12 +45,12 @@ export async function openTpmDevice(options: OpenTpmDeviceOptions = {}): Promise
 }
 
 function keyAlgOf(publicArea: Uint8Array): KeyAlg {
-  return parseTpm2bPublic(publicArea).type;
+  return decodePublicArea(publicArea).type;
 }
 
 /** The policy session an EK needs (PolicySecret, or PolicySecret + PolicyOR for high-range EKs). */
 function ekPolicy(ek: TpmKey): EkPolicy {
-  const info = parseTpm2bPublic(ek.publicArea);
+  const info = decodePublicArea(ek.publicArea);
   const policy = ekPolicyOf(info.nameAlg, info.authPolicy);
   // Programmer misuse: only EKs made from our templates (createEk) are parents / activation keys here.
   if (policy === undefined) throw new TypeError('ek is not an EK made from a TCG EK template');
@@ -72,7 +72,7 @@ class TssTpmDevice implements TpmDevice {
     const key: TpmKey = {
       alg: keyAlgOf(publicArea),
       publicArea,
-      name: tpmObjectName(publicArea),
+      name: publicAreaName(publicArea),
       persistentHandle,
     };
     this.keys.set(key, { tr, transient });

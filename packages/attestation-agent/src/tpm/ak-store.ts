@@ -79,7 +79,8 @@ async function readStored(stateDir: string, alg: KeyAlg): Promise<AkBlob | undef
   return parseStoredAk(alg, new Uint8Array(priv), new Uint8Array(pub));
 }
 
-async function writeAtomic0600(path: string, data: Uint8Array): Promise<void> {
+/** Write `data` to `path` with mode 0600 atomically (temporary file, then rename). */
+export async function writeAtomic0600(path: string, data: Uint8Array): Promise<void> {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     await writeFile(tmp, data, { mode: 0o600, flag: 'wx' });

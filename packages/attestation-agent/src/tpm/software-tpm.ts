@@ -213,6 +213,22 @@ export function createSoftwareTpm(options: SoftwareTpmOptions = {}): TpmDevice {
       return activateCredentialRsa(e.privateKey, ak.name, credentialBlob, encryptedSecret);
     },
 
+    async createUnderSrk() {
+      throw new TpmError('TPM_UNSUPPORTED', 'the software TPM has no storage hierarchy: TPM-resident tee keys need a TPM');
+    },
+
+    async certify() {
+      throw new TpmError('TPM_UNSUPPORTED', 'the software TPM has no storage hierarchy: TPM-resident tee keys need a TPM');
+    },
+
+    async rsaDecrypt() {
+      throw new TpmError('TPM_UNSUPPORTED', 'the software TPM has no storage hierarchy: TPM-resident tee keys need a TPM');
+    },
+
+    async ecdhZGen() {
+      throw new TpmError('TPM_UNSUPPORTED', 'the software TPM has no storage hierarchy: TPM-resident tee keys need a TPM');
+    },
+
     async flushKey(key) {
       loaded.delete(key);
     },

@@ -94,6 +94,11 @@ export class EsysContext {
     return fromEsysStruct(this.lib, type, ptr);
   }
 
+  /** Like {@link out}, for outputs that carry secrets (decrypted keys, shared secrets). */
+  outSecret(type: MuType, ptr: unknown): Uint8Array {
+    return fromEsysStruct(this.lib, type, ptr, true);
+  }
+
   /** Release an ESAPI-allocated output we do not need. */
   free(ptr: unknown): void {
     if (ptr !== null && ptr !== undefined) this.lib.free(ptr);
@@ -152,6 +157,35 @@ export class EsysContext {
         for (const d of branches) list.tpm2b(d);
         await this.call('Esys_PolicyOR', [handle, ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, this.in('TPML_DIGEST', list.finish())]);
       }
+    } catch (err) {
+      await this.flush(handle).catch(() => undefined);
+      throw err;
+    }
+    return handle;
+  }
+
+  /**
+   * A policy session of `hashAlg` (the key's nameAlg) with TPM2_PolicyPCR over the current values of
+   * the selected PCRs (an empty pcrDigest: the TPM hashes what the PCRs hold now). The caller must
+   * flush it.
+   */
+  async pcrPolicySession(hashAlg: number, pcrSelection: Uint8Array): Promise<number> {
+    const session = [0];
+    await this.call('Esys_StartAuthSession', [
+      ESYS_TR.NONE,
+      ESYS_TR.NONE,
+      ESYS_TR.NONE,
+      ESYS_TR.NONE,
+      ESYS_TR.NONE,
+      null,
+      TPM2_SE_POLICY,
+      this.in('TPMT_SYM_DEF', SYM_NULL),
+      hashAlg,
+      session,
+    ]);
+    const handle = session[0]!;
+    try {
+      await this.call('Esys_PolicyPCR', [handle, ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, this.in('TPM2B_DIGEST', Uint8Array.of(0, 0)), this.in('TPML_PCR_SELECTION', pcrSelection)]);
     } catch (err) {
       await this.flush(handle).catch(() => undefined);
       throw err;

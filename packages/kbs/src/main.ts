@@ -9,6 +9,7 @@ import type { KbsConfig } from './config.js';
 import { TpmAppraiser } from './attestation/tpm/tpm-appraiser.js';
 import { MeasuredBootExtension } from './attestation/tpm/measured-boot-extension.js';
 import { ImaExtension } from './attestation/tpm/ima-extension.js';
+import { TeeKeyResidencyExtension } from './attestation/tpm/tee-key-residency-extension.js';
 import { InMemoryImaCheckpointStore } from './attestation/tpm/ima-checkpoint-store.js';
 import { openIdentity } from './attestation/tpm/identity-services.js';
 import { ReferenceValueStore } from './reference-values/reference-value-store.js';
@@ -61,7 +62,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
     }),
   ];
   const identity = await openIdentity(config.tpmIdentity, { trustedAkList: config.tpm.trustedAkList });
-  const tpm = new TpmAppraiser({ trustedAkList: config.tpm.trustedAkList, extensions: [identity.extension, ...measuredBootExtensions] });
+  const tpm = new TpmAppraiser({ trustedAkList: config.tpm.trustedAkList, extensions: [identity.extension, ...measuredBootExtensions, new TeeKeyResidencyExtension()] });
   const deps: KbsDeps = {
     sessions,
     signer,

@@ -12,6 +12,8 @@ export interface TeeAppraisalInput {
   session: Session;
   references: ReferenceValueStore;
   now: Date;
+  /** The runtime data's `tee-pubkey` (what `expectedReportData` binds; secrets are wrapped to it). */
+  teePubkey?: unknown;
 }
 
 export interface TeeAppraisal {

@@ -69,6 +69,7 @@ export class TpmAppraiser implements TeeAppraiser {
           references: input.references,
           now: input.now,
           initDataBound: input.initDataDigest !== undefined,
+          ...(input.teePubkey !== undefined ? { teePubkey: input.teePubkey } : {}),
         });
       } catch (err) {
         throw asAttestationFailure(err);

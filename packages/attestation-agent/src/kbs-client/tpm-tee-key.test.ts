@@ -4,7 +4,8 @@
  * TPM2_ECDH_ZGen, sealed with PolicyPCR, cached — and cross-checked with tpm2-tools on the same TPM.
  */
 import { execFile } from 'node:child_process';
-import { createDecipheriv, randomBytes } from 'node:crypto';
+import { constants, createDecipheriv, publicEncrypt, randomBytes } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +13,7 @@ import { promisify } from 'node:util';
 import { FlattenedEncrypt, importJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSwtpm, type RunningSwtpm } from '@keyhold/test-harness';
-import { appraiseTpmEvidence, verifyTeeKeyCertification } from '@keyhold/verifier';
+import { appraiseTpmEvidence, parseTpm2bPublic, tpmPublicToKeyObject, verifyTeeKeyCertification } from '@keyhold/verifier';
 import type { ResourceResponse } from '@keyhold/protocol';
 import { TpmError } from '../errors.js';
 import { collectTpmEvidence } from '../evidence/tpm-evidence.js';
@@ -62,6 +63,58 @@ async function errorOf(p: Promise<unknown>): Promise<{ code?: string; message: s
   );
   expect(err).toBeInstanceOf(Error);
   return err as { code?: string; message: string };
+}
+
+/**
+ * A TCP relay in front of a swtpm (command port and control port = command port + 1, as the swtpm
+ * TCTI expects) that records every byte the TPM sends back. It runs in a worker thread: tpm2-tss
+ * initialises its TCTI synchronously on this thread, so a relay on this event loop would deadlock.
+ */
+const RELAY = `
+const { createServer, connect } = require('node:net');
+const { parentPort, workerData } = require('node:worker_threads');
+const chunks = [];
+const relay = (to) => createServer((client) => {
+  const upstream = connect(to, '127.0.0.1');
+  client.on('data', (d) => upstream.write(d));
+  upstream.on('data', (d) => { chunks.push(Buffer.from(d)); client.write(d); });
+  client.on('close', () => upstream.destroy());
+  upstream.on('close', () => client.destroy());
+  client.on('error', () => upstream.destroy());
+  upstream.on('error', () => client.destroy());
+});
+const listen = (srv, port) => new Promise((resolve) => { srv.once('error', () => resolve(false)); srv.listen(port, '127.0.0.1', () => resolve(true)); });
+(async () => {
+  for (;;) {
+    const cmd = relay(workerData.port);
+    const ctrl = relay(workerData.ctrlPort);
+    if (!(await listen(cmd, 0))) continue;
+    const port = cmd.address().port;
+    if (port < 65535 && (await listen(ctrl, port + 1))) {
+      parentPort.on('message', () => parentPort.postMessage(Buffer.concat(chunks)));
+      parentPort.postMessage(port);
+      return;
+    }
+    cmd.close();
+  }
+})();
+`;
+
+async function recordingRelay(target: RunningSwtpm): Promise<{ tcti: string; fromTpm: () => Promise<Buffer>; close: () => Promise<number> }> {
+  const worker = new Worker(RELAY, { eval: true, workerData: { port: target.port, ctrlPort: target.ctrlPort } });
+  const port = await new Promise<number>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  return {
+    tcti: `swtpm:host=127.0.0.1,port=${port}`,
+    fromTpm: () =>
+      new Promise<Buffer>((resolve) => {
+        worker.once('message', (b: Uint8Array) => resolve(Buffer.from(b)));
+        worker.postMessage('dump');
+      }),
+    close: () => worker.terminate(),
+  };
 }
 
 beforeAll(async () => {
@@ -160,6 +213,36 @@ describe('TPM-resident tee keys on swtpm', () => {
     const files = await readdir(cacheDir);
     expect(files).toHaveLength(1);
     expect(await readFile(join(cacheDir, files[0]!), 'utf8')).not.toContain(Buffer.from(SECRET).toString('base64'));
+  });
+
+  it('the unwrapped key never crosses the TPM interface in clear (salted session encrypts the response)', async () => {
+    const relay = await recordingRelay(a);
+    try {
+      const d = await openTpmDevice({ tcti: relay.tcti });
+      try {
+        const ak = await loadOrCreateAk(d, { persistentHandle: AK_HANDLE, persist: true });
+        const known = new Uint8Array(randomBytes(32));
+        // Control: an unencrypted answer (GetRandom) is visible to the relay.
+        const random = await d.getRandom(32);
+        for (const [alg, sealToPcrs] of [['rsa', []], ['rsa', [0]]] as const) {
+          const key = await new TpmTeeKeySource({ tpm: d, ak: ak.ak, alg, sealToPcrs }).create();
+          const rsa = tpmPublicToKeyObject(parseTpm2bPublic(key.stored.blob.publicArea));
+          const c = publicEncrypt({ key: rsa, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, known);
+          expect(await d.rsaDecrypt(key.stored.blob, c, sealToPcrs.length > 0 ? { bank: 'sha256', indices: sealToPcrs } : undefined)).toEqual(known);
+        }
+        const ecc = await new TpmTeeKeySource({ tpm: d, ak: ak.ak, alg: 'ecc' }).create();
+        expect(await ecc.decrypt(await jweTo(ecc, 'ECDH-ES'))).toEqual(SECRET);
+        await ak.release();
+        const seen = await relay.fromTpm();
+        expect(seen.includes(Buffer.from(random))).toBe(true);
+        expect(seen.includes(Buffer.from(known))).toBe(false);
+        expect(seen.includes(Buffer.from(known.subarray(0, 8)))).toBe(false);
+      } finally {
+        await d.close();
+      }
+    } finally {
+      await relay.close();
+    }
   });
 
   it('another TPM cannot load the key: a JWE captured in transit stays closed', async () => {

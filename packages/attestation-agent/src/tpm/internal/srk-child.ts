@@ -2,7 +2,9 @@
  * Keys under the storage root key (SRK): create one from a template, and certify / decrypt /
  * agree with one. The SRK (TCG ECC P-256 template) is derived for each operation and flushed as
  * soon as the child is loaded; the child is flushed when the operation ends, so nothing stays in
- * the TPM between calls (a TPM without a resource manager has three object slots).
+ * the TPM between calls (a TPM without a resource manager has three object slots). Decryptions
+ * and key agreements run with a session salted with the SRK that encrypts the TPM's answer, so
+ * the unwrapped key never crosses the TPM interface in clear.
  * Callers hold the EsysContext exclusively.
  */
 import { TpmError } from '../../errors.js';
@@ -86,35 +88,47 @@ export async function createSrkChild(esys: EsysContext, template: Uint8Array): P
   }
 }
 
-/** Load a child under a fresh SRK (flushed right after), run `fn` with its handle, flush it. */
-async function withLoadedChild<T>(esys: EsysContext, key: SrkChildBlob, fn: (obj: number) => Promise<T>): Promise<T> {
+/**
+ * How a key operation is authorised: `certify` runs the ADMIN role by the empty auth value; `use`
+ * runs the USER role by the empty auth value plus a salted session that encrypts the response, or —
+ * for a sealed key — by one salted policy session (PolicyPCR) that also encrypts the response.
+ */
+type ChildAuth = { readonly kind: 'certify' } | { readonly kind: 'use'; readonly policy: PcrPolicy | undefined };
+
+/** Session handles for the command's three authorisation slots. */
+type Sessions = readonly [number, number, number];
+
+/**
+ * Load a child under a fresh SRK; while the SRK is loaded, start the session `auth` needs, salted
+ * with it; flush the SRK; run `fn` with the child's handle and the sessions; flush them all.
+ */
+async function withLoadedChild<T>(esys: EsysContext, key: SrkChildBlob, auth: ChildAuth, fn: (obj: number, sessions: Sessions) => Promise<T>): Promise<T> {
   // Hostile blobs (e.g. a tampered cache file) are refused by the unmarshalling and by the TPM's
   // integrity check of the private part against the public one (TPM 2.0 Part 1 §23.4).
   const inPrivate = esys.in('TPM2B_PRIVATE', key.privateBlob);
   const inPublic = esys.in('TPM2B_PUBLIC', key.publicArea);
-  const srk = await createSrk(esys);
+  let session: number | undefined;
   const obj = [0];
+  const srk = await createSrk(esys);
   try {
+    if (auth.kind === 'use') {
+      // The session's hash must be the key's nameAlg for a policy digest to match the authPolicy.
+      const hashAlg = hashAlgOfName(decodePublicArea(key.publicArea).nameAlg);
+      if (hashAlg === undefined) throw new TpmError('TPM_UNSUPPORTED', 'the key nameAlg cannot run a session');
+      session = await esys.encryptingSession(srk, auth.policy === undefined ? 'hmac' : 'policy', hashAlg);
+      if (auth.policy !== undefined) await esys.policyPcr(session, pcrSelectionBytes(auth.policy.bank, auth.policy.indices));
+    }
     await esys.call('Esys_Load', [srk, ESYS_TR.PASSWORD, ESYS_TR.NONE, ESYS_TR.NONE, inPrivate, inPublic, obj]);
+  } catch (err) {
+    if (session !== undefined) await esys.flush(session).catch(() => undefined);
+    throw err;
   } finally {
     await esys.flush(srk).catch(() => undefined);
   }
+  const sessions: Sessions =
+    auth.kind === 'certify' ? [ESYS_TR.PASSWORD, ESYS_TR.PASSWORD, ESYS_TR.NONE] : auth.policy === undefined ? [ESYS_TR.PASSWORD, session!, ESYS_TR.NONE] : [session!, ESYS_TR.NONE, ESYS_TR.NONE];
   try {
-    return await fn(obj[0]!);
-  } finally {
-    await esys.flush(obj[0]!).catch(() => undefined);
-  }
-}
-
-/** Authorise a key's USER role: its empty auth value, or a PolicyPCR session (flushed after). */
-async function withKeyAuth<T>(esys: EsysContext, key: SrkChildBlob, policy: PcrPolicy | undefined, fn: (session: number) => Promise<T>): Promise<T> {
-  if (policy === undefined) return fn(ESYS_TR.PASSWORD);
-  // The session's hash must be the key's nameAlg for its policy digest to match the authPolicy.
-  const hashAlg = hashAlgOfName(decodePublicArea(key.publicArea).nameAlg);
-  if (hashAlg === undefined) throw new TpmError('TPM_UNSUPPORTED', 'the key nameAlg cannot run a policy session');
-  const session = await esys.pcrPolicySession(hashAlg, pcrSelectionBytes(policy.bank, policy.indices));
-  try {
-    return await fn(session);
+    return await fn(obj[0]!, sessions);
   } catch (err) {
     // SECURITY: a sealed key refuses to work once its PCRs changed; say so rather than a raw RC (TPM 2.0 Part 3 §23.7).
     if (err instanceof TpmError && err.rc !== undefined && isTpmRc(err.rc, TPM_RC_POLICY_FAIL)) {
@@ -122,22 +136,21 @@ async function withKeyAuth<T>(esys: EsysContext, key: SrkChildBlob, policy: PcrP
     }
     throw err;
   } finally {
-    await esys.flush(session).catch(() => undefined);
+    if (session !== undefined) await esys.flush(session).catch(() => undefined);
+    await esys.flush(obj[0]!).catch(() => undefined);
   }
 }
 
 /** TPM2_Certify of the child with the loaded AK `akTr`. */
 export function certifySrkChild(esys: EsysContext, key: SrkChildBlob, akTr: number, qualifyingData: Uint8Array): Promise<TpmCertification> {
-  return withLoadedChild(esys, key, async (obj) => {
+  return withLoadedChild(esys, key, { kind: 'certify' }, async (obj, sessions) => {
     const info: unknown[] = [null];
     const sig: unknown[] = [null];
     // The object's ADMIN role (certification) by its empty auth value (adminWithPolicy is clear); the AK by its own.
     await esys.call('Esys_Certify', [
       obj,
       akTr,
-      ESYS_TR.PASSWORD,
-      ESYS_TR.PASSWORD,
-      ESYS_TR.NONE,
+      ...sessions,
       esys.in('TPM2B_DATA', new TpmWriter().tpm2b(qualifyingData).finish()),
       esys.in('TPMT_SIG_SCHEME', SIG_SCHEME_NULL),
       info,
@@ -158,18 +171,16 @@ export function certifySrkChild(esys: EsysContext, key: SrkChildBlob, akTr: numb
 /** TPM2_RSA_Decrypt, OAEP with SHA-256 and an empty label. */
 export function rsaDecryptSrkChild(esys: EsysContext, key: SrkChildBlob, ciphertext: Uint8Array, policy: PcrPolicy | undefined): Promise<Uint8Array> {
   const cipherText = esys.in('TPM2B_PUBLIC_KEY_RSA', new TpmWriter().tpm2b(ciphertext).finish());
-  return withLoadedChild(esys, key, (obj) =>
-    withKeyAuth(esys, key, policy, async (session) => {
-      const out: unknown[] = [null];
-      await esys.call('Esys_RSA_Decrypt', [obj, session, ESYS_TR.NONE, ESYS_TR.NONE, cipherText, esys.in('TPMT_RSA_DECRYPT', RSA_DECRYPT_OAEP_SHA256), esys.in('TPM2B_DATA', EMPTY_TPM2B), out]);
-      const wire = esys.outSecret('TPM2B_PUBLIC_KEY_RSA', out[0]);
-      try {
-        return Uint8Array.from(new TpmReader(wire, 'TPM2B_PUBLIC_KEY_RSA').tpm2b(MAX_RSA_BYTES));
-      } finally {
-        wire.fill(0);
-      }
-    }),
-  );
+  return withLoadedChild(esys, key, { kind: 'use', policy }, async (obj, sessions) => {
+    const out: unknown[] = [null];
+    await esys.call('Esys_RSA_Decrypt', [obj, ...sessions, cipherText, esys.in('TPMT_RSA_DECRYPT', RSA_DECRYPT_OAEP_SHA256), esys.in('TPM2B_DATA', EMPTY_TPM2B), out]);
+    const wire = esys.outSecret('TPM2B_PUBLIC_KEY_RSA', out[0]);
+    try {
+      return Uint8Array.from(new TpmReader(wire, 'TPM2B_PUBLIC_KEY_RSA').tpm2b(MAX_RSA_BYTES));
+    } finally {
+      wire.fill(0);
+    }
+  });
 }
 
 /** TPM2_ECDH_ZGen: the x coordinate of d·P. */
@@ -177,20 +188,18 @@ export function ecdhZGenSrkChild(esys: EsysContext, key: SrkChildBlob, point: { 
   const inner = new TpmWriter().tpm2b(point.x).tpm2b(point.y).finish();
   // Points off the curve or of the wrong size are refused by the TPM (TPM_RC_ECC_POINT).
   const inPoint = esys.in('TPM2B_ECC_POINT', new TpmWriter().tpm2b(inner).finish());
-  return withLoadedChild(esys, key, (obj) =>
-    withKeyAuth(esys, key, policy, async (session) => {
-      const out: unknown[] = [null];
-      await esys.call('Esys_ECDH_ZGen', [obj, session, ESYS_TR.NONE, ESYS_TR.NONE, inPoint, out]);
-      const wire = esys.outSecret('TPM2B_ECC_POINT', out[0]);
-      try {
-        const r = new TpmReader(new TpmReader(wire, 'TPM2B_ECC_POINT').tpm2b(2 * (2 + MAX_ECC_COORDINATE_BYTES)), 'TPMS_ECC_POINT');
-        const x = Uint8Array.from(r.tpm2b(MAX_ECC_COORDINATE_BYTES));
-        r.tpm2b(MAX_ECC_COORDINATE_BYTES);
-        r.end();
-        return x;
-      } finally {
-        wire.fill(0);
-      }
-    }),
-  );
+  return withLoadedChild(esys, key, { kind: 'use', policy }, async (obj, sessions) => {
+    const out: unknown[] = [null];
+    await esys.call('Esys_ECDH_ZGen', [obj, ...sessions, inPoint, out]);
+    const wire = esys.outSecret('TPM2B_ECC_POINT', out[0]);
+    try {
+      const r = new TpmReader(new TpmReader(wire, 'TPM2B_ECC_POINT').tpm2b(2 * (2 + MAX_ECC_COORDINATE_BYTES)), 'TPMS_ECC_POINT');
+      const x = Uint8Array.from(r.tpm2b(MAX_ECC_COORDINATE_BYTES));
+      r.tpm2b(MAX_ECC_COORDINATE_BYTES);
+      r.end();
+      return x;
+    } finally {
+      wire.fill(0);
+    }
+  });
 }

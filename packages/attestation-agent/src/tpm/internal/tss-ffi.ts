@@ -101,6 +101,7 @@ const ESYS_PROTOTYPES = [
   'uint32_t Esys_RSA_Decrypt(void *ctx, uint32_t keyHandle, uint32_t s1, uint32_t s2, uint32_t s3, void *cipherText, void *inScheme, void *label, _Out_ void **message)',
   'uint32_t Esys_ECDH_ZGen(void *ctx, uint32_t keyHandle, uint32_t s1, uint32_t s2, uint32_t s3, void *inPoint, _Out_ void **outPoint)',
   'uint32_t Esys_PolicyPCR(void *ctx, uint32_t policySession, uint32_t s1, uint32_t s2, uint32_t s3, void *pcrDigest, void *pcrs)',
+  'uint32_t Esys_TRSess_SetAttributes(void *ctx, uint32_t session, uint8_t flags, uint8_t mask)',
   'uint32_t Esys_ContextSave(void *ctx, uint32_t saveHandle, _Out_ void **context)',
   'uint32_t Esys_ContextLoad(void *ctx, void *context, _Out_ uint32_t *loadedHandle)',
   'uint32_t Esys_ActivateCredential(void *ctx, uint32_t activateHandle, uint32_t keyHandle, uint32_t s1, uint32_t s2, uint32_t s3, void *credentialBlob, void *secret, _Out_ void **certInfo)',

@@ -150,7 +150,8 @@ describe('release into the TPM', () => {
   });
 
   it('the token says so: tee_key_residency "tpm" and the sealed PCRs', async () => {
-    const r = await runNodeCli(AGENT_BIN, ['token', ...agentArgs('--tee-key', 'tpm-ecc', '--seal-to-pcrs', '0,7,16')]);
+    // With the hardware-identity contributor on (its EK stays loaded beside the tee key's SRK and the AK).
+    const r = await runNodeCli(AGENT_BIN, ['token', '--url', kbs.url, '--tcti', swtpm.tcti, '--tee-key', 'tpm-ecc', '--seal-to-pcrs', '0,7,16']);
     expect(r.code, r.stderr).toBe(0);
     const ev = (decodeJwt(r.stdout.trim()) as any)['submods']['cpu0']['ear.veraison.annotated-evidence'];
     expect(ev['tee_key_residency']).toBe('tpm');

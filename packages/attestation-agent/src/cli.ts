@@ -8,7 +8,7 @@ import { AgentError } from './errors.js';
 import { collectTpmEvidence } from './evidence/tpm-evidence.js';
 import { KbsClientError } from './kbs-client/errors.js';
 import { openNodeSession, type NodeSession } from './node-session.js';
-import { tpm2bPublicToSpkiDer } from './tpm/public-key.js';
+import { tpm2bPublicToSpkiDer } from './tpm/public-area.js';
 import type { TpmDevice } from './tpm/device.js';
 
 export interface AgentIo {
@@ -37,7 +37,12 @@ Options:
   --ak-alg rsa|ecc     AK algorithm when one is created (default rsa: RSASSA-SHA256)
   --state-dir DIR      agent state (default ~/.local/state/keyhold-agent; env KEYHOLD_AGENT_STATE_DIR)
   --init-data FILE     init-data TOML: extended into PCR8 once per TPM reset and sent to the KBS
-  --tee-key ec|rsa     ephemeral key the secret is wrapped to (default ec: ECDH-ES+A256KW)
+  --tee-key ec|rsa|tpm-rsa|tpm-ecc
+                       key the secret is wrapped to (default ec: ephemeral software key, ECDH-ES+A256KW); tpm-rsa /
+                       tpm-ecc: created in the TPM under the SRK, certified by the AK, unwrapped in the TPM
+  --seal-to-pcrs all|LIST
+                       tpm-* keys: usable only while these SHA-256 PCRs keep their current values (PolicyPCR)
+  --cache-dir DIR      tpm-* keys: keep released JWEs in DIR and open them without the KBS while they decrypt
   --timeout-ms N       per-request timeout (default 30000)
   --event-log FILE     TCG event log sent as evidence event_log (default /sys/kernel/security/tpm0/binary_bios_measurements
                        when readable and the TPM is not swtpm/mssim); --no-event-log sends none

@@ -31,6 +31,10 @@ export interface AgentConfig {
   readonly ekIdentity: boolean;
   /** EK named to the KBS: TCG template L-1 (RSA 2048), L-2 (ECC P-256) or high-range H-3 (ECC P-384). */
   readonly ekAlg: EkAlg;
+  /** `tpm-*` tee keys: SHA-256 PCRs whose current values the key is sealed to (PolicyPCR); empty: unsealed. */
+  readonly sealToPcrs: readonly number[];
+  /** Sealed JWE cache directory (`tpm-*` tee keys only); undefined: off. */
+  readonly cacheDir: string | undefined;
 }
 
 /** Flags every command accepts (documented in the README). */
@@ -52,6 +56,8 @@ export const COMMON_OPTIONS = {
   'no-ima-log': { type: 'boolean' },
   'ek-alg': { type: 'string' },
   'no-ek-identity': { type: 'boolean' },
+  'seal-to-pcrs': { type: 'string' },
+  'cache-dir': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -72,7 +78,10 @@ export function agentConfigFrom(values: CommonValues, env: NodeJS.ProcessEnv): A
   const akAlg = values['ak-alg'] ?? 'rsa';
   if (akAlg !== 'rsa' && akAlg !== 'ecc') invalid('--ak-alg must be rsa or ecc');
   const teeKey = values['tee-key'] ?? 'ec';
-  if (teeKey !== 'ec' && teeKey !== 'rsa') invalid('--tee-key must be ec or rsa');
+  if (teeKey !== 'ec' && teeKey !== 'rsa' && teeKey !== 'tpm-rsa' && teeKey !== 'tpm-ecc') invalid('--tee-key must be ec, rsa, tpm-rsa or tpm-ecc');
+  const tpmKey = teeKey === 'tpm-rsa' || teeKey === 'tpm-ecc';
+  if (!tpmKey && values['seal-to-pcrs'] !== undefined) invalid('--seal-to-pcrs needs --tee-key tpm-rsa or tpm-ecc');
+  if (!tpmKey && values['cache-dir'] !== undefined) invalid('--cache-dir needs --tee-key tpm-rsa or tpm-ecc (a software key would have to be stored)');
   const timeoutMs = Number(values['timeout-ms'] ?? '30000');
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) invalid('--timeout-ms must be a positive integer');
   const stateDir = resolve(values['state-dir'] ?? env['KEYHOLD_AGENT_STATE_DIR'] ?? (env['XDG_STATE_HOME'] !== undefined ? join(env['XDG_STATE_HOME'], 'keyhold-agent') : join(homedir(), '.local', 'state', 'keyhold-agent')));
@@ -92,6 +101,8 @@ export function agentConfigFrom(values: CommonValues, env: NodeJS.ProcessEnv): A
     imaLogFile: logFile(values['ima-log'], values['no-ima-log'], DEFAULT_IMA_LOG_FILE, tcti, '--ima-log'),
     ekIdentity: values['no-ek-identity'] !== true,
     ekAlg: ekAlgOf(values['ek-alg']),
+    sealToPcrs: pcrListOf(values['seal-to-pcrs']),
+    cacheDir: values['cache-dir'] !== undefined ? resolve(values['cache-dir']) : undefined,
   });
 }
 
@@ -110,6 +121,15 @@ function logFile(named: string | undefined, disabled: boolean | undefined, fallb
   } catch {
     return undefined;
   }
+}
+
+/** `--seal-to-pcrs`: `all` (PCRs 0-23, what the quote covers) or a comma-separated list of indices. */
+function pcrListOf(v: string | undefined): readonly number[] {
+  if (v === undefined) return [];
+  if (v === 'all') return Array.from({ length: 24 }, (_, i) => i);
+  const list = v.split(',').map((p) => (/^\d{1,2}$/.test(p.trim()) ? Number(p.trim()) : Number.NaN));
+  if (list.some((i) => !Number.isInteger(i) || i > 23) || new Set(list).size !== list.length) invalid('--seal-to-pcrs must be all or distinct PCR indices 0-23, e.g. 0,2,4,7');
+  return Object.freeze([...list].sort((a, b) => a - b));
 }
 
 function ekAlgOf(v: string | undefined): EkAlg {

@@ -15,6 +15,8 @@ export type AgentErrorCode =
   | 'TPM_BAD_RESPONSE'
   /** A PCR changed between reading it and quoting it, twice in a row. */
   | 'TPM_PCR_CHANGED'
+  /** A key sealed to PCR values (PolicyPCR) was used after those PCRs changed. */
+  | 'TPM_POLICY_FAILED'
   /** The operation is not offered by this TPM implementation (e.g. the software TPM). */
   | 'TPM_UNSUPPORTED'
   /** The device was used after close(). */
@@ -24,7 +26,9 @@ export type AgentErrorCode =
   /** PCR8 already holds a different init-data binding since the last TPM reset. */
   | 'INIT_DATA_CONFLICT'
   /** The agent's flags, environment or config file are invalid. */
-  | 'CONFIG_INVALID';
+  | 'CONFIG_INVALID'
+  /** The sealed JWE cache (`--cache-dir`) has no usable entry or cannot be written. */
+  | 'CACHE_FAILED';
 
 export class AgentError extends Error {
   override readonly name: string = 'AgentError';

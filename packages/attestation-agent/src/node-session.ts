@@ -11,6 +11,9 @@ import { BootLogContributor } from './attester/boot-log-contributor.js';
 import { KbsClient } from './kbs-client/kbs-client.js';
 import { identityContributorFor, type IdentityContributor } from './attester/identity-contributor.js';
 import { EkPublicCache } from './attester/ek-public-cache.js';
+import { softwareTeeKeys, type TeeKeySource } from './kbs-client/tee-key.js';
+import { TpmTeeKeySource } from './kbs-client/tpm-tee-key.js';
+import { SealedJweCache } from './kbs-client/sealed-jwe-cache.js';
 
 /** An open TPM with the agent's AK loaded, and a KBS client that attests with it. */
 export interface NodeSession {
@@ -54,10 +57,20 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
       await ensureInitDataBound(tpm, initData.parsed.digest);
     }
     identity = config.ekIdentity ? identityContributorFor(tpm, ak, config.ekAlg, new EkPublicCache(config.stateDir)) : undefined;
+    let teeKeys: TeeKeySource;
+    let cache: SealedJweCache | undefined;
+    if (config.teeKey === 'tpm-rsa' || config.teeKey === 'tpm-ecc') {
+      const tpmKeys = new TpmTeeKeySource({ tpm, ak: ak.ak, alg: config.teeKey === 'tpm-rsa' ? 'rsa' : 'ecc', sealToPcrs: config.sealToPcrs });
+      teeKeys = tpmKeys;
+      cache = config.cacheDir !== undefined ? new SealedJweCache({ dir: config.cacheDir, keys: tpmKeys }) : undefined;
+    } else {
+      teeKeys = softwareTeeKeys(config.teeKey);
+    }
     const client = new KbsClient({
       url: config.url,
       attester: new TpmAttester(tpm, ak.ak, [...(identity !== undefined ? [identity] : []), new BootLogContributor({ eventLogFile: config.eventLogFile, imaLogFile: config.imaLogFile })]),
-      teeKeyType: config.teeKey,
+      teeKeys,
+      ...(cache !== undefined ? { cache } : {}),
       timeoutMs: config.timeoutMs,
       ...(initData !== undefined ? { initData: initData.wire } : {}),
     });

@@ -10,6 +10,7 @@ import { TpmAppraiser } from './attestation/tpm/tpm-appraiser.js';
 import { MeasuredBootExtension } from './attestation/tpm/measured-boot-extension.js';
 import { ImaExtension } from './attestation/tpm/ima-extension.js';
 import { IdentityExtension } from './attestation/tpm/identity-extension.js';
+import { TeeKeyResidencyExtension } from './attestation/tpm/tee-key-residency-extension.js';
 import { kmsResourceStore } from './release/kms-resource-store.js';
 import { loadOrCreateSigningKey } from './signing-key.js';
 import { openSecretStore } from './storage/open-secret-store.js';
@@ -103,6 +104,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
           allowSha1: boot.allowSha1EventLog,
           allowViolations: boot.allowImaViolations,
         }),
+        new TeeKeyResidencyExtension(),
       ],
     });
     const deps: KbsDeps = {

@@ -43,7 +43,24 @@ export type VerifierErrorCode =
   /** The AK is not in the owner's trusted AK list (or the list is empty). */
   | 'EVIDENCE_AK_NOT_TRUSTED'
   /** PCR8 does not hold the init-data digest extended as Trustee extends it. */
-  | 'EVIDENCE_INIT_DATA_MISMATCH';
+  | 'EVIDENCE_INIT_DATA_MISMATCH'
+  // --- TPM-resident tee key (TPM2_Certify by the quote's AK)
+  /** The certification's TPMS_ATTEST.magic is not TPM_GENERATED_VALUE. */
+  | 'CERTIFY_BAD_MAGIC'
+  /** The certification's TPMS_ATTEST.type is not TPM_ST_ATTEST_CERTIFY. */
+  | 'CERTIFY_WRONG_TYPE'
+  /** The certification's signature does not verify with the AK that signed the quote. */
+  | 'CERTIFY_SIGNATURE_INVALID'
+  /** The certification's extraData differs from the expected runtime-data digest. */
+  | 'CERTIFY_EXTRA_DATA_MISMATCH'
+  /** The certified name is not the name of the TPM2B_PUBLIC sent beside it. */
+  | 'CERTIFY_NAME_MISMATCH'
+  /** The certified key's attributes or parameters do not make a TPM-resident decryption-only key. */
+  | 'TEE_KEY_ATTRIBUTES_INVALID'
+  /** The key's authPolicy is not the PolicyPCR digest of the quoted PCR values it claims to be sealed to. */
+  | 'TEE_KEY_POLICY_MISMATCH'
+  /** The tee-pubkey JWK of the runtime data is not the certified key. */
+  | 'TEE_KEY_JWK_MISMATCH';
 
 export class VerifierError extends Error {
   override readonly name: string = 'VerifierError';

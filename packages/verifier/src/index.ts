@@ -1,8 +1,8 @@
 // --- TPM quotes and Trustee `tpm` evidence (errors, parsers, verification, appraisal)
 export { VerifierError } from './errors.js';
 export type { VerifierErrorCode } from './errors.js';
-export { decodeUnverifiedAttest, TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE } from './tpm/attest.js';
-export type { UnverifiedAttest, UnverifiedClockInfo } from './tpm/attest.js';
+export { decodeUnverifiedAttest, TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE, TPM_ST_ATTEST_CERTIFY } from './tpm/attest.js';
+export type { UnverifiedAttest, UnverifiedAttestHeader, UnverifiedClockInfo } from './tpm/attest.js';
 export { decodeUnverifiedSignature } from './tpm/signature.js';
 export type { UnverifiedSignature } from './tpm/signature.js';
 export { pcrSelectBitmapToIndices, pcrIndicesToSelectBitmap } from './tpm/pcr-selection.js';
@@ -46,3 +46,11 @@ export { makeCredential, type MakeCredentialResult } from './identity/make-crede
 export { verifyEkCertificate, decodeUnverifiedEkCertificate, stripEkCertPadding, MAX_EK_CERT_BYTES } from './identity/ek-certificate.js';
 export type { VerifyEkCertificateInput, VerifiedEkCertificate, UnverifiedEkCertificate } from './identity/ek-certificate.js';
 export { decodeCaCertificates, MAX_CA_FILE_BYTES, type X509Certificate } from './identity/ca-certificates.js';
+// TPM-resident tee keys: TPM2_Certify by the quote's AK, PolicyPCR sealing — issue 14.
+export { decodeUnverifiedCertifyAttest } from './tpm/certify/decode.js';
+export type { UnverifiedCertifyAttest } from './tpm/certify/decode.js';
+export { verifyTeeKeyCertification, isVerifiedTeeKey } from './tpm/certify/verify.js';
+export type { VerifyTeeKeyCertificationInput, VerifiedTeeKey } from './tpm/certify/verify.js';
+export { checkTeeKeyAttributes } from './tpm/certify/tee-key-attributes.js';
+export { policyPcrDigest, pcrSelectionWire, TPM_CC_POLICY_PCR } from './tpm/policy-pcr.js';
+export type { PolicyPcrInput, PolicyHashAlgorithm } from './tpm/policy-pcr.js';

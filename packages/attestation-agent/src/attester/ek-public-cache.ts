@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TpmKey } from '../tpm/device.js';
 import { hashNameOfAlg } from '../tpm/internal/tpm-alg.js';
-import { tpmObjectName } from '../tpm/public-key.js';
+import { publicAreaName as tpmObjectName } from '../tpm/public-area.js';
 import { ekAlgOfPublic, type EkAlg } from '../tpm/templates.js';
 
 /** TPM_RH_ENDORSEMENT: the Qualified Name of the endorsement hierarchy is its handle (TPM 2.0 Part 1, 16). */

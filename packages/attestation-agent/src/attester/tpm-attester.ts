@@ -40,8 +40,11 @@ export class TpmAttester implements Attester {
     const extra: Record<string, unknown> = {};
     // Contributors run first: e.g. credential activation must not race the quote's PCR reads.
     for (const c of this.#contributors) if (c.evidenceFields !== undefined) Object.assign(extra, await c.evidenceFields(req.challengeExtra));
-    const evidence = await collectTpmEvidence(this.#tpm, this.#ak, fitReportData(req.reportData, TPM_REPORT_DATA_BYTES));
+    const qualifyingData = fitReportData(req.reportData, TPM_REPORT_DATA_BYTES);
+    const evidence = await collectTpmEvidence(this.#tpm, this.#ak, qualifyingData);
     for (const c of this.#contributors) if (c.evidenceFieldsAfterQuote !== undefined) Object.assign(extra, await c.evidenceFieldsAfterQuote(req.challengeExtra));
+    // A TPM-resident tee key: its certification by the AK, with the quote's qualifying data.
+    if (req.teeKey?.residencyEvidence !== undefined) Object.assign(extra, await req.teeKey.residencyEvidence(qualifyingData));
     // Trustee's fields last, so no contributor can overwrite them.
     return { primary: { ...extra, ...evidence } };
   }

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { TpmError } from '../errors.js';
 import type { TpmDevice, TpmKey } from '../tpm/device.js';
 import { decodeUnverifiedQuoteAttest, parseTpmtSignature } from '../tpm/quote-format.js';
-import { tpm2bPublicToSpkiDer } from '../tpm/public-key.js';
+import { tpm2bPublicToSpkiDer } from '../tpm/public-area.js';
 import { hashNameOfAlg, TPM_ALG } from '../tpm/internal/tpm-alg.js';
 
 /** Trustee's TPM evidence (`tee: "tpm"`), field names as Trustee's verifier reads them. */

@@ -1,4 +1,4 @@
-import { decodeJwt, flattenedDecrypt } from 'jose';
+import { decodeJwt } from 'jose';
 import type { Agent } from 'node:http';
 import {
   ChallengeSchema,
@@ -17,7 +17,9 @@ import {
 } from '@keyhold/protocol';
 import { KbsClientError } from './errors.js';
 import { httpExchange, keepAliveAgent, type HttpAnswer } from './http-exchange.js';
-import { generateTeeKeyPair, type TeeKeyPair, type TeeKeyType } from './tee-key.js';
+import { AgentError } from '../errors.js';
+import type { ResourceCache } from './sealed-jwe-cache.js';
+import { softwareTeeKeys, type SoftwareTeeKeyType, type TeeKey, type TeeKeySource } from './tee-key.js';
 
 /** What an attester is asked for: evidence bound to `reportData` (the runtime-data digest). */
 export interface EvidenceRequest {
@@ -28,6 +30,8 @@ export interface EvidenceRequest {
   hashAlgorithm: BindingHashAlgorithm;
   /** The challenge's extra-params (e.g. a credential-activation blob). */
   challengeExtra: Record<string, unknown>;
+  /** The tee key `teePubkey` describes (TPM keys add their certification to the evidence). */
+  teeKey?: TeeKey;
 }
 
 /** A TEE-specific evidence source the client drives through the handshake. */
@@ -41,7 +45,12 @@ export interface Attester {
 export interface KbsClientOptions {
   url: string;
   attester: Attester;
-  teeKeyType?: TeeKeyType;
+  /** Software tee key type when `teeKeys` is not given (default `ec`). */
+  teeKeyType?: SoftwareTeeKeyType;
+  /** Where tee keys come from (e.g. TPM-resident keys); software keys of `teeKeyType` by default. */
+  teeKeys?: TeeKeySource;
+  /** Released JWEs kept across runs (only for TPM-resident tee keys); none by default. */
+  cache?: ResourceCache;
   initData?: InitData;
   /** Largest KBS answer body accepted (default 64 MiB). */
   maxBodyBytes?: number;
@@ -65,7 +74,8 @@ export class KbsClient {
   readonly #agent: Agent;
   readonly #opts: KbsClientOptions;
   readonly #now: () => number;
-  #teeKey: TeeKeyPair | undefined;
+  readonly #teeKeys: TeeKeySource;
+  #teeKey: TeeKey | undefined;
   #token: { value: string; expMs: number } | undefined;
   #inflight: Promise<string> | undefined;
 
@@ -81,6 +91,7 @@ export class KbsClient {
     this.#agent = keepAliveAgent(u);
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
+    this.#teeKeys = opts.teeKeys ?? softwareTeeKeys(opts.teeKeyType ?? 'ec');
   }
 
   /** A valid attestation token: the cached one, or a fresh handshake. */
@@ -98,9 +109,14 @@ export class KbsClient {
     return this.#inflight;
   }
 
-  /** Fetch and decrypt a resource; attests first when there is no valid token. */
+  /**
+   * Fetch and decrypt a resource; attests first when there is no valid token. With a cache, a
+   * cached JWE that still decrypts is returned without contacting the KBS, and a fetched one is kept.
+   */
   async getResource(path: ResourcePath, opts: { version?: number } = {}): Promise<Uint8Array> {
     const rel = `/kbs/v0/resource/${formatResourcePath(path)}${opts.version !== undefined ? `?version=${opts.version}` : ''}`;
+    const cached = await this.#opts.cache?.read(rel);
+    if (cached !== undefined) return cached;
     let token = await this.token();
     let res = await this.#call('GET', rel, { authorization: `Bearer ${token}` });
     if (res.statusCode === 401) {
@@ -113,16 +129,16 @@ export class KbsClient {
     if (!parsed.success) throw new KbsClientError('KBS_PROTOCOL', 'resource response is not a flattened JWE');
     const key = this.#teeKey;
     if (key === undefined) throw new KbsClientError('JWE_DECRYPT_FAILED', 'no tee key for this response');
+    let plaintext: Uint8Array;
     try {
-      const { plaintext, protectedHeader } = await flattenedDecrypt(parsed.data, key.privateKey, {
-        keyManagementAlgorithms: [key.alg],
-        contentEncryptionAlgorithms: ['A256GCM'],
-      });
-      if (protectedHeader?.enc !== 'A256GCM') throw new Error('unexpected enc');
-      return plaintext;
+      plaintext = await key.decrypt(parsed.data);
     } catch (cause) {
+      // Coded errors (a TPM refusing a sealed key, a malformed JWE) keep their code.
+      if (cause instanceof KbsClientError || cause instanceof AgentError) throw cause;
       throw new KbsClientError('JWE_DECRYPT_FAILED', 'could not decrypt the resource (wrong key or tampered response)', { cause });
     }
+    await this.#opts.cache?.write(rel, parsed.data, key);
+    return plaintext;
   }
 
   async #handshake(): Promise<string> {
@@ -136,7 +152,7 @@ export class KbsClient {
     if (cookie === undefined) throw new KbsClientError('KBS_PROTOCOL', 'KBS set no kbs-session-id cookie');
     const challengeExtra = typeof ch.data['extra-params'] === 'object' ? ch.data['extra-params'] : {};
     const hashAlgorithm = selectedBindingHash(challengeExtra);
-    const teeKey = await generateTeeKeyPair(this.#opts.teeKeyType ?? 'ec');
+    const teeKey = await this.#teeKeys.create();
     let ev: { primary: unknown; additional?: string };
     const additionalPlaceholder = '';
     try {
@@ -146,6 +162,7 @@ export class KbsClient {
         reportData: runtimeDataDigest({ nonce: ch.data.nonce, teePubkey: teeKey.publicJwk, additionalEvidence: additionalPlaceholder }, hashAlgorithm),
         hashAlgorithm,
         challengeExtra,
+        teeKey,
       });
     } catch (cause) {
       if (cause instanceof KbsClientError) throw cause;

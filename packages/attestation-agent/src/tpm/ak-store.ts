@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { AgentError, TpmError } from '../errors.js';
 import type { AkBlob, TpmDevice, TpmKey } from './device.js';
 import { TpmReader } from './internal/tpm-bytes.js';
-import { parseTpm2bPublic } from './public-key.js';
+import { decodePublicArea } from './public-area.js';
 import { AK_ATTRIBUTES, AK_REQUIRED_ATTRIBUTES, type EkAlg, type KeyAlg } from './templates.js';
 
 export interface LoadAkOptions {
@@ -37,7 +37,7 @@ const MAX_BLOB_BYTES = 4096;
 
 /** Refuse a persistent key that cannot serve as an AK. */
 export function assertAkAttributes(key: TpmKey): void {
-  const { objectAttributes } = parseTpm2bPublic(key.publicArea);
+  const objectAttributes = decodePublicArea(key.publicArea).objectAttributes.raw;
   // SECURITY: an unrestricted or non-fixedTPM key at the AK handle could sign forged TPMS_ATTEST structures (TPM 2.0 Part 1, 25.2.2)
   if ((objectAttributes & AK_REQUIRED_ATTRIBUTES) !== AK_REQUIRED_ATTRIBUTES) {
     throw new TpmError('TPM_NO_AK', 'the key at the AK handle is not a restricted fixedTPM signing key');
@@ -54,9 +54,9 @@ export function parseStoredAk(alg: KeyAlg, privateBlob: Uint8Array, publicArea: 
     const priv = new TpmReader(privateBlob, 'TPM2B_PRIVATE');
     priv.tpm2b(MAX_BLOB_BYTES);
     priv.end();
-    const info = parseTpm2bPublic(publicArea);
+    const info = decodePublicArea(publicArea);
     // SECURITY: a swapped state file must not turn a non-restricted or decrypt key into "the AK" (TCG TPM 2.0 Keys for Device Identity, 7.3)
-    if (info.type !== alg || info.objectAttributes !== AK_ATTRIBUTES) {
+    if (info.type !== alg || info.objectAttributes.raw !== AK_ATTRIBUTES) {
       throw new AgentError('AK_STORE_FAILED', 'stored AK public area is not an attestation key of the expected type');
     }
   } catch (err) {
@@ -79,7 +79,8 @@ async function readStored(stateDir: string, alg: KeyAlg): Promise<AkBlob | undef
   return parseStoredAk(alg, new Uint8Array(priv), new Uint8Array(pub));
 }
 
-async function writeAtomic0600(path: string, data: Uint8Array): Promise<void> {
+/** Write `data` to `path` with mode 0600 atomically (temporary file, then rename). */
+export async function writeAtomic0600(path: string, data: Uint8Array): Promise<void> {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     await writeFile(tmp, data, { mode: 0o600, flag: 'wx' });

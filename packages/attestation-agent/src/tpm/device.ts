@@ -41,6 +41,27 @@ export interface TpmQuote {
   readonly signature: Uint8Array;
 }
 
+/**
+ * A key created under the storage root key (SRK): its TPM2B_PRIVATE, wrapped by the SRK so that only
+ * this TPM can load it, and its TPM2B_PUBLIC. Operations load it, use it and flush it again.
+ */
+export interface SrkChildBlob {
+  readonly privateBlob: Uint8Array;
+  readonly publicArea: Uint8Array;
+}
+
+/** A TPM2_PolicyPCR policy session over the *current* values of `indices` in `bank`. */
+export interface PcrPolicy {
+  readonly bank: PcrBank;
+  readonly indices: readonly number[];
+}
+
+/** What TPM2_Certify returns: the TPMS_ATTEST (without its TPM2B size) and the TPMT_SIGNATURE. */
+export interface TpmCertification {
+  readonly certifyInfo: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
 export interface PcrDigestValue {
   readonly alg: PcrBank;
   readonly digest: Uint8Array;
@@ -86,6 +107,20 @@ export interface TpmDevice {
    * `credentialBlob` is TPM2B_ID_OBJECT and `encryptedSecret` TPM2B_ENCRYPTED_SECRET wire bytes.
    */
   activateCredential(ak: TpmKey, ek: TpmKey, credentialBlob: Uint8Array, encryptedSecret: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Create a key from `template` (TPM2B_PUBLIC) under the SRK (the TCG ECC P-256 storage primary,
+   * derived for the call and flushed). Nothing stays loaded.
+   */
+  createUnderSrk(template: Uint8Array): Promise<SrkChildBlob>;
+  /** TPM2_Certify of an SRK child with `ak` (`qualifyingData` into extraData); the child is flushed after. */
+  certify(key: SrkChildBlob, ak: TpmKey, qualifyingData: Uint8Array): Promise<TpmCertification>;
+  /**
+   * TPM2_RSA_Decrypt with OAEP, SHA-256 and an empty label. With `policy`, the key is authorised by
+   * a PolicyPCR session (TPM_POLICY_FAILED when the PCRs no longer match its authPolicy).
+   */
+  rsaDecrypt(key: SrkChildBlob, ciphertext: Uint8Array, policy?: PcrPolicy): Promise<Uint8Array>;
+  /** TPM2_ECDH_ZGen: the x coordinate of d·P for the public point P (with `policy` as above). */
+  ecdhZGen(key: SrkChildBlob, point: { readonly x: Uint8Array; readonly y: Uint8Array }, policy?: PcrPolicy): Promise<Uint8Array>;
   /** Release a transient key (no-op for persistent keys besides dropping the reference). */
   flushKey(key: TpmKey): Promise<void>;
   /** Handles of the transient objects currently loaded in the TPM (for leak checks). */

@@ -1,4 +1,4 @@
-export type { TpmDevice, TpmKey, AkBlob, TpmQuote, PcrDigestValue, PcrBank, KeyAlg, EkAlg } from './device.js';
+export type { TpmDevice, TpmKey, AkBlob, TpmQuote, PcrDigestValue, PcrBank, KeyAlg, EkAlg, SrkChildBlob, PcrPolicy, TpmCertification } from './device.js';
 export { DEFAULT_AK_HANDLE, EK_CERT_NV_INDEX } from './device.js';
 export { openTpmDevice, DEFAULT_TCTI } from './tss-device.js';
 export type { OpenTpmDeviceOptions } from './tss-device.js';
@@ -6,8 +6,8 @@ export { createSoftwareTpm } from './software-tpm.js';
 export type { SoftwareTpmOptions } from './software-tpm.js';
 export { loadOrCreateAk } from './ak-store.js';
 export type { LoadAkOptions, LoadedAk } from './ak-store.js';
-export { ekTemplate, akTemplate, EK_AUTH_POLICY, EK_HIGH_RANGE_POLICY_SHA384 } from './templates.js';
-export { parseTpm2bPublic, tpm2bPublicToSpkiDer, tpmObjectName } from './public-key.js';
-export type { TpmPublicInfo } from './public-key.js';
+export { ekTemplate, akTemplate, srkTemplate, teeKeyTemplate, EK_AUTH_POLICY, EK_HIGH_RANGE_POLICY_SHA384, OBJECT_ATTRIBUTE, TEE_KEY_ATTRIBUTES, SEALED_TEE_KEY_ATTRIBUTES } from './templates.js';
+export type { TeeKeyTemplateOptions } from './templates.js';
+export { tpm2bPublicToSpkiDer } from './public-area.js';
 export { decodeUnverifiedQuoteAttest, parseTpmtSignature } from './quote-format.js';
 export type { QuoteAttest, PcrSelection, TpmSignature } from './quote-format.js';

@@ -2,7 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { TpmError } from '../errors.js';
 import { decodeUnverifiedQuoteAttest, encodeQuoteAttest, encodeTpmtSignature, parseTpmtSignature } from './quote-format.js';
-import { parseTpm2bPublic, tpm2bPublicToSpkiDer, tpmObjectName } from './public-key.js';
+import { decodePublicArea as parseTpm2bPublic, publicAreaName as tpmObjectName, tpm2bPublicToSpkiDer } from './public-area.js';
 import { akTemplate, ekTemplate } from './templates.js';
 import { stripDerPadding } from './internal/nv-read.js';
 import { TpmWriter } from './internal/tpm-bytes.js';
@@ -64,7 +64,7 @@ describe('TPMS_ATTEST', () => {
   });
 });
 
-describe('TPM2B_PUBLIC', () => {
+describe('TPM2B_PUBLIC through the verifier (public-area.ts)', () => {
   it('converts RSA and ECC public areas to SPKI', () => {
     const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const jwk = ec.publicKey.export({ format: 'jwk' });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tpm2ToolsPcrFile } from '@keyhold/test-harness';
 import { createSoftwareTpm } from './software-tpm.js';
 import { decodeUnverifiedQuoteAttest } from './quote-format.js';
-import { tpm2bPublicToSpkiDer } from './public-key.js';
+import { tpm2bPublicToSpkiDer } from './public-area.js';
 import type { KeyAlg } from './device.js';
 
 const run = promisify(execFile);

@@ -12,7 +12,7 @@ import { TpmReader, TpmWriter } from './internal/tpm-bytes.js';
 import { PCR_BANKS, PCR_COUNT, TPM_ALG, assertPcrIndices, bankAlg, bankDigestSize, type PcrBank } from './internal/tpm-alg.js';
 import { encodeQuoteAttest, encodeTpmtSignature } from './quote-format.js';
 import { activateCredentialRsa } from './internal/software-credential.js';
-import { tpmObjectName } from './public-key.js';
+import { publicAreaName } from './public-area.js';
 import { akTemplate, ekTemplate, type KeyAlg, type PublicUnique } from './templates.js';
 
 export interface SoftwareTpmOptions {
@@ -78,7 +78,7 @@ export function createSoftwareTpm(options: SoftwareTpmOptions = {}): TpmDevice {
   };
 
   const load = (publicArea: Uint8Array, alg: KeyAlg, privateKey: KeyObject, persistentHandle?: number): SoftKey => {
-    const key: TpmKey = { alg, publicArea, name: tpmObjectName(publicArea), persistentHandle };
+    const key: TpmKey = { alg, publicArea, name: publicAreaName(publicArea), persistentHandle };
     const soft = { key, privateKey, handle: persistentHandle ?? nextHandle++ };
     loaded.set(key, soft);
     return soft;
@@ -211,6 +211,22 @@ export function createSoftwareTpm(options: SoftwareTpmOptions = {}): TpmDevice {
       const e = lookup(ek);
       if (ek.alg !== 'rsa') throw new TpmError('TPM_UNSUPPORTED', 'the software TPM activates credentials with an RSA EK only');
       return activateCredentialRsa(e.privateKey, ak.name, credentialBlob, encryptedSecret);
+    },
+
+    async createUnderSrk() {
+      throw new TpmError('TPM_UNSUPPORTED', 'the software TPM has no storage hierarchy: TPM-resident tee keys need a TPM');
+    },
+
+    async certify() {
+      throw new TpmError('TPM_UNSUPPORTED', 'the software TPM has no storage hierarchy: TPM-resident tee keys need a TPM');
+    },
+
+    async rsaDecrypt() {
+      throw new TpmError('TPM_UNSUPPORTED', 'the software TPM has no storage hierarchy: TPM-resident tee keys need a TPM');
+    },
+
+    async ecdhZGen() {
+      throw new TpmError('TPM_UNSUPPORTED', 'the software TPM has no storage hierarchy: TPM-resident tee keys need a TPM');
     },
 
     async flushKey(key) {

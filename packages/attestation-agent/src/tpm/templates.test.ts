@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { TPM_ALG } from './internal/tpm-alg.js';
-import { parseTpm2bPublic } from './public-key.js';
+import { parseTpm2bPublic } from '@keyhold/verifier';
 import {
   EK_AUTH_POLICY,
   EK_HIGH_RANGE_POLICY_SHA384,
@@ -42,12 +42,13 @@ describe('EK templates', () => {
     const t = ekTemplate('ecc384');
     const info = parseTpm2bPublic(t);
     expect(info.type).toBe('ecc');
-    expect(info.nameAlg).toBe(TPM_ALG.SHA384);
-    expect(info.objectAttributes).toBe(0x000300f2);
+    expect(info.nameAlg).toBe('sha384');
+    expect(info.objectAttributes.raw).toBe(0x000300f2);
     expect(Buffer.from(info.authPolicy)).toEqual(Buffer.from(EK_HIGH_RANGE_POLICY_SHA384));
-    expect(info.ecc?.curve).toBe(0x0004);
-    expect(info.ecc?.x).toHaveLength(0);
-    expect(info.ecc?.y).toHaveLength(0);
+    if (info.type !== 'ecc') throw new Error('not ECC');
+    expect(info.parameters.curve).toBe('NIST_P384');
+    expect(info.unique.x).toHaveLength(0);
+    expect(info.unique.y).toHaveLength(0);
     // symmetric AES (0x0006), 256 bits, CFB (0x0043) right after the 48-byte policy
     expect(Buffer.from(t.subarray(2 + 10 + 48, 2 + 10 + 48 + 6)).toString('hex')).toBe('000601000043');
   });
@@ -62,9 +63,9 @@ describe('EK templates', () => {
   });
 
   it('maps only the two known EK policies to a session recipe', () => {
-    expect(ekPolicyOf(TPM_ALG.SHA256, EK_AUTH_POLICY)).toEqual({ hashAlg: TPM_ALG.SHA256 });
-    expect(ekPolicyOf(TPM_ALG.SHA384, EK_HIGH_RANGE_POLICY_SHA384)).toEqual({ hashAlg: TPM_ALG.SHA384, orBranches: [EK_POLICY_A_SHA384, EK_POLICY_C_SHA384] });
-    expect(ekPolicyOf(TPM_ALG.SHA384, EK_AUTH_POLICY)).toBeUndefined();
-    expect(ekPolicyOf(TPM_ALG.SHA256, new Uint8Array(0))).toBeUndefined();
+    expect(ekPolicyOf('sha256', EK_AUTH_POLICY)).toEqual({ hashAlg: TPM_ALG.SHA256 });
+    expect(ekPolicyOf('sha384', EK_HIGH_RANGE_POLICY_SHA384)).toEqual({ hashAlg: TPM_ALG.SHA384, orBranches: [EK_POLICY_A_SHA384, EK_POLICY_C_SHA384] });
+    expect(ekPolicyOf('sha384', EK_AUTH_POLICY)).toBeUndefined();
+    expect(ekPolicyOf('sha256', new Uint8Array(0))).toBeUndefined();
   });
 });

@@ -1,3 +1,4 @@
+import type { TpmHashName } from '@keyhold/verifier';
 import { TpmWriter } from './internal/tpm-bytes.js';
 import { TPM_ALG, TPM_ECC_NIST_P256, TPM_ECC_NIST_P384 } from './internal/tpm-alg.js';
 
@@ -152,9 +153,9 @@ const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equ
  * The policy session an EK made from one of our templates needs, found from its nameAlg and
  * authPolicy; undefined for any other key (the caller refuses it).
  */
-export function ekPolicyOf(nameAlg: number, authPolicy: Uint8Array): EkPolicy | undefined {
-  if (nameAlg === TPM_ALG.SHA256 && equalBytes(authPolicy, EK_AUTH_POLICY)) return { hashAlg: TPM_ALG.SHA256 };
-  if (nameAlg === TPM_ALG.SHA384 && equalBytes(authPolicy, EK_HIGH_RANGE_POLICY_SHA384)) {
+export function ekPolicyOf(nameAlg: TpmHashName, authPolicy: Uint8Array): EkPolicy | undefined {
+  if (nameAlg === 'sha256' && equalBytes(authPolicy, EK_AUTH_POLICY)) return { hashAlg: TPM_ALG.SHA256 };
+  if (nameAlg === 'sha384' && equalBytes(authPolicy, EK_HIGH_RANGE_POLICY_SHA384)) {
     return { hashAlg: TPM_ALG.SHA384, orBranches: [EK_POLICY_A_SHA384, EK_POLICY_C_SHA384] };
   }
   return undefined;
@@ -169,4 +170,81 @@ export function ekAlgOfPublic(tpm2bPublicArea: Uint8Array): EkAlg | undefined {
     if (tpm2bPublicArea.length > fixed && equalBytes(tpm2bPublicArea.subarray(2, fixed), t.subarray(2, fixed))) return alg;
   }
   return undefined;
+}
+
+const NO_DA = 1 << 10;
+
+/** Attributes of the TCG storage root key template (Provisioning Guidance 1.0, 7.5.1). */
+export const SRK_ATTRIBUTES = FIXED_TPM | FIXED_PARENT | SENSITIVE_DATA_ORIGIN | USER_WITH_AUTH | NO_DA | RESTRICTED | DECRYPT;
+
+/**
+ * The storage root key the agent's tee keys live under: the TCG reference ECC NIST P-256 SRK
+ * template (TCG TPM v2.0 Provisioning Guidance 1.0, 7.5.1; go-tpm's ECCSRKTemplate): SHA-256,
+ * restricted decrypt, noDA, AES-128-CFB, unique = 32 zero bytes each. A TPM derives the same SRK
+ * from it every time (owner seed), so a tee key's blobs load again after a restart. tpm2-tools
+ * makes the same key with `tpm2_createprimary -C o -G ecc256:aes128cfb -a
+ * 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt' -u UNIQUE`, where
+ * UNIQUE is tpm2-tss's in-memory TPMS_ECC_POINT (little-endian size 32 and a 128-byte buffer, twice).
+ */
+export function srkTemplate(): Uint8Array {
+  const w = new TpmWriter()
+    .u16(TPM_ALG.ECC)
+    .u16(TPM_ALG.SHA256)
+    .u32(SRK_ATTRIBUTES)
+    .tpm2b(new Uint8Array(0))
+    .u16(TPM_ALG.AES)
+    .u16(128)
+    .u16(TPM_ALG.CFB)
+    .u16(TPM_ALG.NULL)
+    .u16(TPM_ECC_NIST_P256)
+    .u16(TPM_ALG.NULL)
+    .tpm2b(new Uint8Array(32))
+    .tpm2b(new Uint8Array(32));
+  return tpm2bPublic(w.finish());
+}
+
+/**
+ * Attributes of a tee key: decryption only, generated in the TPM and never leaving it
+ * (fixedTPM, fixedParent, sensitiveDataOrigin), usable with its empty auth value.
+ */
+export const TEE_KEY_ATTRIBUTES = FIXED_TPM | FIXED_PARENT | SENSITIVE_DATA_ORIGIN | USER_WITH_AUTH | DECRYPT;
+/** A sealed tee key: as above but usable only through its authPolicy (no userWithAuth). */
+export const SEALED_TEE_KEY_ATTRIBUTES = FIXED_TPM | FIXED_PARENT | SENSITIVE_DATA_ORIGIN | DECRYPT;
+
+/** TPMA_OBJECT bits by name, for callers that build non-standard templates (tests of refusals). */
+export const OBJECT_ATTRIBUTE = { fixedTPM: FIXED_TPM, fixedParent: FIXED_PARENT, sensitiveDataOrigin: SENSITIVE_DATA_ORIGIN, userWithAuth: USER_WITH_AUTH, restricted: RESTRICTED, decrypt: DECRYPT, sign: SIGN } as const;
+
+export interface TeeKeyTemplateOptions {
+  /** authPolicy (e.g. a PolicyPCR digest); with it the key is made without userWithAuth. */
+  readonly authPolicy?: Uint8Array;
+  /** Override the object attributes (tests of the verifier's refusals). */
+  readonly attributes?: number;
+  /** `null`: no scheme (the TPM then also allows `sign`); default OAEP-SHA256 / ECDH-SHA256. */
+  readonly scheme?: 'default' | 'null';
+}
+
+/**
+ * Template (TPM2B_PUBLIC) of a tee key: RSA 2048 restricted to OAEP with SHA-256, or ECC NIST
+ * P-256 with ECDH (SHA-256), nameAlg SHA-256, no symmetric algorithm, empty unique.
+ */
+export function teeKeyTemplate(alg: KeyAlg, opts: TeeKeyTemplateOptions = {}): Uint8Array {
+  const policy = opts.authPolicy ?? new Uint8Array(0);
+  const attributes = opts.attributes ?? (policy.length > 0 ? SEALED_TEE_KEY_ATTRIBUTES : TEE_KEY_ATTRIBUTES);
+  const w = new TpmWriter()
+    .u16(alg === 'rsa' ? TPM_ALG.RSA : TPM_ALG.ECC)
+    .u16(TPM_ALG.SHA256)
+    .u32(attributes)
+    .tpm2b(policy)
+    .u16(TPM_ALG.NULL);
+  const noScheme = opts.scheme === 'null';
+  if (alg === 'rsa') {
+    if (noScheme) w.u16(TPM_ALG.NULL);
+    else w.u16(TPM_ALG.OAEP).u16(TPM_ALG.SHA256);
+    w.u16(2048).u32(0).tpm2b(new Uint8Array(0));
+  } else {
+    if (noScheme) w.u16(TPM_ALG.NULL);
+    else w.u16(TPM_ALG.ECDH).u16(TPM_ALG.SHA256);
+    w.u16(TPM_ECC_NIST_P256).u16(TPM_ALG.NULL).tpm2b(new Uint8Array(0)).tpm2b(new Uint8Array(0));
+  }
+  return tpm2bPublic(w.finish());
 }

@@ -11,7 +11,7 @@ import { bindInitData, collectTpmEvidence } from '../evidence/tpm-evidence.js';
 import { loadOrCreateAk } from './ak-store.js';
 import { EK_CERT_NV_INDEX, type TpmDevice, type KeyAlg } from './device.js';
 import { openTpmDevice } from './tss-device.js';
-import { tpm2bPublicToSpkiDer } from './public-key.js';
+import { tpm2bPublicToSpkiDer } from './public-area.js';
 
 const run = promisify(execFile);
 const ALL = Array.from({ length: 24 }, (_, i) => i);

@@ -1,14 +1,15 @@
 import { TpmError } from '../errors.js';
-import type { AkBlob, PcrDigestValue, TpmDevice, TpmKey, TpmQuote } from './device.js';
+import type { AkBlob, PcrDigestValue, PcrPolicy, SrkChildBlob, TpmCertification, TpmDevice, TpmKey, TpmQuote } from './device.js';
 import { DEFAULT_AK_HANDLE } from './device.js';
 import { ESYS_TR, EsysContext, isHandleError } from './internal/esys-context.js';
 import { TpmReader, TpmWriter } from './internal/tpm-bytes.js';
 import { assertPcrIndices, bankAlg, bankDigestSize, pcrSelectionBytes, type PcrBank } from './internal/tpm-alg.js';
+import { certifySrkChild, createSrkChild, ecdhZGenSrkChild, MAX_ECC_COORDINATE_BYTES, MAX_RSA_BYTES, rsaDecryptSrkChild } from './internal/srk-child.js';
 import { readNvIndex } from './internal/nv-read.js';
 import { readPcrBank } from './internal/pcr-read.js';
 import { listTransientHandles } from './internal/transient-handles.js';
 import { akTemplate, ekPolicyOf, ekTemplate, type EkAlg, type EkPolicy, type KeyAlg } from './templates.js';
-import { parseTpm2bPublic, tpmObjectName } from './public-key.js';
+import { decodePublicArea, publicAreaName } from './public-area.js';
 
 /** TCTI string tpm2-tools uses by default. */
 export const DEFAULT_TCTI = 'device:/dev/tpmrm0';
@@ -26,6 +27,8 @@ const EMPTY_TPM2B = Uint8Array.of(0x00, 0x00);
 const EMPTY_PCR_SELECTION = Uint8Array.of(0, 0, 0, 0);
 /** TPMT_SIG_SCHEME TPM_ALG_NULL: sign with the key's own scheme. */
 const SIG_SCHEME_NULL = Uint8Array.of(0x00, 0x10);
+/** TPM_RC_OBJECT_MEMORY: no free object slot (a TPM without a resource manager in front). */
+const TPM_RC_OBJECT_MEMORY = 0x902;
 
 interface KeySlot {
   tr: number;
@@ -45,12 +48,12 @@ export async function openTpmDevice(options: OpenTpmDeviceOptions = {}): Promise
 }
 
 function keyAlgOf(publicArea: Uint8Array): KeyAlg {
-  return parseTpm2bPublic(publicArea).type;
+  return decodePublicArea(publicArea).type;
 }
 
 /** The policy session an EK needs (PolicySecret, or PolicySecret + PolicyOR for high-range EKs). */
 function ekPolicy(ek: TpmKey): EkPolicy {
-  const info = parseTpm2bPublic(ek.publicArea);
+  const info = decodePublicArea(ek.publicArea);
   const policy = ekPolicyOf(info.nameAlg, info.authPolicy);
   // Programmer misuse: only EKs made from our templates (createEk) are parents / activation keys here.
   if (policy === undefined) throw new TypeError('ek is not an EK made from a TCG EK template');
@@ -72,7 +75,7 @@ class TssTpmDevice implements TpmDevice {
     const key: TpmKey = {
       alg: keyAlgOf(publicArea),
       publicArea,
-      name: tpmObjectName(publicArea),
+      name: publicAreaName(publicArea),
       persistentHandle,
       ...(qualifiedName !== undefined ? { qualifiedName } : {}),
     };
@@ -317,6 +320,60 @@ class TssTpmDevice implements TpmDevice {
       );
       return new Uint8Array(new TpmReader(this.esys.out('TPM2B_DIGEST', out[0]), 'TPM2B_DIGEST').tpm2b(64));
     });
+  }
+
+  async createUnderSrk(template: Uint8Array): Promise<SrkChildBlob> {
+    return this.esys.exclusive(() => this.withObjectSlots([], () => createSrkChild(this.esys, template)));
+  }
+
+  async certify(key: SrkChildBlob, ak: TpmKey, qualifyingData: Uint8Array): Promise<TpmCertification> {
+    if (qualifyingData.length > 64) throw new TypeError('qualifyingData is longer than 64 bytes');
+    const akSlot = this.slot(ak);
+    // The AK stays loaded (read its handle late: parking other keys never moves it).
+    return this.esys.exclusive(() => this.withObjectSlots([akSlot], () => certifySrkChild(this.esys, key, akSlot.tr, qualifyingData)));
+  }
+
+  async rsaDecrypt(key: SrkChildBlob, ciphertext: Uint8Array, policy?: PcrPolicy): Promise<Uint8Array> {
+    if (ciphertext.length === 0 || ciphertext.length > MAX_RSA_BYTES) throw new TypeError(`ciphertext must be 1..${MAX_RSA_BYTES} bytes`);
+    if (policy !== undefined) assertPcrIndices(policy.indices);
+    return this.esys.exclusive(() => this.withObjectSlots([], () => rsaDecryptSrkChild(this.esys, key, ciphertext, policy)));
+  }
+
+  async ecdhZGen(key: SrkChildBlob, point: { readonly x: Uint8Array; readonly y: Uint8Array }, policy?: PcrPolicy): Promise<Uint8Array> {
+    if (point.x.length > MAX_ECC_COORDINATE_BYTES || point.y.length > MAX_ECC_COORDINATE_BYTES) throw new TypeError('ECC coordinates are too long');
+    if (policy !== undefined) assertPcrIndices(policy.indices);
+    return this.esys.exclusive(() => this.withObjectSlots([], () => ecdhZGenSrkChild(this.esys, key, point, policy)));
+  }
+
+  /**
+   * Run `fn`; if the TPM has no free object slot (no resource manager in front of it, e.g. swtpm
+   * with the EK and AK loaded), park the other transient keys this device holds (ContextSave +
+   * flush), run `fn` again, and load them back afterwards. `keep` stay loaded.
+   */
+  private async withObjectSlots<T>(keep: readonly KeySlot[], fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof TpmError && err.rc === TPM_RC_OBJECT_MEMORY)) throw err;
+    }
+    const parked: { slot: KeySlot; context: Uint8Array }[] = [];
+    try {
+      for (const s of this.keys.values()) {
+        if (!s.transient || keep.includes(s)) continue;
+        const out: unknown[] = [null];
+        await this.esys.call('Esys_ContextSave', [s.tr, out]);
+        const context = this.esys.out('TPMS_CONTEXT', out[0]);
+        await this.esys.flush(s.tr);
+        parked.push({ slot: s, context });
+      }
+      return await fn();
+    } finally {
+      for (const p of parked) {
+        const tr = [0];
+        await this.esys.call('Esys_ContextLoad', [this.esys.in('TPMS_CONTEXT', p.context), tr]);
+        p.slot.tr = tr[0]!;
+      }
+    }
   }
 
   async flushKey(key: TpmKey): Promise<void> {

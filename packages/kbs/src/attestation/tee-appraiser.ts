@@ -36,6 +36,8 @@ export interface TeeAppraisalInput {
   /** The owner's reference values, one snapshot for the whole request. */
   references: ReferenceSnapshot;
   now: Date;
+  /** The runtime data's `tee-pubkey` (what `expectedReportData` binds; secrets are wrapped to it). */
+  teePubkey?: unknown;
 }
 
 export interface TeeAppraisal {

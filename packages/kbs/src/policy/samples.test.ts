@@ -16,12 +16,12 @@ async function sample(name: string): Promise<unknown> {
   return JSON.parse(await readFile(fileURLToPath(new URL(`../../policies/${name}`, import.meta.url)), 'utf8'));
 }
 
-function token(status: string, workloadId?: string) {
+function token(status: string, workloadId?: string, extra: Record<string, unknown> = {}) {
   return {
     submods: {
       cpu0: {
         'ear.status': status,
-        'ear.veraison.annotated-evidence': { tpm: {}, init_data_claims: workloadId === undefined ? {} : { workload_id: workloadId } },
+        'ear.veraison.annotated-evidence': { tpm: {}, init_data_claims: workloadId === undefined ? {} : { workload_id: workloadId }, ...extra },
       },
     },
   };
@@ -72,6 +72,23 @@ describe('sample policies', () => {
     it('refuses a non-affirming token or a missing workload id even for the allowed ID', () => {
       expect(decide('warning', ALLOWED)).toBe(false);
       expect(decide('affirming')).toBe(false);
+    });
+  });
+
+  describe('tpm-resident-only', async () => {
+    const policy = compileResourcePolicy(await sample('tpm-resident-only.json'));
+    const decide = (status: string, extra: Record<string, unknown>) => evaluateResourcePolicy(policy, { tokenClaims: token(status, undefined, extra), resourcePath: 'default/key/k' }).allow;
+
+    it('allows an affirming token whose tee key is TPM-resident, sealed or not', () => {
+      expect(decide('affirming', { tee_key_residency: 'tpm', tee_key_sealed_pcrs: [] })).toBe(true);
+      expect(decide('affirming', { tee_key_residency: 'tpm', tee_key_sealed_pcrs: [0, 7] })).toBe(true);
+    });
+
+    it('refuses a software tee key (no residency claim), another value, or a non-affirming token', () => {
+      expect(decide('affirming', {})).toBe(false);
+      expect(decide('affirming', { tee_key_residency: 'software' })).toBe(false);
+      expect(decide('affirming', { tee_key_residency: 'TPM' })).toBe(false);
+      expect(decide('warning', { tee_key_residency: 'tpm', tee_key_sealed_pcrs: [] })).toBe(false);
     });
   });
 });

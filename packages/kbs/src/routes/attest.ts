@@ -63,6 +63,7 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
       session,
       references,
       now: new Date(now),
+      teePubkey: runtime['tee-pubkey'],
     });
   } catch (err) {
     deps.metrics?.count('attest_fail', session.tee);

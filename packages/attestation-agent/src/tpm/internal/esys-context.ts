@@ -12,7 +12,12 @@ export const ESYS_TR = {
   RH_ENDORSEMENT: 0x10b,
 } as const;
 
+const TPM2_SE_HMAC = 0x00;
 const TPM2_SE_POLICY = 0x01;
+/** TPMA_SESSION continueSession | encrypt (the TPM encrypts the first response parameter). */
+const TPMA_SESSION_CONTINUE_ENCRYPT = 0x01 | 0x40;
+/** TPMT_SYM_DEF AES-128-CFB: parameter encryption of a salted session. */
+const SYM_AES128_CFB = Uint8Array.of(0x00, 0x06, 0x00, 0x80, 0x00, 0x43);
 /** PolicyOR takes 2..8 branches (TPM 2.0 Part 3, 23.6). */
 const MAX_OR_BRANCHES = 8;
 /** TPMT_SYM_DEF with algorithm TPM_ALG_NULL: an unencrypted policy session. */
@@ -94,6 +99,11 @@ export class EsysContext {
     return fromEsysStruct(this.lib, type, ptr);
   }
 
+  /** Like {@link out}, for outputs that carry secrets (decrypted keys, shared secrets). */
+  outSecret(type: MuType, ptr: unknown): Uint8Array {
+    return fromEsysStruct(this.lib, type, ptr, true);
+  }
+
   /** Release an ESAPI-allocated output we do not need. */
   free(ptr: unknown): void {
     if (ptr !== null && ptr !== undefined) this.lib.free(ptr);
@@ -157,6 +167,41 @@ export class EsysContext {
       throw err;
     }
     return handle;
+  }
+
+  /**
+   * A session salted with the loaded key `saltKey` (its secret is encrypted to that key, so only the
+   * TPM and this process know the session key) that encrypts the TPM's first response parameter
+   * with AES-128-CFB: a decrypted key does not cross the TPM interface in clear (TPM 2.0 Part 1 §21).
+   * The caller must flush it.
+   */
+  async encryptingSession(saltKey: number, kind: 'hmac' | 'policy', hashAlg: number): Promise<number> {
+    const session = [0];
+    await this.call('Esys_StartAuthSession', [
+      saltKey,
+      ESYS_TR.NONE,
+      ESYS_TR.NONE,
+      ESYS_TR.NONE,
+      ESYS_TR.NONE,
+      null,
+      kind === 'hmac' ? TPM2_SE_HMAC : TPM2_SE_POLICY,
+      this.in('TPMT_SYM_DEF', SYM_AES128_CFB),
+      hashAlg,
+      session,
+    ]);
+    const handle = session[0]!;
+    try {
+      await this.call('Esys_TRSess_SetAttributes', [handle, TPMA_SESSION_CONTINUE_ENCRYPT, 0xff]);
+    } catch (err) {
+      await this.flush(handle).catch(() => undefined);
+      throw err;
+    }
+    return handle;
+  }
+
+  /** TPM2_PolicyPCR in `session` over the current values of the selected PCRs (an empty pcrDigest: what they hold now). */
+  async policyPcr(session: number, pcrSelection: Uint8Array): Promise<void> {
+    await this.call('Esys_PolicyPCR', [session, ESYS_TR.NONE, ESYS_TR.NONE, ESYS_TR.NONE, this.in('TPM2B_DIGEST', Uint8Array.of(0, 0)), this.in('TPML_PCR_SELECTION', pcrSelection)]);
   }
 
   /** Run `fn` with a fresh EK policy session, flushed afterwards whatever happens. */

@@ -8,7 +8,9 @@ export const TPM_ALG = {
   SHA512: 0x000d,
   NULL: 0x0010,
   RSASSA: 0x0014,
+  OAEP: 0x0017,
   ECDSA: 0x0018,
+  ECDH: 0x0019,
   ECC: 0x0023,
   CFB: 0x0043,
 } as const;
@@ -34,6 +36,22 @@ export function bankAlg(bank: PcrBank): number {
 
 export function bankDigestSize(bank: PcrBank): number {
   return BANK_SIZE[bank];
+}
+
+/** TPM_ALG_ID of a hash named as node:crypto (and @keyhold/verifier) name it. */
+export function hashAlgOfName(name: string): number | undefined {
+  switch (name) {
+    case 'sha1':
+      return TPM_ALG.SHA1;
+    case 'sha256':
+      return TPM_ALG.SHA256;
+    case 'sha384':
+      return TPM_ALG.SHA384;
+    case 'sha512':
+      return TPM_ALG.SHA512;
+    default:
+      return undefined;
+  }
 }
 
 /** node:crypto hash name for a TPM hash algorithm, or undefined when not one we use. */

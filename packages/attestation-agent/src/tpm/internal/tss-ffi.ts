@@ -30,7 +30,11 @@ export type MuType =
   | 'TPMT_SIG_SCHEME'
   | 'TPMT_SYM_DEF'
   | 'TPMT_SIGNATURE'
-  | 'TPMS_CAPABILITY_DATA';
+  | 'TPMS_CAPABILITY_DATA'
+  | 'TPM2B_PUBLIC_KEY_RSA'
+  | 'TPMT_RSA_DECRYPT'
+  | 'TPM2B_ECC_POINT'
+  | 'TPMS_CONTEXT';
 
 const MU_TYPES: readonly MuType[] = [
   'TPM2B_DIGEST',
@@ -51,6 +55,10 @@ const MU_TYPES: readonly MuType[] = [
   'TPMT_SYM_DEF',
   'TPMT_SIGNATURE',
   'TPMS_CAPABILITY_DATA',
+  'TPM2B_PUBLIC_KEY_RSA',
+  'TPMT_RSA_DECRYPT',
+  'TPM2B_ECC_POINT',
+  'TPMS_CONTEXT',
 ];
 
 /**
@@ -91,6 +99,13 @@ const ESYS_PROTOTYPES = [
   'uint32_t Esys_StartAuthSession(void *ctx, uint32_t tpmKey, uint32_t bind, uint32_t s1, uint32_t s2, uint32_t s3, void *nonceCaller, uint8_t sessionType, void *symmetric, uint16_t authHash, _Out_ uint32_t *session)',
   'uint32_t Esys_PolicySecret(void *ctx, uint32_t authHandle, uint32_t policySession, uint32_t s1, uint32_t s2, uint32_t s3, void *nonceTpm, void *cpHashA, void *policyRef, int32_t expiration, void *timeout, void *ticket)',
   'uint32_t Esys_PolicyOR(void *ctx, uint32_t policySession, uint32_t s1, uint32_t s2, uint32_t s3, void *pHashList)',
+  'uint32_t Esys_Certify(void *ctx, uint32_t objectHandle, uint32_t signHandle, uint32_t s1, uint32_t s2, uint32_t s3, void *qualifyingData, void *inScheme, _Out_ void **certifyInfo, _Out_ void **signature)',
+  'uint32_t Esys_RSA_Decrypt(void *ctx, uint32_t keyHandle, uint32_t s1, uint32_t s2, uint32_t s3, void *cipherText, void *inScheme, void *label, _Out_ void **message)',
+  'uint32_t Esys_ECDH_ZGen(void *ctx, uint32_t keyHandle, uint32_t s1, uint32_t s2, uint32_t s3, void *inPoint, _Out_ void **outPoint)',
+  'uint32_t Esys_PolicyPCR(void *ctx, uint32_t policySession, uint32_t s1, uint32_t s2, uint32_t s3, void *pcrDigest, void *pcrs)',
+  'uint32_t Esys_TRSess_SetAttributes(void *ctx, uint32_t session, uint8_t flags, uint8_t mask)',
+  'uint32_t Esys_ContextSave(void *ctx, uint32_t saveHandle, _Out_ void **context)',
+  'uint32_t Esys_ContextLoad(void *ctx, void *context, _Out_ uint32_t *loadedHandle)',
   'uint32_t Esys_ActivateCredential(void *ctx, uint32_t activateHandle, uint32_t keyHandle, uint32_t s1, uint32_t s2, uint32_t s3, void *credentialBlob, void *secret, _Out_ void **certInfo)',
 ];
 
@@ -152,16 +167,20 @@ export function toStruct(lib: TssLibrary, type: MuType, wire: Uint8Array): Buffe
   return dest;
 }
 
-/** Wire bytes of an ESAPI-allocated structure; the structure is freed. */
-export function fromEsysStruct(lib: TssLibrary, type: MuType, ptr: unknown): Uint8Array {
+/**
+ * Wire bytes of an ESAPI-allocated structure; the structure is freed. With `secret`, the staging
+ * buffer is zeroed once copied (decrypted key material must not linger in a second heap copy).
+ */
+export function fromEsysStruct(lib: TssLibrary, type: MuType, ptr: unknown, secret = false): Uint8Array {
   if (ptr === null || ptr === undefined) throw new TpmError('TPM_BAD_RESPONSE', `${type}: no output`);
+  const buf = Buffer.alloc(STRUCT_BUFFER_BYTES);
   try {
-    const buf = Buffer.alloc(STRUCT_BUFFER_BYTES);
     const offset = [0];
     const rc = lib.marshal[type](ptr, buf, buf.length, offset) as number;
     if (rc !== 0) throw new TpmError('TPM_BAD_RESPONSE', `${type}: output does not marshal`, { rc });
     return new Uint8Array(buf.subarray(0, offset[0]));
   } finally {
+    if (secret) buf.fill(0);
     lib.free(ptr);
   }
 }

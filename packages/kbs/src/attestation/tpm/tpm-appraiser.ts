@@ -81,6 +81,7 @@ export class TpmAppraiser implements TeeAppraiser {
           references: input.references,
           now: input.now,
           initDataBound: input.initDataDigest !== undefined,
+          ...(input.teePubkey !== undefined ? { teePubkey: input.teePubkey } : {}),
         });
       } catch (err) {
         throw asAttestationFailure(err);

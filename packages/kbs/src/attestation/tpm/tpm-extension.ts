@@ -19,6 +19,8 @@ export interface TpmExtensionInput {
    * verifier), which no firmware event log contains.
    */
   readonly initDataBound: boolean;
+  /** The runtime data's `tee-pubkey` (bound by the quote's report data; unverified shape beyond the protocol schema). */
+  readonly teePubkey?: unknown;
 }
 
 export interface TpmExtensionChallenge {

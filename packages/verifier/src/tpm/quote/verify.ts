@@ -1,9 +1,10 @@
-import { constants, createHash, timingSafeEqual, verify as cryptoVerify } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { VerifierError } from '../../errors.js';
 import { TPM_GENERATED_VALUE, decodeUnverifiedAttest, type UnverifiedClockInfo } from '../attest.js';
 import { isPcrBank, pcrBankAlgId, pcrBankDigestBytes, type PcrBank, type QuoteHashAlgorithm } from '../pcr-bank.js';
 import { decodeUnverifiedSignature, type UnverifiedSignature } from '../signature.js';
-import { importAkPublicKey, type AkPublicKey } from './ak-public.js';
+import { attestSignatureVerifies, signatureFitsAk } from '../attest-signature.js';
+import { importAkPublicKey } from './ak-public.js';
 
 /** Highest PCR index a caller may supply (a 4-byte selection bitmap). */
 const MAX_PCR_INDEX = 31;
@@ -63,44 +64,6 @@ function requireBytes(value: unknown, name: string): Uint8Array {
   return value;
 }
 
-/** r‖s, each left-padded to the curve's field size (IEEE P1363), or undefined when one does not fit. */
-function ecdsaP1363(sig: { r: Uint8Array; s: Uint8Array }, fieldBytes: number): Uint8Array | undefined {
-  const out = new Uint8Array(2 * fieldBytes);
-  for (const [i, v] of [sig.r, sig.s].entries()) {
-    let start = 0;
-    while (start < v.length && v[start] === 0) start++;
-    const len = v.length - start;
-    if (len > fieldBytes) return undefined;
-    out.set(v.subarray(start), i * fieldBytes + fieldBytes - len);
-  }
-  return out;
-}
-
-function signatureVerifies(message: Uint8Array, sig: UnverifiedSignature, ak: AkPublicKey): boolean {
-  try {
-    if (sig.scheme === 'ecdsa') {
-      if (ak.kind !== 'ec') return false;
-      const p1363 = ecdsaP1363(sig, ak.fieldBytes);
-      if (p1363 === undefined) return false;
-      return cryptoVerify(sig.hash, message, { key: ak.key, dsaEncoding: 'ieee-p1363' }, p1363);
-    }
-    if (ak.kind !== 'rsa') return false;
-    if (sig.scheme === 'rsassa') {
-      return cryptoVerify(sig.hash, message, { key: ak.key, padding: constants.RSA_PKCS1_PADDING }, sig.signature);
-    }
-    // TPMs sign RSAPSS with salt length = digest length (or the maximum, in FIPS 186-4 mode);
-    // AUTO recovers the salt length from the signature, accepting both.
-    return cryptoVerify(
-      sig.hash,
-      message,
-      { key: ak.key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
-      sig.signature,
-    );
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Verify a TPM2_Quote. Guarantees, when it returns:
  *  1. `message` is a well-formed TPMS_ATTEST with nothing appended, whose magic is
@@ -152,12 +115,12 @@ export function verifyQuote(input: VerifyQuoteInput): VerifiedQuote {
   const ak = importAkPublicKey(akDer);
   // SECURITY: stops algorithm confusion, e.g. an ECDSA-shaped signature presented for an RSA AK
   // (TPM 2.0 Part 2 §11.3.4; the scheme must be one the key can produce).
-  if ((sig.scheme === 'ecdsa') !== (ak.kind === 'ec')) {
+  if (!signatureFitsAk(sig, ak)) {
     throw new VerifierError('QUOTE_SCHEME_MISMATCH', `signature scheme ${sig.scheme} does not fit a ${ak.kind} AK`);
   }
   // SECURITY: stops forged or altered quotes: only the AK's private key (inside the TPM) can
   // produce a signature over this TPMS_ATTEST (TPM 2.0 Part 3 §18.4, TPM2_Quote).
-  if (!signatureVerifies(message, sig, ak)) {
+  if (!attestSignatureVerifies(message, sig, ak)) {
     throw new VerifierError('QUOTE_SIGNATURE_INVALID', 'quote signature does not verify with the AK');
   }
   // SECURITY: stops replay of an old quote (or one made for another session): the TPM signed the

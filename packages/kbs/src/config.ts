@@ -5,6 +5,7 @@ import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { TPM_IDENTITY_CONFIG_FIELDS, tpmIdentityConfigFrom, type TpmIdentityConfig } from './attestation/tpm/identity-config.js';
 import { OWNER_CONFIG_FIELDS, ownerConfigFrom, type OwnerConfig } from './owners/owner-config.js';
+import { CVM_CONFIG_SCHEMA, cvmConfigFrom, type CvmConfig } from './attestation/az-vtpm/cvm-config.js';
 
 /** Secret storage backend settings (see the README's "Storage backends"). */
 const StorageSchema = z.discriminatedUnion('backend', [
@@ -80,6 +81,8 @@ const FileSchema = z
       })
       .strict()
       .optional(),
+    /** Azure confidential-VM vTPMs: trust anchors and TDX collateral (see attestation/az-vtpm/cvm-config.ts). */
+    cvm: CVM_CONFIG_SCHEMA.optional(),
     /** Workload owners: [admin], [rate_limit], [metrics], [audit], [policy] (see owners/owner-config.ts). */
     ...OWNER_CONFIG_FIELDS,
   })
@@ -106,6 +109,8 @@ export interface KbsConfig {
   readonly tpmIdentity: TpmIdentityConfig;
   /** Admin identities and roles, rate limits, metrics, audit trail, policies (issue 5). */
   readonly owners: OwnerConfig;
+  /** `[cvm]`: az-snp-vtpm / az-tdx-vtpm trust anchors and collateral (issue 17). */
+  readonly cvm: CvmConfig;
 }
 
 /** Measured boot and IMA settings (`[tpm]` keys; see the README's "Measured boot and IMA"). */
@@ -196,6 +201,7 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
     },
     tpmIdentity: tpmIdentityConfigFrom(file.tpm, dataDir),
     owners: ownerConfigOrThrow(file, dataDir, values['insecure-admin-allow-all'] === true),
+    cvm: cvmConfigFrom(file.cvm),
   };
   return deepFreeze(config);
 }

@@ -11,6 +11,8 @@ import { MeasuredBootExtension } from './attestation/tpm/measured-boot-extension
 import { ImaExtension } from './attestation/tpm/ima-extension.js';
 import { InMemoryImaCheckpointStore } from './attestation/tpm/ima-checkpoint-store.js';
 import { openIdentity } from './attestation/tpm/identity-services.js';
+import { openAzVtpmAppraisers } from './attestation/az-vtpm/open-az-vtpm.js';
+import type { TeeAppraiser } from './attestation/tee-appraiser.js';
 import { ReferenceValueStore } from './reference-values/reference-value-store.js';
 import { kmsResourceStore } from './release/kms-resource-store.js';
 import { InMemorySessionStore } from './session/session-store.js';
@@ -65,7 +67,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
   const deps: KbsDeps = {
     sessions,
     signer,
-    appraisers: new Map([[tpm.tee, tpm]]),
+    appraisers: new Map<string, TeeAppraiser>([[tpm.tee, tpm], ...(await openAzVtpmAppraisers(config.cvm, measuredBootExtensions)).map((a) => [a.tee, a] as const)]),
     attestationPolicy: owners.attestationPolicy,
     resourcePolicy: owners.resourcePolicy,
     resources: kmsResourceStore(store),

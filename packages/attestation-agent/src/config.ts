@@ -31,6 +31,12 @@ export interface AgentConfig {
   readonly ekIdentity: boolean;
   /** EK named to the KBS: TCG template L-1 (RSA 2048), L-2 (ECC P-256) or high-range H-3 (ECC P-384). */
   readonly ekAlg: EkAlg;
+  /** Evidence type: `tpm`, Azure CVM vTPM (`az-snp-vtpm`, `az-tdx-vtpm`), or `auto` (an HCL report in NV means Azure). */
+  readonly tee: 'tpm' | 'az-snp-vtpm' | 'az-tdx-vtpm' | 'auto';
+  /** True when --ak-handle was given (Azure vTPM evidence otherwise uses the AK at 0x81000003). */
+  readonly akHandleSet: boolean;
+  /** az-snp-vtpm: read the VCEK from this file (PEM/DER) instead of Azure IMDS. */
+  readonly vcekFile: string | undefined;
 }
 
 /** Flags every command accepts (documented in the README). */
@@ -52,6 +58,8 @@ export const COMMON_OPTIONS = {
   'no-ima-log': { type: 'boolean' },
   'ek-alg': { type: 'string' },
   'no-ek-identity': { type: 'boolean' },
+  tee: { type: 'string' },
+  'vcek-file': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -92,6 +100,9 @@ export function agentConfigFrom(values: CommonValues, env: NodeJS.ProcessEnv): A
     imaLogFile: logFile(values['ima-log'], values['no-ima-log'], DEFAULT_IMA_LOG_FILE, tcti, '--ima-log'),
     ekIdentity: values['no-ek-identity'] !== true,
     ekAlg: ekAlgOf(values['ek-alg']),
+    tee: teeOf(values.tee),
+    akHandleSet: values['ak-handle'] !== undefined,
+    vcekFile: values['vcek-file'] !== undefined ? resolve(values['vcek-file']) : undefined,
   });
 }
 
@@ -116,4 +127,10 @@ function ekAlgOf(v: string | undefined): EkAlg {
   const alg = v ?? 'rsa';
   if (alg !== 'rsa' && alg !== 'ecc' && alg !== 'ecc384') invalid('--ek-alg must be rsa, ecc or ecc384');
   return alg;
+}
+
+function teeOf(v: string | undefined): AgentConfig['tee'] {
+  const tee = v ?? 'tpm';
+  if (tee !== 'tpm' && tee !== 'az-snp-vtpm' && tee !== 'az-tdx-vtpm' && tee !== 'auto') invalid('--tee must be tpm, az-snp-vtpm, az-tdx-vtpm or auto');
+  return tee;
 }

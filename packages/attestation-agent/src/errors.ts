@@ -24,7 +24,9 @@ export type AgentErrorCode =
   /** PCR8 already holds a different init-data binding since the last TPM reset. */
   | 'INIT_DATA_CONFLICT'
   /** The agent's flags, environment or config file are invalid. */
-  | 'CONFIG_INVALID';
+  | 'CONFIG_INVALID'
+  /** The confidential-VM platform (Azure IMDS) did not provide the VCEK or TD quote. */
+  | 'CVM_PLATFORM_UNAVAILABLE';
 
 export class AgentError extends Error {
   override readonly name: string = 'AgentError';

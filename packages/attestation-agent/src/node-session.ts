@@ -10,6 +10,7 @@ import { TpmAttester } from './attester/tpm-attester.js';
 import { BootLogContributor } from './attester/boot-log-contributor.js';
 import { KbsClient } from './kbs-client/kbs-client.js';
 import { identityContributorFor, type IdentityContributor } from './attester/identity-contributor.js';
+import { azVtpmSessionParts } from './attester/az-vtpm-session.js';
 
 /** An open TPM with the agent's AK loaded, and a KBS client that attests with it. */
 export interface NodeSession {
@@ -43,8 +44,12 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
   let ak: LoadedAk | undefined;
   let identity: IdentityContributor | undefined;
   try {
+    // Azure CVM vTPM evidence (--tee az-*|auto) uses the paravisor's AK and its own attester.
+    const cvm = await azVtpmSessionParts(tpm, config);
     ak =
-      config.akMode === 'persistent'
+      cvm !== undefined
+        ? cvm.ak
+        : config.akMode === 'persistent'
         ? await loadOrCreateAk(tpm, { alg: config.akAlg, persistentHandle: config.akHandle, persist: config.akCreate })
         : await loadOrCreateAk(tpm, { alg: config.akAlg, stateDir: config.stateDir });
     let initData: { wire: InitData; parsed: ParsedInitData } | undefined;
@@ -52,10 +57,11 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
       initData = await readInitData(config.initDataFile);
       await ensureInitDataBound(tpm, initData.parsed.digest);
     }
-    identity = config.ekIdentity ? identityContributorFor(tpm, ak, config.ekAlg) : undefined;
+    identity = config.ekIdentity && cvm === undefined ? identityContributorFor(tpm, ak, config.ekAlg) : undefined;
+    const bootLogs = new BootLogContributor({ eventLogFile: config.eventLogFile, imaLogFile: config.imaLogFile });
     const client = new KbsClient({
       url: config.url,
-      attester: new TpmAttester(tpm, ak.ak, [...(identity !== undefined ? [identity] : []), new BootLogContributor({ eventLogFile: config.eventLogFile, imaLogFile: config.imaLogFile })]),
+      attester: cvm !== undefined ? cvm.attester([bootLogs]) : new TpmAttester(tpm, ak.ak, [...(identity !== undefined ? [identity] : []), bootLogs]),
       teeKeyType: config.teeKey,
       timeoutMs: config.timeoutMs,
       ...(initData !== undefined ? { initData: initData.wire } : {}),

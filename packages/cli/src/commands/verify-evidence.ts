@@ -62,7 +62,7 @@ function hexArg(v: string, name: string, min: number, max: number): Uint8Array {
 
 function summary(r: AzSnpVtpmAppraisal | AzTdxVtpmAppraisal): string {
   const c = r.claims;
-  const hw = r.tee === 'az-snp-vtpm' ? `SEV-SNP ${r.chain.generation}, measurement ${String((c['snp'] as Record<string, unknown>)['measurement'])}` : `TDX, TCB ${r.tcb.status}, MRTD ${String(((c['quote'] as Record<string, any>)['body'] as Record<string, unknown>)['mr_td'])}`;
+  const hw = r.tee === 'az-snp-vtpm' ? `SEV-SNP ${r.chain.generation}, measurement ${String((c['snp'] as Record<string, unknown>)['measurement'])}` : `TDX, TCB ${r.tcb.status}, MRTD ${String((c['quote'] as { body: Record<string, unknown> }).body['mr_td'])}`;
   return `valid ${r.tee} evidence (version ${r.evidenceVersion}): ${hw}; report_data ${String(c['report_data'])}; debug ${r.debugAllowed ? 'ALLOWED' : 'off'}\n`;
 }
 

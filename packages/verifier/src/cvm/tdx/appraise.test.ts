@@ -112,6 +112,17 @@ describe.skipIf(!have)('appraiseAzTdxVtpmEvidence on Trustee test evidence', () 
       const longSig = Buffer.from(q);
       longSig.writeUInt32LE(100000, 632);
       expect(run(withQuote(longSig))).toBe('TDX_QUOTE_MALFORMED');
+      // Certification data of another type (6 → 5) and a PCK chain of another type (5 → 3).
+      const cert = Buffer.from(q);
+      cert.writeUInt16LE(5, 764);
+      expect(run(withQuote(cert))).toBe('TDX_QUOTE_MALFORMED');
+      const pckType = Buffer.from(q);
+      pckType.writeUInt16LE(3, 1252);
+      expect(run(withQuote(pckType))).toBe('TDX_QUOTE_MALFORMED');
+      // A certification data size that does not match what it contains.
+      const slack = Buffer.from(q);
+      slack.writeUInt32LE(slack.readUInt32LE(766) - 1, 766);
+      expect(run(withQuote(slack))).toBe('TDX_QUOTE_MALFORMED');
       const snp = JSON.parse(readFileSync(path.resolve(dir, '../az-snp-vtpm/evidence-v1.json'), 'utf8'));
       expect(run({ ...v1(), hcl_report: snp.hcl_report })).toBe('HCL_REPORT_TYPE_MISMATCH');
     });

@@ -37,7 +37,11 @@ function decodeOid(c: Uint8Array): string {
   return parts.join('.');
 }
 
-/** The (OID, DER value) pairs of a SEQUENCE OF SEQUENCE { OID, value }. */
+/**
+ * The (OID, DER value) pairs of a SEQUENCE OF SEQUENCE { OID, value }.
+ * SECURITY: every TLV must be well formed, nested exactly inside its parent and fill it, so no byte
+ * of the (CA-signed) extension is read two ways (Intel SGX PCK Certificate Profile, DER).
+ */
 function pairs(der: Uint8Array): Map<string, Uint8Array> {
   const fail = (): never => {
     throw new CvmError('TDX_PCK_UNTRUSTED', 'PCK certificate SGX extension is malformed');
@@ -87,6 +91,7 @@ function svn(v: Uint8Array | undefined, what: string): number {
 export function decodePckPlatform(extensionValue: Uint8Array): PckPlatform {
   const top = pairs(extensionValue);
   const tcbDer = top.get(OID_TCB);
+  // SECURITY: without the TCB the platform's SVNs are unknown; never default them.
   if (tcbDer === undefined) throw new CvmError('TDX_PCK_UNTRUSTED', 'PCK certificate has no TCB');
   const tcb = pairs(tcbDer);
   const sgxTcbComponents = Array.from({ length: 16 }, (_, i) => svn(tcb.get(`${OID_TCB}.${i + 1}`), `TCB component ${i + 1}`));

@@ -43,8 +43,62 @@ export function derContents(der: Uint8Array, tag: number): Uint8Array | undefine
   return der.subarray(tlv.start, tlv.start + tlv.length);
 }
 
+/** Dotted text of an OBJECT IDENTIFIER's contents; '' when the encoding is incomplete. */
+export function decodeOid(c: Uint8Array): string {
+  const parts: number[] = [];
+  let v = 0;
+  for (const [i, byte] of c.entries()) {
+    v = v * 128 + (byte & 0x7f);
+    if ((byte & 0x80) === 0) {
+      if (parts.length === 0) parts.push(v < 80 ? Math.floor(v / 40) : 2, v < 80 ? v % 40 : v - 80);
+      else parts.push(v);
+      v = 0;
+    } else if (i === c.length - 1) return '';
+  }
+  return parts.join('.');
+}
+
 export const DER_OCTET_STRING = 0x04;
 export const DER_IA5_STRING = 0x16;
 export const DER_SEQUENCE = 0x30;
 export const DER_OID = 0x06;
 export const DER_ENUMERATED = 0x0a;
+
+/**
+ * The extensions (OID → extnValue contents) of a DER X.509 certificate, read by walking
+ * Certificate → TBSCertificate → [3] Extensions. Undefined when the structure is not what RFC 5280
+ * §4.1 defines or an OID repeats. node:crypto parses the same bytes for everything else.
+ */
+export function certificateExtensions(der: Uint8Array): Map<string, Uint8Array> | undefined {
+  const cert = readTlv(der);
+  if (cert === undefined || cert.tag !== DER_SEQUENCE || cert.start + cert.length !== der.length) return undefined;
+  const tbs = readTlv(der, cert.start);
+  if (tbs === undefined || tbs.tag !== DER_SEQUENCE) return undefined;
+  const end = tbs.start + tbs.length;
+  const out = new Map<string, Uint8Array>();
+  for (let off = tbs.start; off < end; ) {
+    const f = readTlv(der, off);
+    if (f === undefined || f.start + f.length > end) return undefined;
+    off = f.start + f.length;
+    if (f.tag !== 0xa3) continue;
+    const list = readTlv(der, f.start);
+    if (list === undefined || list.tag !== DER_SEQUENCE || list.start + list.length !== off) return undefined;
+    for (let e = list.start; e < off; ) {
+      const ext = readTlv(der, e);
+      if (ext === undefined || ext.tag !== DER_SEQUENCE) return undefined;
+      const extEnd = ext.start + ext.length;
+      const oid = readTlv(der, ext.start);
+      if (oid === undefined || oid.tag !== DER_OID) return undefined;
+      let next = oid.start + oid.length;
+      const maybeCritical = readTlv(der, next);
+      if (maybeCritical?.tag === 0x01) next = maybeCritical.start + maybeCritical.length;
+      const value = readTlv(der, next);
+      if (value === undefined || value.tag !== DER_OCTET_STRING || value.start + value.length !== extEnd) return undefined;
+      const key = decodeOid(der.subarray(oid.start, oid.start + oid.length));
+      if (key === '' || out.has(key)) return undefined;
+      out.set(key, der.subarray(value.start, extEnd));
+      e = extEnd;
+    }
+  }
+  return out;
+}

@@ -1,7 +1,6 @@
 import { X509Certificate as NodeX509Certificate } from 'node:crypto';
-import { X509Certificate } from '../../identity/internal/x509.js';
 import { CvmError } from '../errors.js';
-import { DER_IA5_STRING, DER_OCTET_STRING, derContents, derSmallUint } from '../internal/der-value.js';
+import { certificateExtensions, DER_IA5_STRING, DER_OCTET_STRING, derContents, derSmallUint } from '../internal/der-value.js';
 
 /** Largest VCEK accepted (AMD's are about 1.3 KiB DER). */
 export const MAX_VCEK_BYTES = 4096;
@@ -16,6 +15,14 @@ const OID = {
   fmcSpl: '1.3.6.1.4.1.3704.1.3.9',
   hwId: '1.3.6.1.4.1.3704.1.4',
 } as const;
+
+/**
+ * VCEKs decoded before, by their DER: a KBS sees the same few chips again and again, and decoding
+ * costs about a millisecond. Only what the bytes say is cached (no verification result, which
+ * depends on the time and the anchors); bounded, oldest evicted.
+ */
+const decoded = new Map<string, UnverifiedVcek>();
+const MAX_CACHED = 256;
 
 /** A decoded VCEK. **Unverified** until its chain and the report signature were checked. */
 export interface UnverifiedVcek {
@@ -41,19 +48,21 @@ export function decodeUnverifiedVcek(der: Uint8Array): UnverifiedVcek {
   if (der.byteLength === 0 || der.byteLength > MAX_VCEK_BYTES) {
     throw new CvmError('SNP_VCEK_MALFORMED', `VCEK has ${der.byteLength} bytes, expected 1..${MAX_VCEK_BYTES}`);
   }
-  let cert: X509Certificate;
+  const cacheKey = Buffer.from(der).toString('base64');
+  const cached = decoded.get(cacheKey);
+  if (cached !== undefined) return cached;
   let node: NodeX509Certificate;
   try {
-    cert = new X509Certificate(der);
     node = new NodeX509Certificate(der);
   } catch (cause) {
     // SECURITY: stops undecodable certificates from reaching signature checks.
     throw new CvmError('SNP_VCEK_MALFORMED', 'VCEK is not a DER X.509 certificate', { cause });
   }
-  // SECURITY: two DER decoders must agree on exactly these bytes (trailing data would let the
-  // parsers see different certificates).
-  if (!Buffer.from(cert.rawData).equals(Buffer.from(der)) || !node.raw.equals(Buffer.from(der))) {
-    throw new CvmError('SNP_VCEK_MALFORMED', 'VCEK has trailing data');
+  const extensions = certificateExtensions(der);
+  // SECURITY: the extension walker and node:crypto must agree on exactly these bytes (no trailing
+  // data, well-formed extensions, no repeated OID), so both read the same certificate.
+  if (!node.raw.equals(Buffer.from(der)) || extensions === undefined) {
+    throw new CvmError('SNP_VCEK_MALFORMED', 'VCEK has trailing data or malformed extensions');
   }
   const details = node.publicKey.asymmetricKeyDetails;
   // SECURITY: SNP reports are signed with ECDSA P-384; a VCEK with another key cannot verify one
@@ -61,10 +70,7 @@ export function decodeUnverifiedVcek(der: Uint8Array): UnverifiedVcek {
   if (node.publicKey.asymmetricKeyType !== 'ec' || details?.namedCurve !== 'secp384r1') {
     throw new CvmError('SNP_VCEK_MALFORMED', 'VCEK key is not EC P-384');
   }
-  const ext = (oid: string): Uint8Array | undefined => {
-    const e = cert.extensions.find((x) => x.type === oid);
-    return e === undefined ? undefined : new Uint8Array(e.value);
-  };
+  const ext = (oid: string): Uint8Array | undefined => extensions.get(oid);
   const spl = (oid: string, name: string): number => {
     const raw = ext(oid);
     const v = raw === undefined ? undefined : derSmallUint(raw);
@@ -93,5 +99,8 @@ export function decodeUnverifiedVcek(der: Uint8Array): UnverifiedVcek {
     microcode: spl(OID.ucodeSpl, 'ucodeSPL'),
     ...(turin ? { fmc: spl(OID.fmcSpl, 'fmcSPL') } : {}),
   };
-  return { der, node, productName, tcb, hwId };
+  const vcek = Object.freeze({ der: Uint8Array.from(der), node, productName, tcb: Object.freeze(tcb), hwId: Uint8Array.from(hwId) });
+  if (decoded.size >= MAX_CACHED) decoded.delete(decoded.keys().next().value as string);
+  decoded.set(cacheKey, vcek);
+  return vcek;
 }

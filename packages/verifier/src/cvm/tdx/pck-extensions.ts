@@ -1,5 +1,5 @@
 import { CvmError } from '../errors.js';
-import { DER_ENUMERATED, DER_OCTET_STRING, DER_OID, DER_SEQUENCE, derSmallUint, readTlv } from '../internal/der-value.js';
+import { DER_ENUMERATED, DER_OCTET_STRING, DER_OID, DER_SEQUENCE, decodeOid, derSmallUint, readTlv } from '../internal/der-value.js';
 
 /** Intel SGX PCK certificate extension (Intel "SGX PCK Certificate and CRL Profile"). */
 export const SGX_EXTENSIONS_OID = '1.2.840.113741.1.13.1';
@@ -21,20 +21,6 @@ export interface PckPlatform {
   /** 6 bytes, hex upper-case as in TCB info. */
   readonly fmspc: string;
   readonly sgxType: number;
-}
-
-function decodeOid(c: Uint8Array): string {
-  const parts: number[] = [];
-  let v = 0;
-  for (const [i, byte] of c.entries()) {
-    v = v * 128 + (byte & 0x7f);
-    if ((byte & 0x80) === 0) {
-      if (parts.length === 0) parts.push(v < 80 ? Math.floor(v / 40) : 2, v < 80 ? v % 40 : v - 80);
-      else parts.push(v);
-      v = 0;
-    } else if (i === c.length - 1) return '';
-  }
-  return parts.join('.');
 }
 
 /**

@@ -5,6 +5,12 @@ import type { TdxTrustAnchors } from './trust-anchors.js';
 
 /** Most certificates read from a carried chain (leaf, intermediate, root; one spare). */
 const MAX_CHAIN_CERTS = 4;
+/**
+ * Chains parsed before, by their PEM text (a KBS sees the same platforms again and again; parsing
+ * costs about a millisecond per certificate). Only parsing is cached; every check runs each time.
+ */
+const parsedChains = new Map<string, X509Certificate[]>();
+const MAX_CACHED_CHAINS = 256;
 
 function signedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
   try {
@@ -37,11 +43,15 @@ export function verifyIntelChain(pem: string, anchors: TdxTrustAnchors, now: Dat
   const ders = pemCertificates(pem);
   // SECURITY: bounds the work on a hostile chain, and an empty chain certifies nothing.
   if (ders.length === 0 || ders.length > MAX_CHAIN_CERTS) throw new CvmError(untrusted, `${what} has ${ders.length} certificates`);
-  let certs: X509Certificate[];
-  try {
-    certs = ders.map((d) => new X509Certificate(Buffer.from(d)));
-  } catch (cause) {
-    throw new CvmError(untrusted, `${what} holds an undecodable certificate`, { cause });
+  let certs = parsedChains.get(pem);
+  if (certs === undefined) {
+    try {
+      certs = ders.map((d) => new X509Certificate(Buffer.from(d)));
+    } catch (cause) {
+      throw new CvmError(untrusted, `${what} holds an undecodable certificate`, { cause });
+    }
+    if (parsedChains.size >= MAX_CACHED_CHAINS) parsedChains.delete(parsedChains.keys().next().value as string);
+    parsedChains.set(pem, certs);
   }
   const path: X509Certificate[] = [certs[0] as X509Certificate];
   let root: X509Certificate | undefined;

@@ -1,6 +1,6 @@
 import { createHash, createPublicKey, timingSafeEqual, verify as cryptoVerify, type KeyObject, type X509Certificate } from 'node:crypto';
-import { X509Certificate as PeculiarCertificate } from '../../identity/internal/x509.js';
 import { CvmError } from '../errors.js';
+import { certificateExtensions } from '../internal/der-value.js';
 import { decodePckPlatform, SGX_EXTENSIONS_OID, type PckPlatform } from './pck-extensions.js';
 import type { UnverifiedTdQuote } from './quote.js';
 import type { TdxTrustAnchors } from './trust-anchors.js';
@@ -62,11 +62,11 @@ export function verifyTdQuote(quote: UnverifiedTdQuote, anchors: TdxTrustAnchors
   const details = pckLeaf.publicKey.asymmetricKeyDetails;
   // SECURITY: PCK keys are P-256; another key type cannot have signed the QE report as DCAP defines.
   if (pckLeaf.publicKey.asymmetricKeyType !== 'ec' || details?.namedCurve !== 'prime256v1') throw new CvmError('TDX_PCK_UNTRUSTED', 'PCK key is not EC P-256');
-  const ext = new PeculiarCertificate(pckLeaf.raw).extensions.find((e) => e.type === SGX_EXTENSIONS_OID);
+  const ext = certificateExtensions(new Uint8Array(pckLeaf.raw))?.get(SGX_EXTENSIONS_OID);
   // SECURITY: a certificate under Intel's root without the SGX extension is not a PCK certificate
   // (it could be Intel's TCB signing certificate, whose key must not certify QEs).
-  if (ext === undefined) throw new CvmError('TDX_PCK_UNTRUSTED', 'PCK certificate has no SGX extension');
-  const platform = decodePckPlatform(new Uint8Array(ext.value));
+  if (ext === undefined) throw new CvmError('TDX_PCK_UNTRUSTED', 'PCK certificate has no (well-formed) SGX extension');
+  const platform = decodePckPlatform(ext);
 
   // SECURITY: only the platform's PCK key (held by Intel's PCE) signs QE reports; this is what makes
   // the QE's attestation key an Intel-certified key (DCAP ECDSA quote verification, step "QE report signature").

@@ -52,6 +52,9 @@ Options:
                        EK named to the KBS for hardware identity (default rsa: TCG template L-1; ecc: L-2 P-256;
                        ecc384: high-range H-3 P-384, the EK swtpm certifies at NV 0x01c00016)
   --no-ek-identity     do not name the EK/AK to the KBS (no credential activation; Trustee's trusted_ak only)
+  --tee TEE            evidence type: tpm (default), az-snp-vtpm / az-tdx-vtpm (Azure confidential VM: HCL report
+                       from NV 0x01400001, AK at 0x81000003, VCEK / TD quote from Azure IMDS), or auto (detect)
+  --vcek-file FILE     az-snp-vtpm: the VCEK (PEM or DER) instead of asking Azure IMDS
   --json               machine-readable output on stdout
 Exit codes: 0 success, 1 failure (refused, unreachable, TPM error), 2 usage error.`;
 

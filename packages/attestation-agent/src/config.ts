@@ -35,6 +35,12 @@ export interface AgentConfig {
   readonly sealToPcrs: readonly number[];
   /** Sealed JWE cache directory (`tpm-*` tee keys only); undefined: off. */
   readonly cacheDir: string | undefined;
+  /** Evidence type: `tpm`, Azure CVM vTPM (`az-snp-vtpm`, `az-tdx-vtpm`), or `auto` (an HCL report in NV means Azure). */
+  readonly tee: 'tpm' | 'az-snp-vtpm' | 'az-tdx-vtpm' | 'auto';
+  /** True when --ak-handle was given (Azure vTPM evidence otherwise uses the AK at 0x81000003). */
+  readonly akHandleSet: boolean;
+  /** az-snp-vtpm: read the VCEK from this file (PEM/DER) instead of Azure IMDS. */
+  readonly vcekFile: string | undefined;
 }
 
 /** Flags every command accepts (documented in the README). */
@@ -58,6 +64,8 @@ export const COMMON_OPTIONS = {
   'no-ek-identity': { type: 'boolean' },
   'seal-to-pcrs': { type: 'string' },
   'cache-dir': { type: 'string' },
+  tee: { type: 'string' },
+  'vcek-file': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -103,6 +111,9 @@ export function agentConfigFrom(values: CommonValues, env: NodeJS.ProcessEnv): A
     ekAlg: ekAlgOf(values['ek-alg']),
     sealToPcrs: pcrListOf(values['seal-to-pcrs']),
     cacheDir: values['cache-dir'] !== undefined ? resolve(values['cache-dir']) : undefined,
+    tee: teeOf(values.tee),
+    akHandleSet: values['ak-handle'] !== undefined,
+    vcekFile: values['vcek-file'] !== undefined ? resolve(values['vcek-file']) : undefined,
   });
 }
 
@@ -136,4 +147,10 @@ function ekAlgOf(v: string | undefined): EkAlg {
   const alg = v ?? 'rsa';
   if (alg !== 'rsa' && alg !== 'ecc' && alg !== 'ecc384') invalid('--ek-alg must be rsa, ecc or ecc384');
   return alg;
+}
+
+function teeOf(v: string | undefined): AgentConfig['tee'] {
+  const tee = v ?? 'tpm';
+  if (tee !== 'tpm' && tee !== 'az-snp-vtpm' && tee !== 'az-tdx-vtpm' && tee !== 'auto') invalid('--tee must be tpm, az-snp-vtpm, az-tdx-vtpm or auto');
+  return tee;
 }

@@ -28,7 +28,9 @@ export type AgentErrorCode =
   /** The agent's flags, environment or config file are invalid. */
   | 'CONFIG_INVALID'
   /** The sealed JWE cache (`--cache-dir`) has no usable entry or cannot be written. */
-  | 'CACHE_FAILED';
+  | 'CACHE_FAILED'
+  /** The confidential-VM platform (Azure IMDS) did not provide the VCEK or TD quote. */
+  | 'CVM_PLATFORM_UNAVAILABLE';
 
 export class AgentError extends Error {
   override readonly name: string = 'AgentError';

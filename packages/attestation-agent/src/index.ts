@@ -4,6 +4,8 @@ export * from './kbs-client/index.js';
 export { TpmAttester } from './attester/tpm-attester.js';
 export type { TpmEvidenceContributor } from './attester/tpm-attester.js';
 export { ensureInitDataBound } from './attester/init-data-binding.js';
+export { AzVtpmAttester, detectCvmTee, hclReportTee, AZURE_HCL_REPORT_NV_INDEX, AZURE_VTPM_AK_HANDLE, type AzVtpmAttesterOptions, type CvmTee } from './attester/az-vtpm-attester.js';
+export { FileVcekSource, ImdsVcekSource, ImdsTdQuoteSource, type VcekSource, type TdQuoteSource } from './attester/cvm-platform.js';
 export { AgentError, TpmError } from './errors.js';
 export type { AgentErrorCode } from './errors.js';
 export { agentConfigFrom } from './config.js';

@@ -14,6 +14,7 @@ import { EkPublicCache } from './attester/ek-public-cache.js';
 import { softwareTeeKeys, type TeeKeySource } from './kbs-client/tee-key.js';
 import { TpmTeeKeySource } from './kbs-client/tpm-tee-key.js';
 import { SealedJweCache } from './kbs-client/sealed-jwe-cache.js';
+import { azVtpmSessionParts } from './attester/az-vtpm-session.js';
 
 /** An open TPM with the agent's AK loaded, and a KBS client that attests with it. */
 export interface NodeSession {
@@ -47,8 +48,12 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
   let ak: LoadedAk | undefined;
   let identity: IdentityContributor | undefined;
   try {
+    // Azure CVM vTPM evidence (--tee az-*|auto) uses the paravisor's AK and its own attester.
+    const cvm = await azVtpmSessionParts(tpm, config);
     ak =
-      config.akMode === 'persistent'
+      cvm !== undefined
+        ? cvm.ak
+        : config.akMode === 'persistent'
         ? await loadOrCreateAk(tpm, { alg: config.akAlg, persistentHandle: config.akHandle, persist: config.akCreate })
         : await loadOrCreateAk(tpm, { alg: config.akAlg, stateDir: config.stateDir });
     let initData: { wire: InitData; parsed: ParsedInitData } | undefined;
@@ -56,7 +61,7 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
       initData = await readInitData(config.initDataFile);
       await ensureInitDataBound(tpm, initData.parsed.digest);
     }
-    identity = config.ekIdentity ? identityContributorFor(tpm, ak, config.ekAlg, new EkPublicCache(config.stateDir)) : undefined;
+    identity = config.ekIdentity && cvm === undefined ? identityContributorFor(tpm, ak, config.ekAlg, new EkPublicCache(config.stateDir)) : undefined;
     let teeKeys: TeeKeySource;
     let cache: SealedJweCache | undefined;
     if (config.teeKey === 'tpm-rsa' || config.teeKey === 'tpm-ecc') {
@@ -66,9 +71,10 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
     } else {
       teeKeys = softwareTeeKeys(config.teeKey);
     }
+    const bootLogs = new BootLogContributor({ eventLogFile: config.eventLogFile, imaLogFile: config.imaLogFile });
     const client = new KbsClient({
       url: config.url,
-      attester: new TpmAttester(tpm, ak.ak, [...(identity !== undefined ? [identity] : []), new BootLogContributor({ eventLogFile: config.eventLogFile, imaLogFile: config.imaLogFile })]),
+      attester: cvm !== undefined ? cvm.attester([bootLogs]) : new TpmAttester(tpm, ak.ak, [...(identity !== undefined ? [identity] : []), bootLogs]),
       teeKeys,
       ...(cache !== undefined ? { cache } : {}),
       timeoutMs: config.timeoutMs,

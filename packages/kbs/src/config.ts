@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { TPM_IDENTITY_CONFIG_FIELDS, tpmIdentityConfigFrom, type TpmIdentityConfig } from './attestation/tpm/identity-config.js';
 import { OWNER_CONFIG_FIELDS, ownerConfigFrom, type OwnerConfig } from './owners/owner-config.js';
 import { STATE_CONFIG_FIELDS, stateConfigFrom, type StateConfig } from './state-wiring/state-config.js';
+import { CVM_CONFIG_SCHEMA, cvmConfigFrom, type CvmConfig } from './attestation/az-vtpm/cvm-config.js';
 
 /** Secret storage backend settings (see the README's "Storage backends"). */
 const StorageSchema = z.discriminatedUnion('backend', [
@@ -81,6 +82,8 @@ const FileSchema = z
       })
       .strict()
       .optional(),
+    /** Azure confidential-VM vTPMs: trust anchors and TDX collateral (see attestation/az-vtpm/cvm-config.ts). */
+    cvm: CVM_CONFIG_SCHEMA.optional(),
     /** Workload owners: [admin], [rate_limit], [metrics], [audit], [policy] (see owners/owner-config.ts). */
     ...OWNER_CONFIG_FIELDS,
     /** Where the KBS's state lives: [state] and max_session_bytes (see state-wiring/state-config.ts). */
@@ -113,6 +116,8 @@ export interface KbsConfig {
   readonly state: StateConfig;
   /** `serve --workers N`: KBS processes on this host (node:cluster); more than 1 needs a shared state backend. */
   readonly workers: number;
+  /** `[cvm]`: az-snp-vtpm / az-tdx-vtpm trust anchors and collateral (issue 17). */
+  readonly cvm: CvmConfig;
 }
 
 /** Measured boot and IMA settings (`[tpm]` keys; see the README's "Measured boot and IMA"). */
@@ -215,6 +220,7 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
     owners: fromSection(() => ownerConfigFrom(file, dataDir, { insecureAdminAllowAll: values['insecure-admin-allow-all'] === true })),
     state,
     workers,
+    cvm: cvmConfigFrom(file.cvm),
   };
   return deepFreeze(config);
 }

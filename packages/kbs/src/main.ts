@@ -11,6 +11,8 @@ import { MeasuredBootExtension } from './attestation/tpm/measured-boot-extension
 import { ImaExtension } from './attestation/tpm/ima-extension.js';
 import { IdentityExtension } from './attestation/tpm/identity-extension.js';
 import { TeeKeyResidencyExtension } from './attestation/tpm/tee-key-residency-extension.js';
+import { openAzVtpmAppraisers } from './attestation/az-vtpm/open-az-vtpm.js';
+import type { TeeAppraiser } from './attestation/tee-appraiser.js';
 import { kmsResourceStore } from './release/kms-resource-store.js';
 import { loadOrCreateSigningKey } from './signing-key.js';
 import { openSecretStore } from './storage/open-secret-store.js';
@@ -93,25 +95,25 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
       trustedAkList: config.tpm.trustedAkList,
       trustDomain: id.trustDomain,
     });
+    const measuredBootExtensions = [
+      new MeasuredBootExtension({ requireEventLog: boot.requireEventLog, allowSha1: boot.allowSha1EventLog }),
+      new ImaExtension({
+        checkpoints: state.imaCheckpoints,
+        requireImaLog: boot.requireImaLog,
+        allowSha1: boot.allowSha1EventLog,
+        allowViolations: boot.allowImaViolations,
+      }),
+    ];
     const tpm = new TpmAppraiser({
       trustedAkList: config.tpm.trustedAkList,
-      extensions: [
-        identity,
-        new MeasuredBootExtension({ requireEventLog: boot.requireEventLog, allowSha1: boot.allowSha1EventLog }),
-        new ImaExtension({
-          checkpoints: state.imaCheckpoints,
-          requireImaLog: boot.requireImaLog,
-          allowSha1: boot.allowSha1EventLog,
-          allowViolations: boot.allowImaViolations,
-        }),
-        new TeeKeyResidencyExtension(),
-      ],
+      extensions: [identity, ...measuredBootExtensions, new TeeKeyResidencyExtension()],
     });
+    const cvmAppraisers = await openAzVtpmAppraisers(config.cvm, measuredBootExtensions);
     const deps: KbsDeps = {
       state,
       sessionTtlMs: config.sessionTtlMs,
       signer,
-      appraisers: new Map([[tpm.tee, tpm]]),
+      appraisers: new Map<string, TeeAppraiser>([[tpm.tee, tpm], ...cvmAppraisers.map((a) => [a.tee, a] as const)]),
       attestationPolicy: owners.attestationPolicy,
       resourcePolicy: owners.resourcePolicy,
       resources: kmsResourceStore(store),

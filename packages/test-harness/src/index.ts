@@ -4,3 +4,4 @@ export { startSwtpm, tpm2ToolsPcrFile, SWTPM_LOCALCA_DIR, SWTPM_LOCALCA_ROOT_CER
 export type { RunningSwtpm, StartSwtpmOptions } from './swtpm.js';
 export { startRedis, startRedisCluster } from './redis.js';
 export type { RedisCluster, RedisClusterNode, RedisServer, StartRedisOptions } from './redis.js';
+export * from './cvm/index.js';

@@ -108,7 +108,7 @@ export function asKeyProviderError(err: unknown): KeyProviderError {
   if (err instanceof KbsClientError) return kekFetchError(err, '?');
   const e = err as { code?: unknown; message?: unknown } | undefined;
   // TPM and configuration failures (AgentError, TpmError) mean the node cannot attest now.
-  if (typeof e?.code === 'string' && (e.code.startsWith('TPM_') || e.code === 'AK_STORE_FAILED' || e.code === 'INIT_DATA_CONFLICT' || e.code === 'CONFIG_INVALID')) {
+  if (typeof e?.code === 'string' && (e.code.startsWith('TPM_') || e.code === 'AK_STORE_FAILED' || e.code === 'INIT_DATA_CONFLICT' || e.code === 'CONFIG_INVALID' || e.code === 'CVM_PLATFORM_UNAVAILABLE')) {
     return new KeyProviderError('ATTESTER_UNAVAILABLE', `cannot attest: ${e.code}: ${String(e.message)}`, { cause: err });
   }
   return new KeyProviderError('INTERNAL', 'internal error while unwrapping the key', { cause: err });

@@ -19,6 +19,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
   'image encrypt': { summary: 'encrypt an OCI image for the node key provider (KEK in the KBS) and/or jwe recipients', load: () => import('../commands/image-encrypt.js') },
   'policy create': { summary: 'generate a measured-boot reference state or a Keylime runtime policy', load: () => import('../commands/policy-create.js') },
   'verify-quote': { summary: 'verify a TPM quote (tpm2_quote output) strictly, like tpm2_checkquote', load: () => import('../commands/verify-quote.js') },
+  'verify-evidence': { summary: 'verify Azure CVM vTPM evidence (az-snp-vtpm, az-tdx-vtpm) offline, as the KBS does', load: () => import('../commands/verify-evidence.js') },
 };
 
 const USAGE = (): string =>

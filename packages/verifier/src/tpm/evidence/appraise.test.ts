@@ -222,7 +222,8 @@ describe.skipIf(!haveTools)('appraiseTpmEvidence (Trustee tpm evidence from swtp
   });
 
   it('throws TypeError for malformed options', () => {
-    expect(() => appraiseTpmEvidence(evidence, { ...listed(), expectedReportData: reportData.subarray(0, 20) })).toThrow(TypeError);
+    expect(() => appraiseTpmEvidence(evidence, { ...listed(), expectedReportData: new Uint8Array(0) })).toThrow(TypeError);
+    expect(() => appraiseTpmEvidence(evidence, { ...listed(), expectedReportData: new Uint8Array(65) })).toThrow(TypeError);
     expect(() => appraiseTpmEvidence(evidence, { ...listed(), initDataDigest: new Uint8Array(48) })).toThrow(TypeError);
     expect(() => appraiseTpmEvidence(evidence, { ...listed(), akTrust: { mode: 'trusted-list' } as never })).toThrow(TypeError);
   });

@@ -3,8 +3,13 @@ import { VerifierError } from '../../errors.js';
 import { verifyQuote, type VerifiedQuote } from '../quote/verify.js';
 import { decodeUnverifiedTpmEvidence, TPM_EVIDENCE_PCR_COUNT } from './decode.js';
 
-/** Byte length of the runtime-data binding digest carried in extraData (PROTOCOL-NOTES §1). */
+/** Byte length of the runtime-data binding digest carried in extraData for `tpm` evidence (PROTOCOL-NOTES §1). */
 export const REPORT_DATA_BYTES = 32;
+/**
+ * Longest qualifying data a TPM takes (TPM2B_DATA holds a TPMT_HA: 64 bytes). Azure vTPM evidence
+ * carries the whole runtime-data digest (48 bytes for SHA-384), not a 32-byte prefix.
+ */
+export const MAX_REPORT_DATA_BYTES = 64;
 /** Byte length of the init-data digest extended into PCR8 (Trustee, guest-components). */
 export const INIT_DATA_DIGEST_BYTES = 32;
 const INIT_DATA_PCR = 8;
@@ -22,7 +27,10 @@ export type AkTrust =
   | { readonly mode: 'not-checked' };
 
 export interface AppraiseTpmEvidenceOptions {
-  /** The 32-byte runtime-data binding digest the quote's extraData must equal. */
+  /**
+   * The runtime-data binding digest the quote's extraData must equal: 32 bytes for `tpm` evidence
+   * (the KBS fits it), the full digest (1..64 bytes) for Azure vTPM evidence.
+   */
   readonly expectedReportData: Uint8Array;
   readonly akTrust: AkTrust;
   /** 32-byte init-data digest; when present PCR8 must equal sha256(0x00*32 ‖ digest). */
@@ -101,7 +109,10 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
  * @throws VerifierError (`EVIDENCE_*`, `QUOTE_*`, `TPM_*`); TypeError for malformed options.
  */
 export function appraiseTpmEvidence(evidence: unknown, options: AppraiseTpmEvidenceOptions): TpmAppraisal {
-  const expectedReportData = requireLength(options.expectedReportData, REPORT_DATA_BYTES, 'expectedReportData');
+  const expectedReportData = options.expectedReportData;
+  if (!(expectedReportData instanceof Uint8Array) || expectedReportData.byteLength === 0 || expectedReportData.byteLength > MAX_REPORT_DATA_BYTES) {
+    throw new TypeError(`appraiseTpmEvidence: expectedReportData must be a Uint8Array of 1..${MAX_REPORT_DATA_BYTES} bytes`);
+  }
   const initDataDigest =
     options.initDataDigest === undefined
       ? undefined

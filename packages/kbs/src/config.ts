@@ -82,6 +82,8 @@ const FileSchema = z
       .optional(),
     /** Workload owners: [admin], [rate_limit], [metrics], [audit], [policy] (see owners/owner-config.ts). */
     ...OWNER_CONFIG_FIELDS,
+    /** The owner console at /console (issue 16). */
+    console: z.object({ enabled: z.boolean().optional() }).strict().optional(),
   })
   .strict();
 
@@ -106,6 +108,8 @@ export interface KbsConfig {
   readonly tpmIdentity: TpmIdentityConfig;
   /** Admin identities and roles, rate limits, metrics, audit trail, policies (issue 5). */
   readonly owners: OwnerConfig;
+  /** `[console] enabled` (default true): serve the owner console at /console. */
+  readonly console: { readonly enabled: boolean };
 }
 
 /** Measured boot and IMA settings (`[tpm]` keys; see the README's "Measured boot and IMA"). */
@@ -196,6 +200,7 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
     },
     tpmIdentity: tpmIdentityConfigFrom(file.tpm, dataDir),
     owners: ownerConfigOrThrow(file, dataDir, values['insecure-admin-allow-all'] === true),
+    console: { enabled: file.console?.enabled ?? true },
   };
   return deepFreeze(config);
 }

@@ -19,7 +19,7 @@ const MAX_PEM_CHARS = 16 * 1024;
 const PKCS8 = /-----BEGIN PRIVATE KEY-----([A-Za-z0-9+/=\s]+)-----END PRIVATE KEY-----/;
 
 /** The DER bytes of the PKCS#8 block in a PEM text. */
-export function pkcs8FromPem(pem: string): Uint8Array {
+export function pkcs8FromPem(pem: string): Uint8Array<ArrayBuffer> {
   if (pem.length > MAX_PEM_CHARS) throw new AdminKeyError('the file is too large to be a private key');
   if (/-----BEGIN (EC |ENCRYPTED |RSA |OPENSSH )PRIVATE KEY-----/.test(pem)) {
     throw new AdminKeyError('the key must be an unencrypted PKCS#8 PEM ("BEGIN PRIVATE KEY"); convert it with: openssl pkcs8 -topk8 -nocrypt -in KEY');

@@ -6,7 +6,7 @@ export function base64urlEncode(bytes: Uint8Array): string {
 }
 
 /** Decode base64url (no padding required); throws on characters outside the alphabet. */
-export function base64urlDecode(text: string): Uint8Array {
+export function base64urlDecode(text: string): Uint8Array<ArrayBuffer> {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) throw new Error('not base64url');
   const b64 = text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (text.length % 4)) % 4);
   const bin = atob(b64);
@@ -15,6 +15,6 @@ export function base64urlDecode(text: string): Uint8Array {
   return out;
 }
 
-export function utf8(text: string): Uint8Array {
+export function utf8(text: string): Uint8Array<ArrayBuffer> {
   return new TextEncoder().encode(text);
 }

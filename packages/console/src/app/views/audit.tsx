@@ -110,7 +110,7 @@ export function AuditView({ api }: { api: AdminApi }) {
                   <td>{when(r.time)}</td>
                   <td>{r.kind}</td>
                   <td class="wrap">{String(r.fields['actor'] ?? r.fields['node'] ?? r.fields['client'] ?? '')}</td>
-                  <td class="wrap">{String(r.fields['action'] ?? r.fields['resourcePath'] ?? '')}</td>
+                  <td class="wrap">{[r.fields['action'], r.fields['resourcePath']].filter((v) => v !== undefined).join(' ')}</td>
                   <td>{String(r.fields['verdict'] ?? '')}</td>
                   <td>{r.fields['policyId'] !== undefined ? `${String(r.fields['policyId'])}@${String(r.fields['policyVersion'] ?? '?')}` : ''}</td>
                   <td class="wrap">{String(r.fields['reason'] ?? '')}</td>

@@ -15,7 +15,10 @@ interface HealthAnswer extends Omit<HealthSample, 'atMs'> {
 
 const POLL_MS = 2000;
 const KEEP = 90;
+/** The charts' time window: the samples kept. */
+const WINDOW_S = (POLL_MS * KEEP) / 1000;
 
+const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
 const fmt = (v: number | null | undefined, digits = 2): string => (v === null || v === undefined ? '—' : v.toFixed(digits));
 
 /** Health: attestations/s, denials/s and p99 latency over time, and the storage backends' state. */
@@ -80,15 +83,15 @@ export function HealthView({ api }: { api: AdminApi }) {
           <div class="tile">
             <dt>Totals</dt>
             <dd>
-              {latest.counters.attestations} attestations, {latest.counters.denials} denials, {latest.counters.releases} releases
+              {plural(latest.counters.attestations, 'attestation')}, {plural(latest.counters.denials, 'denial')}, {plural(latest.counters.releases, 'release')}
             </dd>
           </div>
         </dl>
       )}
       <div class="charts">
-        <TimeChart title="Attestations" unit="per s" xs={xs} ys={rates.map((r) => r.attestationsPerSec)} summary={`latest ${fmt(last?.attestationsPerSec)} per second`} />
-        <TimeChart title="Policy denials" unit="per s" xs={xs} ys={rates.map((r) => r.denialsPerSec)} summary={`latest ${fmt(last?.denialsPerSec)} per second`} />
-        <TimeChart title="p99 latency of protocol requests" unit="ms" xs={xs} ys={rates.map((r) => r.p99Ms)} summary={`latest ${fmt(last?.p99Ms, 1)} ms (since start: ${fmt(latest?.latencyMs.p99, 1)} ms)`} />
+        <TimeChart title="Attestations" unit="per s" xs={xs} ys={rates.map((r) => r.attestationsPerSec)} summary={`latest ${fmt(last?.attestationsPerSec)} per second`} windowS={WINDOW_S} />
+        <TimeChart title="Policy denials" unit="per s" xs={xs} ys={rates.map((r) => r.denialsPerSec)} summary={`latest ${fmt(last?.denialsPerSec)} per second`} windowS={WINDOW_S} />
+        <TimeChart title="p99 latency of protocol requests" unit="ms" xs={xs} ys={rates.map((r) => r.p99Ms)} summary={`latest ${fmt(last?.p99Ms, 1)} ms (since start: ${fmt(latest?.latencyMs.p99, 1)} ms)`} windowS={WINDOW_S} />
       </div>
     </>
   );

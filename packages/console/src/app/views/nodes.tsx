@@ -128,11 +128,16 @@ export function NodesView({ api }: { api: AdminApi }) {
       </div>
       {nodes.state === 'loading' && <Loading what="nodes" />}
       {nodes.state === 'error' && <Problem error={nodes.error} what="the node list" />}
+      {nodes.state === 'ok' && nodes.value.nodes.some((n) => n.state === undefined) && (
+        <p class="notice notice-unavailable" role="status">
+          This KBS lists hardware-identity enrolments only, without verdicts: full node records come with continuous attestation.
+        </p>
+      )}
       {nodes.state === 'ok' && (
         <div class="table-wrap">
           <table data-testid="nodes-table">
             <caption>
-              {rows.length} node{rows.length === 1 ? '' : 's'}
+              {rows.length === 0 ? 'No nodes recorded' : `${rows.length} node${rows.length === 1 ? '' : 's'}`}
               {state !== '' ? ` in state ${state}` : ''}
             </caption>
             <thead>

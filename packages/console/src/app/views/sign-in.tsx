@@ -56,6 +56,11 @@ export function SignIn({ message, onSession }: { message: string | undefined; on
     <main id="main" class="sign-in" tabIndex={-1}>
       <h1>Keyhold console</h1>
       <p class="lede">Sign in with your admin credential. It stays in this page's memory only: closing or reloading the page signs you out.</p>
+      {!isSecureContext && (
+        <p class="notice notice-error" role="alert">
+          This page is not a secure context (serve the KBS over HTTPS, or open it on localhost): the browser withholds WebCrypto, so key sign-in and audit verification cannot work.
+        </p>
+      )}
       {message !== undefined && (
         <p class="notice notice-forbidden" role="alert" data-testid="signin-message">
           {message}

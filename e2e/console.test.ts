@@ -9,6 +9,8 @@
  * that the page logs no errors (CSP violations included). Screenshots go to e2e/artifacts/console/.
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +29,8 @@ const ARTIFACTS = join(REPO_ROOT, 'e2e', 'artifacts', 'console');
 const SECRET_A = 'console-e2e-secret-a-5d2f91';
 const SECRET_B = 'console-e2e-secret-b-c47e03';
 const SECRETS = [SECRET_A, SECRET_B, Buffer.from(SECRET_A).toString('base64'), Buffer.from(SECRET_B).toString('base64')];
+/** axe-core (WCAG 2.1 A/AA rules), evaluated in the page over the DevTools protocol (not subject to the page's CSP). */
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const NEEDS_ISSUE_13 = 'needs the continuous-attestation endpoints (issue 13)';
 
 let dir: string;
@@ -97,6 +101,16 @@ async function watchedPage(viewport = { width: 1280, height: 800 }): Promise<Wat
 async function shot(w: Watched, name: string): Promise<void> {
   w.doms.push(await w.page.content());
   await w.page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+  await expectAccessible(w, name);
+}
+
+/** No WCAG 2.1 A/AA violation that axe-core can detect (labels, names, contrast, landmarks, ARIA). */
+async function expectAccessible(w: Watched, what: string): Promise<void> {
+  if ((await w.page.evaluate<string>('typeof axe')) === 'undefined') await w.page.evaluate<void>(AXE);
+  const violations = await w.page.evaluate<{ id: string; impact: string; targets: string[] }[]>(
+    "axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }).then((r) => r.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) })))",
+  );
+  expect(violations, what).toEqual([]);
 }
 
 /** No secret value in any DOM snapshot or response body the page received; no console errors. */

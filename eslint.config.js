@@ -30,6 +30,38 @@ export default tseslint.config(
     },
   },
   {
+    // The owner console runs in the browser: no Node modules, and the admin credential stays in
+    // memory (no web storage, no cookies), no HTML injection sinks.
+    files: ['packages/console/src/app/**/*.{ts,tsx}'],
+    ignores: ['packages/console/src/app/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['node:*', 'fs', 'fs/*', 'path', 'crypto', 'child_process', 'http', 'https', 'net'], message: 'The console runs in the browser.' },
+            { group: ['**/packages/*/src/**', '@keyhold/*'], message: 'The console talks to the KBS over its admin API only.' },
+          ],
+        },
+      ],
+      'no-restricted-globals': ['error', { name: 'localStorage', message: 'Keep the admin credential in memory only.' }, { name: 'sessionStorage', message: 'Keep the admin credential in memory only.' }, { name: 'indexedDB', message: 'Keep the admin credential in memory only.' }, 'eval'],
+      'no-restricted-properties': [
+        'error',
+        { object: 'document', property: 'cookie', message: 'Keep the admin credential in memory only.' },
+        { object: 'window', property: 'localStorage', message: 'Keep the admin credential in memory only.' },
+        { object: 'window', property: 'sessionStorage', message: 'Keep the admin credential in memory only.' },
+      ],
+      'no-restricted-syntax': [
+        'error',
+        { selector: "JSXAttribute[name.name='dangerouslySetInnerHTML']", message: 'No HTML injection: render text.' },
+        { selector: "MemberExpression[property.name=/^(innerHTML|outerHTML)$/]", message: 'No HTML injection: render text.' },
+        { selector: "CallExpression[callee.property.name='insertAdjacentHTML']", message: 'No HTML injection: render text.' },
+      ],
+      'no-implied-eval': 'error',
+      'no-new-func': 'error',
+    },
+  },
+  {
     // Tests poke into decoded JSON (token claims, error bodies) whose shape they assert.
     files: ['**/*.test.ts', 'e2e/**/*.ts', '**/bench/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },

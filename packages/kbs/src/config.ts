@@ -88,6 +88,8 @@ const FileSchema = z
     ...OWNER_CONFIG_FIELDS,
     /** Where the KBS's state lives: [state] and max_session_bytes (see state-wiring/state-config.ts). */
     ...STATE_CONFIG_FIELDS,
+    /** The owner console at /console (issue 16). */
+    console: z.object({ enabled: z.boolean().optional() }).strict().optional(),
   })
   .strict();
 
@@ -118,6 +120,8 @@ export interface KbsConfig {
   readonly workers: number;
   /** `[cvm]`: az-snp-vtpm / az-tdx-vtpm trust anchors and collateral (issue 17). */
   readonly cvm: CvmConfig;
+  /** `[console] enabled` (default true): serve the owner console at /console. */
+  readonly console: { readonly enabled: boolean };
 }
 
 /** Measured boot and IMA settings (`[tpm]` keys; see the README's "Measured boot and IMA"). */
@@ -221,6 +225,7 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
     state,
     workers,
     cvm: cvmConfigFrom(file.cvm),
+    console: { enabled: file.console?.enabled ?? true },
   };
   return deepFreeze(config);
 }

@@ -19,6 +19,8 @@ import { openSecretStore } from './storage/open-secret-store.js';
 import { EarSigner } from './token/ear-signer.js';
 import { openOwnerServices } from './owners/open-owner-services.js';
 import { openConfiguredState } from './state-wiring/open-state.js';
+import { CONSOLE_ASSETS_DIR } from '@keyhold/console';
+import { registerConsole } from './console/serve-console.js';
 
 export const BUILD = 'keyhold-kbs 0.1.0';
 
@@ -124,6 +126,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
       owners: owners.services,
     };
     const app = createApp(deps);
+    registerConsole(app, { enabled: config.console.enabled, assetsDir: CONSOLE_ASSETS_DIR });
     const server = await new Promise<ServerType>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
       s.once('error', reject);

@@ -20,6 +20,8 @@ export interface PolicyEngine {
   putResourcePolicy(document: unknown, options?: PolicyPutOptions & { readonly repository?: string }): Promise<StoredPolicy>;
   deletePolicy(ref: PolicyRef): Promise<boolean>;
   listPolicies(): Promise<readonly StoredPolicy[]>;
+  /** A slot's recent versions, newest first (the store's history; just the current version when the store keeps none). */
+  policyHistory(ref: PolicyRef, limit?: number): Promise<readonly StoredPolicy[]>;
   /** The stored attestation policy `id`, or the built-in default (version 0) for id `default`. */
   attestationPolicy(id: string): Promise<CompiledAttestationPolicy>;
   /** The resource policy for `repository`: its own, else the global one, else the built-in default. */
@@ -94,6 +96,11 @@ export function createPolicyEngine(options: PolicyEngineOptions): PolicyEngine {
     },
     async listPolicies() {
       return store.list();
+    },
+    async policyHistory(ref, limit) {
+      if (store.history !== undefined) return store.history(ref, limit);
+      const current = await store.get(ref);
+      return current === undefined ? [] : [current];
     },
     attestationPolicy,
     resourcePolicy,

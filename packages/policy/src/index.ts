@@ -40,6 +40,7 @@ export {
   createMemoryPolicyStore,
   parsePolicyStoreSnapshot,
   policyKey,
+  POLICY_HISTORY_LIMIT,
   type PolicyRef,
   type PolicyStore,
   type MemoryPolicyStore,

@@ -31,7 +31,16 @@ export interface PolicyStore {
   put(ref: PolicyRef, document: PolicyDocument, options?: PolicyPutOptions): Promise<StoredPolicy>;
   delete(ref: PolicyRef): Promise<boolean>;
   list(): Promise<readonly StoredPolicy[]>;
+  /**
+   * The slot's most recent versions, newest first (at most the store's history limit, and at most
+   * `limit` when given), including versions of a policy since deleted. Optional: a store without it
+   * offers no history (callers fall back to the current version).
+   */
+  history?(ref: PolicyRef, limit?: number): Promise<readonly StoredPolicy[]>;
 }
+
+/** Versions kept per slot by the stores' history (bounded, oldest dropped first). */
+export const POLICY_HISTORY_LIMIT = 20;
 
 /** A whole store's content, as the file store persists it. */
 export interface PolicyStoreSnapshot {
@@ -39,9 +48,15 @@ export interface PolicyStoreSnapshot {
   readonly policies: readonly StoredPolicy[];
   /** Last version used per slot key, so versions are never reused after a delete. */
   readonly lastVersions: Readonly<Record<string, number>>;
+  /**
+   * Recent versions per slot key, newest first (bounded by POLICY_HISTORY_LIMIT). Optional, so
+   * snapshots written before history existed still load (their history starts at the current version).
+   */
+  readonly history?: Readonly<Record<string, readonly StoredPolicy[]>>;
 }
 
 export interface MemoryPolicyStore extends PolicyStore {
+  history(ref: PolicyRef, limit?: number): Promise<readonly StoredPolicy[]>;
   snapshot(): PolicyStoreSnapshot;
 }
 
@@ -75,7 +90,7 @@ export function parsePolicyStoreSnapshot(value: unknown): PolicyStoreSnapshot {
     if (!Number.isSafeInteger(v) || (v as number) < 1) throw bad('bad version counter');
     lastVersions[k] = v as number;
   }
-  const policies = value.policies.map((p: unknown): StoredPolicy => {
+  const entry = (p: unknown): StoredPolicy => {
     if (!isRecord(p) || !isRecord(p.ref) || !Number.isSafeInteger(p.version) || typeof p.updatedAt !== 'string') throw bad('bad policy entry');
     const ref: PolicyRef =
       p.ref.kind === 'attestation' && typeof p.ref.id === 'string'
@@ -96,18 +111,38 @@ export function parsePolicyStoreSnapshot(value: unknown): PolicyStoreSnapshot {
     }
     const updatedBy = typeof p.updatedBy === 'string' ? { updatedBy: p.updatedBy } : {};
     return { ref, version: p.version as number, updatedAt: p.updatedAt, ...updatedBy, document };
-  });
-  return { format: 1, policies, lastVersions };
+  };
+  const policies = value.policies.map(entry);
+  if (value.history === undefined) return { format: 1, policies, lastVersions };
+  if (!isRecord(value.history)) throw bad('bad history');
+  const history: Record<string, StoredPolicy[]> = {};
+  for (const [k, list] of Object.entries(value.history)) {
+    // SECURITY: bounded per slot, and every entry must belong to the slot it is filed under, so a
+    // tampered file cannot pass one slot's policy off as another's past version.
+    if (!Array.isArray(list) || list.length > POLICY_HISTORY_LIMIT) throw bad('bad history list');
+    history[k] = list.map((p: unknown) => {
+      const e = entry(p);
+      if (policyKey(e.ref) !== k) throw bad('history entry does not belong to its slot');
+      return e;
+    });
+  }
+  return { format: 1, policies, lastVersions, history };
 }
 
 /** An in-memory PolicyStore (tests, single-process deployments, and the file store's working copy). */
-export function createMemoryPolicyStore(options: { snapshot?: PolicyStoreSnapshot; now?: () => Date } = {}): MemoryPolicyStore {
+export function createMemoryPolicyStore(options: { snapshot?: PolicyStoreSnapshot; now?: () => Date; historyLimit?: number } = {}): MemoryPolicyStore {
   const now = options.now ?? (() => new Date());
+  const historyLimit = options.historyLimit ?? POLICY_HISTORY_LIMIT;
+  if (!Number.isSafeInteger(historyLimit) || historyLimit < 1 || historyLimit > POLICY_HISTORY_LIMIT) throw new TypeError(`historyLimit must be 1..${POLICY_HISTORY_LIMIT}`);
   const policies = new Map<string, StoredPolicy>();
   const lastVersions = new Map<string, number>();
+  const history = new Map<string, StoredPolicy[]>();
   for (const p of options.snapshot?.policies ?? []) policies.set(policyKey(p.ref), p);
   for (const [k, v] of Object.entries(options.snapshot?.lastVersions ?? {})) lastVersions.set(k, v);
   for (const [k, p] of policies) lastVersions.set(k, Math.max(lastVersions.get(k) ?? 0, p.version));
+  for (const [k, list] of Object.entries(options.snapshot?.history ?? {})) history.set(k, [...list].sort((a, b) => b.version - a.version).slice(0, historyLimit));
+  // A snapshot from before history was kept: each slot's history starts at its current version.
+  for (const [k, p] of policies) if (!history.get(k)?.some((h) => h.version === p.version)) history.set(k, [p, ...(history.get(k) ?? [])].slice(0, historyLimit));
 
   return {
     async get(ref) {
@@ -133,6 +168,7 @@ export function createMemoryPolicyStore(options: { snapshot?: PolicyStoreSnapsho
       };
       policies.set(key, stored);
       lastVersions.set(key, version);
+      history.set(key, [stored, ...(history.get(key) ?? [])].slice(0, historyLimit));
       return stored;
     },
     async delete(ref) {
@@ -142,8 +178,12 @@ export function createMemoryPolicyStore(options: { snapshot?: PolicyStoreSnapsho
     async list() {
       return [...policies.values()].sort((a, b) => policyKey(a.ref).localeCompare(policyKey(b.ref)));
     },
+    async history(ref, limit) {
+      checkRef(ref);
+      return (history.get(policyKey(ref)) ?? []).slice(0, limit ?? historyLimit);
+    },
     snapshot() {
-      return { format: 1, policies: [...policies.values()], lastVersions: Object.fromEntries(lastVersions) };
+      return { format: 1, policies: [...policies.values()], lastVersions: Object.fromEntries(lastVersions), history: Object.fromEntries([...history].map(([k, v]) => [k, [...v]])) };
     },
   };
 }

@@ -71,7 +71,8 @@ function claimsFor(tee: string, appraisal: TeeAppraisal): Record<string, unknown
   return { ...(appraisal.extra ?? {}), [tee]: appraisal.teeClaims };
 }
 
-function referencesFor(tee: string, references: ReferenceSnapshot): Record<string, readonly string[]> {
+/** Every reference value, and each `<tee>_NAME` also as `NAME` unless that name is set itself (what a stored policy sees). */
+export function referencesFor(tee: string, references: ReferenceSnapshot): Record<string, readonly string[]> {
   const all = references.all();
   const out: Record<string, readonly string[]> = { ...all };
   const prefix = `${tee}_`;

@@ -33,6 +33,23 @@ describe('openFilePolicyStore', () => {
     expect(await readdir(dir)).toEqual(['policies.json']);
   });
 
+  it('keeps the version history across reopen (and loads a store file written without history)', async () => {
+    const store = await openFilePolicyStore({ dataDir: dir });
+    await store.put({ kind: 'resource', repository: 'a' }, repoPolicy, { updatedBy: 'alice' });
+    await store.put({ kind: 'resource', repository: 'a' }, { ...repoPolicy, rule: 'false' });
+    const again = await openFilePolicyStore({ dataDir: dir });
+    const h = await again.history!({ kind: 'resource', repository: 'a' });
+    expect(h.map((p) => [p.version, p.updatedBy, (p.document as ResourcePolicyDocument).rule])).toEqual([
+      [2, undefined, 'false'],
+      [1, 'alice', 'repository == "a"'],
+    ]);
+    const file = path.join(dir, 'policies.json');
+    const { history: _h, ...legacy } = JSON.parse(await readFile(file, 'utf8'));
+    await writeFile(file, JSON.stringify(legacy));
+    const old = await openFilePolicyStore({ dataDir: dir });
+    expect((await old.history!({ kind: 'resource', repository: 'a' })).map((p) => p.version)).toEqual([2]);
+  });
+
   it('serialises concurrent puts without losing one', async () => {
     const store = await openFilePolicyStore({ dataDir: dir });
     const results = await Promise.all(Array.from({ length: 10 }, () => store.put({ kind: 'resource', repository: 'a' }, repoPolicy)));

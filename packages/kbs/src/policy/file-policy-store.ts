@@ -65,6 +65,7 @@ export async function openFilePolicyStore(options: FilePolicyStoreOptions): Prom
   return {
     get: (ref) => memory.get(ref),
     list: () => memory.list(),
+    history: (ref, limit) => memory.history(ref, limit),
     put: (ref, document, opts) => mutate((m) => m.put(ref, document, opts)),
     delete: (ref) => mutate((m) => m.delete(ref)),
   };

@@ -1,4 +1,4 @@
-import { AFFIRMING_RESOURCE_POLICY, DENY_ALL_RESOURCE_POLICY, createPolicyEngine, type AttestationPolicyDocument, type ResourcePolicyDocument } from '@keyhold/policy';
+import { POLICY_HISTORY_LIMIT, AFFIRMING_RESOURCE_POLICY, DENY_ALL_RESOURCE_POLICY, createPolicyEngine, type AttestationPolicyDocument, type ResourcePolicyDocument } from '@keyhold/policy';
 import { freePort, startRedis, type RedisServer } from '@keyhold/test-harness';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -75,6 +75,26 @@ describe('RedisPolicyStore', () => {
     await expect(store.put({ kind: 'resource' }, att as never)).rejects.toMatchObject({ code: 'POLICY_INVALID_DOCUMENT' });
     await expect(store.put({ kind: 'attestation', id: 'y' }, att)).rejects.toMatchObject({ code: 'POLICY_INVALID_DOCUMENT' });
     await expect(store.get({ kind: 'resource', repository: '../x' })).rejects.toMatchObject({ code: 'POLICY_INVALID_DOCUMENT' });
+  });
+
+  it('keeps the history, newest first and bounded, seen by every store object, after a delete too', async () => {
+    const keyPrefix = nextPrefix();
+    const c = client();
+    const a = new RedisPolicyStore(c, { keyPrefix });
+    for (let i = 0; i < POLICY_HISTORY_LIMIT + 2; i++) await a.put({ kind: 'resource', repository: 'a' }, { ...repoPolicy, rule: `${i} == ${i}` }, { updatedBy: `u${i}` });
+    await a.put({ kind: 'resource' }, AFFIRMING_RESOURCE_POLICY);
+    await a.delete({ kind: 'resource', repository: 'a' });
+    const b = new RedisPolicyStore(client(), { keyPrefix });
+    const h = await b.history({ kind: 'resource', repository: 'a' });
+    expect(h).toHaveLength(POLICY_HISTORY_LIMIT);
+    expect(h[0]).toMatchObject({ version: POLICY_HISTORY_LIMIT + 2, updatedBy: `u${POLICY_HISTORY_LIMIT + 1}` });
+    expect(h.at(-1)?.version).toBe(3);
+    expect((await b.history({ kind: 'resource', repository: 'a' }, 2)).map((p) => p.version)).toEqual([POLICY_HISTORY_LIMIT + 2, POLICY_HISTORY_LIMIT + 1]);
+    expect((await b.history({ kind: 'resource' })).map((p) => p.version)).toEqual([1]);
+    // A history entry planted from another slot is refused, not shown as this slot's past.
+    const global = await c.lindex(`{${keyPrefix}:policies}:hist:resource/global`, 0);
+    await c.lpush(`{${keyPrefix}:policies}:hist:resource/repository/a`, global!);
+    await expect(b.history({ kind: 'resource', repository: 'a' })).rejects.toMatchObject({ code: 'POLICY_STORE_FAILED' });
   });
 
   it('refuses tampered entries: moved to another slot, garbage, no version', async () => {

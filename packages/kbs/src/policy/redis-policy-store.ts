@@ -1,11 +1,12 @@
 import { isValidResourceSegment } from '@keyhold/protocol';
-import { PolicyError, parsePolicyStoreSnapshot, policyKey, type PolicyDocument, type PolicyRef, type PolicyStore, type StoredPolicy, type PolicyPutOptions } from '@keyhold/policy';
+import { POLICY_HISTORY_LIMIT, PolicyError, parsePolicyStoreSnapshot, policyKey, type PolicyDocument, type PolicyRef, type PolicyStore, type StoredPolicy, type PolicyPutOptions } from '@keyhold/policy';
 import type { Cluster, Redis } from 'ioredis';
 import { checkRedisStoreOptions, withRedisDeadline } from '../storage/redis-operation.js';
 
 /**
  * Compare-and-set put. KEYS[1] hash slot key → `<version>\n<json>`, KEYS[2] hash slot key → last
- * version ever used. ARGV[1] slot key, ARGV[2] expected current version ('' for any), ARGV[3] json.
+ * version ever used, KEYS[3] the slot's history list (newest first, trimmed to ARGV[4] entries).
+ * ARGV[1] slot key, ARGV[2] expected current version ('' for any), ARGV[3] json.
  * Returns {1, version} when stored, {0, currentVersion} on a version conflict.
  */
 const PUT_LUA = `
@@ -21,11 +22,13 @@ if curv > last then last = curv end
 local v = last + 1
 redis.call('HSET', KEYS[2], ARGV[1], v)
 redis.call('HSET', KEYS[1], ARGV[1], v .. '\\n' .. ARGV[3])
+redis.call('LPUSH', KEYS[3], v .. '\\n' .. ARGV[3])
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
 return {1, v}
 `;
 
 interface ScriptCommands {
-  khPolicyPut(docs: string, versions: string, slot: string, expected: string, json: string): Promise<[number, number]>;
+  khPolicyPut(docs: string, versions: string, history: string, slot: string, expected: string, json: string, historyLimit: string): Promise<[number, number]>;
 }
 type Client = (Redis | Cluster) & ScriptCommands;
 
@@ -52,15 +55,17 @@ export class RedisPolicyStore implements PolicyStore {
   readonly #client: Client;
   readonly #docKey: string;
   readonly #verKey: string;
+  readonly #histPrefix: string;
   readonly #opTimeoutMs: number;
   readonly #now: () => Date;
 
   constructor(client: Redis | Cluster, options: RedisPolicyStoreOptions = {}) {
     const { prefix, timeoutMs: ms } = checkRedisStoreOptions('redis policy store', options);
-    client.defineCommand('khPolicyPut', { numberOfKeys: 2, lua: PUT_LUA });
+    client.defineCommand('khPolicyPut', { numberOfKeys: 3, lua: PUT_LUA });
     this.#client = client as Client;
     this.#docKey = `{${prefix}:policies}:doc`;
     this.#verKey = `{${prefix}:policies}:ver`;
+    this.#histPrefix = `{${prefix}:policies}:hist:`;
     this.#opTimeoutMs = ms;
     this.#now = options.now ?? (() => new Date());
   }
@@ -77,7 +82,7 @@ export class RedisPolicyStore implements PolicyStore {
     const key = policyKey(ref);
     const body = { ref, updatedAt: this.#now().toISOString(), ...(options.updatedBy === undefined ? {} : { updatedBy: options.updatedBy }), document };
     const expected = options.expectedVersion === undefined ? '' : String(options.expectedVersion);
-    const [ok, version] = await this.#op(() => this.#client.khPolicyPut(this.#docKey, this.#verKey, key, expected, JSON.stringify(body)));
+    const [ok, version] = await this.#op(() => this.#client.khPolicyPut(this.#docKey, this.#verKey, this.#histPrefix + key, key, expected, JSON.stringify(body), String(POLICY_HISTORY_LIMIT)));
     // SECURITY: optimistic concurrency across every KBS process sharing this Redis, so two admins
     // editing one policy cannot silently overwrite each other's change (lost update).
     if (ok !== 1) throw new PolicyError('POLICY_VERSION_CONFLICT', `policy ${key} is at version ${version}, not ${expected}`);
@@ -98,6 +103,16 @@ export class RedisPolicyStore implements PolicyStore {
     return Object.entries(all)
       .map(([key, s]) => decodeEntry(key, s))
       .sort((a, b) => policyKey(a.ref).localeCompare(policyKey(b.ref)));
+  }
+
+  /** The slot's recent versions, newest first (kept by the put script, same hash slot as the policies). */
+  async history(ref: PolicyRef, limit: number = POLICY_HISTORY_LIMIT): Promise<readonly StoredPolicy[]> {
+    checkRef(ref);
+    const key = policyKey(ref);
+    const n = Math.max(1, Math.min(POLICY_HISTORY_LIMIT, Math.floor(limit)));
+    const entries = await this.#op(() => this.#client.lrange(this.#histPrefix + key, 0, n - 1));
+    // SECURITY: each entry is validated like a current one and must belong to this slot (a tampered list).
+    return entries.map((s) => decodeEntry(key, s));
   }
 
   #op<T>(fn: () => Promise<T>): Promise<T> {

@@ -6,6 +6,7 @@ import type { ResourceMetadata, ResourceStore } from './resource-store.js';
 /** The KBS's resource port over a KMS adapter, translating its typed errors into KBS ones. */
 export function kmsResourceStore(store: SecretStore): ResourceStore {
   return {
+    backend: store.backend,
     async get(path: ResourcePath, version?: number) {
       try {
         const s = await store.get(formatResourcePath(path), version !== undefined ? { version } : {});

@@ -8,6 +8,8 @@ export type { ResourceMetadata } from './resource-metadata.js';
  * backend is down, so the KBS answers 503 rather than a wrong 404.
  */
 export interface ResourceStore {
+  /** The secret storage backend's name, for health output (e.g. `embedded`, `redis`, `vault`). */
+  readonly backend?: string;
   get(path: ResourcePath, version?: number): Promise<Uint8Array | undefined>;
   put(path: ResourcePath, value: Uint8Array): Promise<{ version: number }>;
   delete(path: ResourcePath): Promise<boolean>;

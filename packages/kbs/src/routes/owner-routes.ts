@@ -13,6 +13,9 @@ import {
   handleSetResourcePolicy,
 } from './admin-policy.js';
 import { handleMetrics } from './metrics.js';
+import { handleAdminHealth } from './admin-health.js';
+import { handlePolicyTest, handleRepositoryPolicyTest } from './policy-test.js';
+import { handlePolicyVersions, handleRepositoryPolicyVersions } from './policy-versions.js';
 
 /**
  * The workload-owner endpoints (issue 5): policies, resource and reference-value catalogues, the
@@ -30,6 +33,12 @@ export function registerOwnerRoutes(app: Hono<KbsEnv>, admin: MiddlewareHandler<
   app.get('/kbs/v0/resource-policy/:repository', admin, handleGetResourcePolicy);
   app.delete('/kbs/v0/resource-policy/:repository', admin, handleDeleteResourcePolicy);
   app.get('/kbs/v0/policies', admin, handleListPolicies);
+  // The owner console's (issue 16): policy history, server-side policy tests, a health summary.
+  app.get('/kbs/v0/policy-versions', admin, handlePolicyVersions);
+  app.get('/kbs/v0/resource-policy/:repository/versions', admin, handleRepositoryPolicyVersions);
+  app.post('/kbs/v0/policy-test', admin, handlePolicyTest);
+  app.post('/kbs/v0/resource-policy/:repository/test', admin, handleRepositoryPolicyTest);
+  app.get('/kbs/v0/admin/health', admin, handleAdminHealth);
   app.get('/kbs/v0/resources', admin, handleListResources);
   app.get('/kbs/v0/resources/:repository', admin, handleListResources);
   app.get('/kbs/v0/resources/:repository/:type/:tag', admin, handleResourceVersions);

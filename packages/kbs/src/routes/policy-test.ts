@@ -1,0 +1,137 @@
+import type { Context } from 'hono';
+import { z } from 'zod';
+import { ProtocolError, parseResourcePath } from '@keyhold/protocol';
+import {
+  MAX_POLICY_DOCUMENT_CHARS,
+  PolicyCompileError,
+  PolicyError,
+  compileAttestationPolicy,
+  compileResourcePolicy,
+  evaluateAttestationPolicy,
+  evaluateResourcePolicy,
+} from '@keyhold/policy';
+import type { KbsEnv } from '../app-env.js';
+import { KbsError } from '../errors.js';
+import { referencesFor } from '../attestation/cel-attestation-policy.js';
+import { readJsonBody } from './json-body.js';
+
+const Claims = z.record(z.string(), z.unknown());
+const PolicyTestBody = z
+  .object({
+    /** A policy document (object or JSON text), or a bare CEL rule (resource policies only). */
+    policy: z.union([z.string().min(1).max(MAX_POLICY_DOCUMENT_CHARS), z.record(z.string(), z.unknown())]),
+    kind: z.enum(['attestation', 'resource']),
+    /** Resource: the EAR token's claims. Attestation: the verifier's claims (annotated-evidence), or EAR claims they are taken from. */
+    claims: Claims.optional(),
+    node: z.string().max(256).optional(),
+    resourcePath: z.string().max(1024).optional(),
+    query: z.record(z.string().max(256), z.string().max(1024)).optional(),
+    /** Attestation: reference values to use instead of the KBS's current ones. */
+    reference: z.record(z.string().max(256), z.array(z.string().max(64 * 1024)).max(1024)).optional(),
+    tee: z.string().regex(/^[a-z0-9-]{1,32}$/).optional(),
+  })
+  .strict();
+type PolicyTestRequest = z.output<typeof PolicyTestBody>;
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The document to compile: given as an object, JSON text, or a bare CEL rule (resource). */
+function documentOf(body: PolicyTestRequest): Record<string, unknown> {
+  let doc: unknown = body.policy;
+  if (typeof doc === 'string') {
+    if (!doc.trimStart().startsWith('{')) {
+      if (body.kind === 'attestation') throw new KbsError('BAD_REQUEST', 'an attestation policy must be a JSON policy document');
+      return { id: 'policy-test', type: 'cel', kind: 'resource', rule: doc };
+    }
+    try {
+      doc = JSON.parse(doc);
+    } catch (cause) {
+      throw new KbsError('BAD_REQUEST', 'policy is not valid JSON', { cause });
+    }
+  }
+  if (!isRecord(doc)) throw new KbsError('BAD_REQUEST', 'policy document must be a JSON object');
+  return { id: 'policy-test', type: 'cel', kind: body.kind, ...doc };
+}
+
+/** EAR token claims carry the verifier's claims under submods.cpu0["ear.veraison.annotated-evidence"]. */
+function verifierClaims(claims: Record<string, unknown>): Record<string, unknown> {
+  const submods = claims['submods'];
+  const cpu0 = isRecord(submods) ? submods['cpu0'] : undefined;
+  const evidence = isRecord(cpu0) ? cpu0['ear.veraison.annotated-evidence'] : undefined;
+  return isRecord(evidence) ? evidence : claims;
+}
+
+function claimsOf(body: PolicyTestRequest): Record<string, unknown> {
+  if (body.node !== undefined) {
+    // The KBS keeps no per-node claims (node records carry verdicts only); the caller sends them.
+    throw new KbsError('BAD_REQUEST', 'this KBS keeps no claims per node; send "claims" (e.g. the claims of a recent attestation token)');
+  }
+  if (body.claims === undefined) throw new KbsError('BAD_REQUEST', 'give "claims"');
+  return body.claims;
+}
+
+async function runTest(c: Context<KbsEnv>, onlyRepository: string | undefined): Promise<Response> {
+  const body = await readJsonBody(c, PolicyTestBody);
+  const limit = c.get('admin')?.repositories;
+  const scope = onlyRepository ?? (limit !== undefined ? null : undefined);
+  // SECURITY: a repository-limited role tests only resource policies for paths in its own
+  // repositories (it must learn nothing about reference values or other owners' paths).
+  if (scope === null || (limit !== undefined && scope !== undefined && !limit.includes(scope))) {
+    throw new KbsError('ADMIN_FORBIDDEN', 'this role may only test policies of its own repositories');
+  }
+  if (scope !== undefined && body.kind !== 'resource') throw new KbsError('ADMIN_FORBIDDEN', 'this role may only test resource policies');
+  const doc = documentOf(body);
+  const claims = claimsOf(body);
+  try {
+    if (body.kind === 'resource') {
+      if (body.resourcePath === undefined) throw new KbsError('BAD_REQUEST', 'a resource policy test needs resourcePath (repository/type/tag)');
+      const path = parseResourcePath(body.resourcePath);
+      // SECURITY: the repository-scoped form tests only paths under that repository (cross-tenant).
+      if (scope !== undefined && path.repository !== scope) throw new KbsError('ADMIN_FORBIDDEN', `resourcePath must be under ${scope}/`);
+      const compiled = compileResourcePolicy(doc);
+      const d = evaluateResourcePolicy(compiled, { tokenClaims: claims, resourcePath: body.resourcePath, query: body.query ?? {} });
+      return c.json({ kind: 'resource', policyId: d.policyId, allow: d.allow, ...(d.reason !== undefined ? { reason: d.reason } : {}), rule: compiled.document.rule });
+    }
+    const compiled = compileAttestationPolicy(doc);
+    const tee = body.tee ?? 'tpm';
+    const input = { claims: verifierClaims(claims), reference: body.reference ?? referencesFor(tee, await c.get('deps').state.referenceValues.snapshot()), tee };
+    try {
+      const a = evaluateAttestationPolicy(compiled, input);
+      return c.json({ kind: 'attestation', policyId: a.policyId, status: a.status, vector: a.vector, rules: compiled.document.rules });
+    } catch (err) {
+      // As at /attest: a rule that cannot evaluate gives contraindicated, with the reason.
+      if (!(err instanceof PolicyError) || err.code !== 'POLICY_EVALUATION_FAILED') throw err;
+      const cause = err.cause instanceof Error ? `: ${err.cause.message.slice(0, 200)}` : '';
+      return c.json({ kind: 'attestation', policyId: compiled.id, status: 'contraindicated', reason: `${err.message}${cause}`, rules: compiled.document.rules });
+    }
+  } catch (err) {
+    if (err instanceof PolicyCompileError) throw new KbsError('BAD_REQUEST', err.message, { cause: err });
+    if (err instanceof PolicyError || err instanceof ProtocolError) throw new KbsError('BAD_REQUEST', err.message, { cause: err });
+    throw err;
+  }
+}
+
+/**
+ * POST /kbs/v0/policy-test `{"policy", "kind", "claims", "resourcePath"?, "query"?, "reference"?, "tee"?}`
+ * — compile a policy with the KBS's compiler (same CEL environment and cost bounds) and evaluate it
+ * against the claims given, storing nothing. Resource: `{allow, reason?, policyId, rule}`.
+ * Attestation: `{status, vector, reason?, policyId, rules}` — the policy's own verdict (at /attest the
+ * appraisal's vector can make it worse, never better); reference values default to the KBS's.
+ * A policy that does not compile is 400 naming the rule, line and column. Admin.
+ */
+export function handlePolicyTest(c: Context<KbsEnv>): Promise<Response> {
+  return runTest(c, undefined);
+}
+
+/** POST /kbs/v0/resource-policy/<repository>/test — the same for resource paths under one repository (owner ACLs can allow it). */
+export function handleRepositoryPolicyTest(c: Context<KbsEnv>): Promise<Response> {
+  const repository = c.req.param('repository') ?? '';
+  try {
+    parseResourcePath(`${repository}/t/t`);
+  } catch (cause) {
+    throw new KbsError('INVALID_RESOURCE_PATH', 'invalid repository', { cause });
+  }
+  return runTest(c, repository);
+}

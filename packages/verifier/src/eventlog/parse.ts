@@ -18,6 +18,7 @@ export interface RawEvent {
   readonly index: number;
   /** Byte offset of the event in the log. */
   readonly offset: number;
+  /** 0..23, except for EV_NO_ACTION, which may name any index (it is never extended). */
   readonly pcr: number;
   readonly type: number;
   readonly digests: readonly EventDigest[];
@@ -184,7 +185,7 @@ export function parseEventLog(input: Uint8Array, options: ParseEventLogOptions =
     const type = view.getUint32(offset + 4, true);
     const count = view.getUint32(offset + 8, true);
     offset += 12;
-    checkPcr(pcr, events.length);
+    checkPcr(pcr, type, events.length);
     // SECURITY: a digest count beyond the declared algorithms is hostile (TPML_DIGEST_VALUES, PFP 10.2.2).
     if (count > specId.algorithms.length) {
       throw new EventLogError('EVENTLOG_LENGTH_EXCEEDED', `event ${events.length} declares ${count} digests, header declares ${specId.algorithms.length}`);
@@ -236,7 +237,7 @@ function readLegacyEvent(bytes: Uint8Array, view: DataView, offset: number, inde
   const pcr = view.getUint32(offset, true);
   const type = view.getUint32(offset + 4, true);
   const eventSize = view.getUint32(offset + 28, true);
-  checkPcr(pcr, index);
+  checkPcr(pcr, type, index);
   // SECURITY: the event size is checked against the bytes left before slicing (oversized length fields).
   if (eventSize > len - offset - LEGACY_HEADER_BYTES) {
     throw new EventLogError('EVENTLOG_LENGTH_EXCEEDED', `event ${index} at offset ${offset} declares more data than the log holds`);
@@ -316,7 +317,13 @@ function parseSpecIdIfPresent(data: Uint8Array): SpecIdHeader | undefined {
   };
 }
 
-function checkPcr(pcr: number, index: number): void {
+/**
+ * EV_NO_ACTION events are never extended into any PCR (TCG PC Client PFP 10.4.5), so their PCR
+ * index is not checked: Windows' SHA-1 logs end with one whose index is 0xFFFFFFFF. Replay and
+ * verification skip EV_NO_ACTION before looking at the index.
+ */
+function checkPcr(pcr: number, type: number, index: number): void {
+  if (type === EV_NO_ACTION) return;
   // SECURITY: a PCR index outside the TPM's 24 PCRs cannot be quoted and would index past replay state.
   if (pcr > MAX_PCR_INDEX) throw new EventLogError('EVENTLOG_MALFORMED', `event ${index} names PCR ${pcr}, above ${MAX_PCR_INDEX}`);
 }

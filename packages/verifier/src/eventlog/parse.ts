@@ -86,6 +86,26 @@ export class ParsedEvent implements RawEvent {
     }
   }
 
+  /** Calls `visit(algId, hex)` per digest; one hex conversion covers the event's whole digest list. */
+  forEachDigestHex(visit: (algId: number, hex: string) => void): void {
+    const buf = this.source.buf;
+    if (this.source.legacy) {
+      visit(0x0004, buf.toString('hex', this.digestsStart, this.digestsStart + 20));
+      return;
+    }
+    // The digest list ends where the 4-byte event size field starts.
+    const all = buf.toString('hex', this.digestsStart, this.dataStart - 4);
+    const b = this.source.bytes;
+    let off = this.digestsStart;
+    for (let i = 0; i < this.digestCount; i++) {
+      const algId = (b[off] as number) | ((b[off + 1] as number) << 8);
+      const size = this.source.sizes.get(algId) as number;
+      const at = (off + 2 - this.digestsStart) * 2;
+      visit(algId, all.slice(at, at + size * 2));
+      off += 2 + size;
+    }
+  }
+
   /** Offset of the digest for `algId` in `source.bytes`, or -1 when the event has none. */
   digestOffset(algId: number): number {
     if (this.source.legacy) return algId === 0x0004 ? this.digestsStart : -1;
@@ -98,6 +118,18 @@ export class ParsedEvent implements RawEvent {
     }
     return -1;
   }
+}
+
+/**
+ * Calls `visit(algId, hex)` for each digest of `ev` in log order (lower-case hex), without
+ * allocating a view per digest: the fast way to print digests of large logs.
+ */
+export function forEachDigestHex(ev: RawEvent, visit: (algId: number, hex: string) => void): void {
+  if (ev instanceof ParsedEvent) {
+    ev.forEachDigestHex(visit);
+    return;
+  }
+  for (const d of ev.digests) visit(d.algId, Buffer.from(d.digest.buffer, d.digest.byteOffset, d.digest.byteLength).toString('hex'));
 }
 
 export interface SpecIdAlgorithm {

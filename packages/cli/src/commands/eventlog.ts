@@ -6,11 +6,10 @@ import { renderEvent, renderPcrs, renderSpecIdEvent, renderedOnlyAscii, yamlHead
 
 const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
 
-const DESCRIPTION = `Parses a TCG PC Client event log (binary_bios_measurements; SHA-1 or crypto-agile) and prints
-every event and the PCR values of each bank replayed per the TCG PC Client rules, as YAML in
-tpm2_eventlog's layout (version, events, pcrs). Nothing printed is verified: only a match against a
-quote makes it evidence. Banks that cannot be replayed (an event carries no digest for them) are
-reported on stderr and left out of pcrs; the exit status is non-zero only when no bank replays.`;
+const DESCRIPTION = [
+  "Parses a TCG PC Client event log (binary_bios_measurements; SHA-1 or crypto-agile) and prints every event and the PCR values of each bank replayed per the TCG PC Client rules, as YAML in tpm2_eventlog's layout (version, events, pcrs). Nothing printed is verified: only a match against a quote makes it evidence.",
+  'Banks that cannot be replayed (an event carries no digest for them) are reported on stderr and left out of pcrs; the exit status is non-zero only when no bank replays.',
+].join('\n\n');
 
 function positiveInteger(value: string): number {
   const n = Number(value);

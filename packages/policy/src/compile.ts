@@ -3,7 +3,7 @@ import { policyEnv as env } from './internal/cel-env.js';
 import { CelChecker, T, fmt, resultAssignable, type CheckType } from './internal/cel-check.js';
 import { PolicyCompileError, PolicyError, type PolicyCompileIssue } from './errors.js';
 import { instrumentComprehensions } from './internal/cel-budget.js';
-import { checkStaticLimits } from './internal/cel-limits.js';
+import { checkSourceLimits, checkStaticLimits } from './internal/cel-limits.js';
 import { resolvePolicyLimits, type PolicyLimits } from './limits.js';
 import {
   TRUSTWORTHINESS_COMPONENTS,
@@ -99,6 +99,11 @@ export interface CompilePolicyOptions {
 }
 
 function compileRule(rule: string, source: string, checker: CelChecker, want: CheckType, issues: PolicyCompileIssue[], limits: PolicyLimits): RulePlan | undefined {
+  const tooBig = checkSourceLimits(source, limits);
+  if (tooBig !== undefined) {
+    issues.push({ rule, offset: tooBig.offset, ...position(source, tooBig.offset), message: tooBig.message });
+    return undefined;
+  }
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(source);

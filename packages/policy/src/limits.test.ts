@@ -56,6 +56,19 @@ describe('static limits at upload', () => {
     expect(() => compileResourcePolicy(resource('[1].map(a, a).map(b, b).map(c, c).map(d, d).size() == 1'))).not.toThrow();
   });
 
+  it('refuses deep bracket nesting and oversized rules before parsing them (the parser is superlinear in nesting)', () => {
+    for (const open of ['(', '[', '{1: ', '[1, ', 'size(']) {
+      const issue = compileIssue(resource(`${open.repeat(400)}1`));
+      expect(issue.message).toBe('expression nests deeper than 48 levels');
+      expect(issue.offset).toBe(48 * open.length + open.search(/[([{]/));
+    }
+    expect(compileIssue(resource(`${'1+'.repeat(4500)}1 > 0`)).message).toBe('rule has more than 2048 AST nodes (4502 tokens)');
+    // Brackets inside string literals (escaped quotes, raw, triple-quoted) and comments do not count.
+    const parens = '(['.repeat(60);
+    const quoted = [`repository == "${parens}\\""`, `repository == r'${'{'.repeat(60)}\\'`, `repository == """${parens}"""`, `// ${parens}\n true`].join(' || ');
+    expect(() => compileResourcePolicy(resource(quoted))).not.toThrow();
+  });
+
   it('refuses a comprehension bomb over list literals whose cost is certain, naming the cost', () => {
     const bomb = compileIssue(resource(`${lit(50)}.map(a, ${lit(50)}.map(b, ${lit(50)}.map(c, a + b + c))).size() > 0`));
     expect(bomb.message).toMatch(/^rule needs at least \d+ cost units per evaluation, above the limit of 100000$/);

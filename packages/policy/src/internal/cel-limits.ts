@@ -1,6 +1,54 @@
 import type { Expr } from '@bufbuild/cel-spec/cel/expr/syntax_pb.js';
 import type { PolicyLimits } from '../limits.js';
 
+/** A rule refused before parsing: where (a character offset) and why. */
+export interface SourceIssue {
+  readonly offset: number;
+  readonly message: string;
+}
+
+/**
+ * Checks a rule's source before it is parsed. @bufbuild/cel's parser is superlinear in bracket
+ * nesting (measured: 400 unclosed `(` take ~1.6 s, `[1,` ~2.5 s) and costs ~30 µs per character, so
+ * the cheap limits are applied to the text first: bracket nesting (outside string literals and
+ * comments) above maxAstDepth, and more than 2 x maxAstNodes tokens (a token is an identifier,
+ * number or string literal; each is at least one AST node, `1e+5` and `b"x"` at most two tokens
+ * for one node, so no rule within the node limit is refused here).
+ */
+export function checkSourceLimits(source: string, limits: PolicyLimits): SourceIssue | undefined {
+  let depth = 0;
+  let tokens = 0;
+  let inWord = false;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i] as string;
+    const word = /[A-Za-z0-9_]/.test(c);
+    if (word && !inWord) tokens++;
+    inWord = word;
+    if (c === '/' && source[i + 1] === '/') {
+      const nl = source.indexOf('\n', i);
+      i = nl === -1 ? source.length : nl;
+      continue;
+    }
+    if (c === '"' || c === "'") {
+      tokens++;
+      inWord = false;
+      const raw = /[rR]/.test(source[i - 1] ?? '') || (/[bB]/.test(source[i - 1] ?? '') && /[rR]/.test(source[i - 2] ?? ''));
+      const quote = source.startsWith(c.repeat(3), i) ? c.repeat(3) : c;
+      let j = i + quote.length;
+      while (j < source.length && !source.startsWith(quote, j)) j += !raw && source[j] === '\\' ? 2 : 1;
+      i = j + quote.length - 1;
+      continue;
+    }
+    if (c === '(' || c === '[' || c === '{') {
+      // SECURITY: deep bracket nesting makes the parser superlinear (upload-time denial of service).
+      if (++depth > limits.maxAstDepth) return { offset: i, message: `expression nests deeper than ${limits.maxAstDepth} levels` };
+    } else if (c === ')' || c === ']' || c === '}') depth = Math.max(0, depth - 1);
+  }
+  // SECURITY: bounds parse time by the rule's size in tokens, not only characters.
+  if (tokens > 2 * limits.maxAstNodes) return { offset: 0, message: `rule has more than ${limits.maxAstNodes} AST nodes (${tokens} tokens)` };
+  return undefined;
+}
+
 /** A rule over a static limit: where (the offending node's id) and why. */
 export interface LimitIssue {
   readonly exprId: bigint;

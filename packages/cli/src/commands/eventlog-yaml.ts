@@ -98,6 +98,7 @@ export function renderedOnlyAscii(): boolean {
  * characters and an escaped space before an escaped newline. Other strings load yaml on first use (it costs ~60 ms of start-up) and go through it.
  */
 export function yamlString(s: string): string {
+  // One scan (a charCodeAt loop measured faster than regular expressions on these short strings).
   let ascii = true;
   let simple = true;
   let nul = false;
@@ -133,14 +134,19 @@ export function yamlStringByYaml(s: string): string {
 }
 
 const wholeBuffers = new WeakMap<ArrayBufferLike, Buffer>();
+let lastArrayBuffer: ArrayBufferLike | undefined;
+let lastBuffer: Buffer | undefined;
 
 /** A Buffer over the whole ArrayBuffer behind `b` (cached: every event of a log shares one). */
 function bufferOf(b: Uint8Array): Buffer {
+  if (b.buffer === lastArrayBuffer) return lastBuffer as Buffer;
   let buf = wholeBuffers.get(b.buffer);
   if (buf === undefined) {
     buf = Buffer.from(b.buffer);
     wholeBuffers.set(b.buffer, buf);
   }
+  lastArrayBuffer = b.buffer;
+  lastBuffer = buf;
   return buf;
 }
 

@@ -42,7 +42,7 @@ export const DEFAULT_POLICY_LIMITS: PolicyLimits = Object.freeze({
   maxAstNodes: 2048,
   maxAstDepth: 48,
   maxComprehensionNesting: 3,
-  maxEvaluationCost: 100_000,
+  maxEvaluationCost: 30_000,
   maxEvaluationMs: 0,
   maxStringLength: 1024 * 1024,
   maxListLength: 100_000,

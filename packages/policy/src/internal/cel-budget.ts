@@ -303,8 +303,10 @@ function stringResultBound(name: string, target: unknown, args: readonly unknown
  */
 function workUnits(name: string, target: unknown, args: readonly unknown[]): number {
   if (name === '_==_' || name === '_!=_' || name === '@in') {
-    // Equality compares nested values element by element: charge their whole size.
+    // Equality compares nested values element by element: charge their whole size. `in` a map is
+    // one hash lookup; `in` a list compares with every element.
     const cap = meter().limits.maxEvaluationCost;
+    if (name === '@in' && isCelMap(args[1])) return 1 + deepUnits(args[0], cap);
     return 1 + deepUnits(args[0], cap) + deepUnits(args[1], cap);
   }
   if (name === 'matches') {
@@ -420,12 +422,24 @@ function concatLists(l: CelList, r: CelList): CelList {
 const utf8 = new TextEncoder();
 
 /**
- * The policy functions: every function of `base` (the CEL standard library and extensions)
- * budgeted, string/bytes/list concatenation and bytes(string) with size checks, and the budget hook.
+ * The policy functions: every size-dependent function of `base` (the CEL standard library and
+ * extensions) budgeted, string/bytes/list concatenation and bytes(string) with size checks, and the
+ * budget hooks. Functions not returned keep @bufbuild/cel's implementations.
  */
+/**
+ * Whether a function's work can depend on its inputs' size: any string, bytes, list, map or dyn
+ * receiver or argument. The others (arithmetic, comparisons and conversions of numbers and bools,
+ * size of a list or map) are O(1) and stay unwrapped, which keeps the fast path fast.
+ */
+function sizeDependent(f: CelFunc): boolean {
+  const sized = (t: { kind: string; scalar?: string } | undefined): boolean =>
+    t !== undefined && (t.kind === 'list' || t.kind === 'map' || (t.kind === 'scalar' && (t.scalar === 'string' || t.scalar === 'bytes' || t.scalar === 'dyn')));
+  return sized(f.target as { kind: string } | undefined) || (f.arguments as readonly { kind: string }[]).some(sized) || sized(f.result as { kind: string });
+}
+
 export function budgetedFunctions(base: Iterable<CelFunc>): CelFunc[] {
   return [
-    ...[...base].map(budgeted),
+    ...[...base].map((f) => (sizeDependent(f) ? budgeted(f) : f)),
     celFunc(BUDGET_FUNCTION, [INT, DYN], DYN, (units: bigint, condition: CelValue) => {
       charge(Number(units));
       return condition;

@@ -2,6 +2,9 @@ import { parse, plan, type CelResult, type CelInput } from '@bufbuild/cel';
 import { policyEnv as env } from './internal/cel-env.js';
 import { CelChecker, T, fmt, resultAssignable, type CheckType } from './internal/cel-check.js';
 import { PolicyCompileError, PolicyError, type PolicyCompileIssue } from './errors.js';
+import { instrumentComprehensions } from './internal/cel-budget.js';
+import { checkSourceLimits, checkStaticLimits } from './internal/cel-limits.js';
+import { resolvePolicyLimits, type PolicyLimits } from './limits.js';
 import {
   TRUSTWORTHINESS_COMPONENTS,
   parsePolicyDocument,
@@ -63,6 +66,8 @@ export interface CompiledAttestationPolicy {
   /** The store's version, 0 for a policy that was never stored (built-in default, local test). */
   readonly version: number;
   readonly document: AttestationPolicyDocument;
+  /** The limits it was compiled under; evaluations run under its budget. */
+  readonly limits: PolicyLimits;
   /** @internal evaluation plans; use `evaluateAttestationPolicy`. */
   readonly plans: { readonly status: RulePlan; readonly vector: ReadonlyMap<TrustworthinessComponent, RulePlan> };
 }
@@ -72,6 +77,8 @@ export interface CompiledResourcePolicy {
   readonly id: string;
   readonly version: number;
   readonly document: ResourcePolicyDocument;
+  /** The limits it was compiled under; evaluations run under its budget. */
+  readonly limits: PolicyLimits;
   /** @internal evaluation plan; use `evaluateResourcePolicy`. */
   readonly plan: RulePlan;
 }
@@ -84,7 +91,19 @@ function position(source: string, offset: number): { line: number; column: numbe
   return { line: lines.length, column: (lines[lines.length - 1]?.length ?? 0) + 1 };
 }
 
-function compileRule(rule: string, source: string, checker: CelChecker, want: CheckType, issues: PolicyCompileIssue[]): RulePlan | undefined {
+export interface CompilePolicyOptions {
+  /** The store's version of the document (0 for a policy that was never stored). */
+  readonly version?: number;
+  /** Static limits checked here and the run-time budget of every evaluation; defaults DEFAULT_POLICY_LIMITS. */
+  readonly limits?: Partial<PolicyLimits>;
+}
+
+function compileRule(rule: string, source: string, checker: CelChecker, want: CheckType, issues: PolicyCompileIssue[], limits: PolicyLimits): RulePlan | undefined {
+  const tooBig = checkSourceLimits(source, limits);
+  if (tooBig !== undefined) {
+    issues.push({ rule, offset: tooBig.offset, ...position(source, tooBig.offset), message: tooBig.message });
+    return undefined;
+  }
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(source);
@@ -108,12 +127,21 @@ function compileRule(rule: string, source: string, checker: CelChecker, want: Ch
     issues.push({ rule, offset: 0, line: 1, column: 1, message: `rule must evaluate to ${fmt(want)}, not ${fmt(checked.type)}` });
     return undefined;
   }
+  const over = checkStaticLimits(parsed.expr, limits);
+  if (over !== undefined) {
+    const offset = parsed.sourceInfo?.positions[String(over.exprId)] ?? 0;
+    issues.push({ rule, offset, ...position(source, offset), message: over.message });
+    return undefined;
+  }
+  // Every comprehension charges the evaluation budget before each iteration (cel-budget.ts).
+  instrumentComprehensions(parsed.expr);
   const run = plan(env, parsed);
   return (bindings) => run(bindings);
 }
 
 /** Parse, type-check and plan an attestation policy. Throws PolicyCompileError listing every bad rule. */
-export function compileAttestationPolicy(document: unknown, options: { version?: number } = {}): CompiledAttestationPolicy {
+export function compileAttestationPolicy(document: unknown, options: CompilePolicyOptions = {}): CompiledAttestationPolicy {
+  const limits = resolvePolicyLimits(options.limits);
   const doc = parsePolicyDocument(document);
   if (doc.kind !== 'attestation') throw new PolicyError('POLICY_INVALID_DOCUMENT', 'expected an attestation policy (kind "attestation")');
   const issues: PolicyCompileIssue[] = [];
@@ -121,26 +149,27 @@ export function compileAttestationPolicy(document: unknown, options: { version?:
   for (const c of TRUSTWORTHINESS_COMPONENTS) {
     const src = doc.rules.vector?.[c];
     if (src === undefined) continue;
-    const p = compileRule(`vector.${c}`, src, attestationChecker, T.int, issues);
+    const p = compileRule(`vector.${c}`, src, attestationChecker, T.int, issues, limits);
     if (p !== undefined) vector.set(c, p);
   }
-  const status = compileRule('status', doc.rules.status, statusChecker, T.string, issues);
+  const status = compileRule('status', doc.rules.status, statusChecker, T.string, issues, limits);
   if (issues.length > 0 || status === undefined) throw new PolicyCompileError(issues);
-  return { kind: 'attestation', id: doc.id, version: options.version ?? 0, document: doc, plans: { status, vector } };
+  return { kind: 'attestation', id: doc.id, version: options.version ?? 0, document: doc, limits, plans: { status, vector } };
 }
 
 /** Parse, type-check and plan a resource policy. Throws PolicyCompileError with the position. */
-export function compileResourcePolicy(document: unknown, options: { version?: number } = {}): CompiledResourcePolicy {
+export function compileResourcePolicy(document: unknown, options: CompilePolicyOptions = {}): CompiledResourcePolicy {
+  const limits = resolvePolicyLimits(options.limits);
   const doc = parsePolicyDocument(document);
   if (doc.kind !== 'resource') throw new PolicyError('POLICY_INVALID_DOCUMENT', 'expected a resource policy (kind "resource")');
   const issues: PolicyCompileIssue[] = [];
-  const p = compileRule('rule', doc.rule, resourceChecker, T.bool, issues);
+  const p = compileRule('rule', doc.rule, resourceChecker, T.bool, issues, limits);
   if (p === undefined) throw new PolicyCompileError(issues);
-  return { kind: 'resource', id: doc.id, version: options.version ?? 0, document: doc, plan: p };
+  return { kind: 'resource', id: doc.id, version: options.version ?? 0, document: doc, limits, plan: p };
 }
 
 /** Compile either kind, as named by the document's `kind`. */
-export function compilePolicy(document: unknown, options: { version?: number } = {}): CompiledPolicy {
+export function compilePolicy(document: unknown, options: CompilePolicyOptions = {}): CompiledPolicy {
   const doc = parsePolicyDocument(document);
   return doc.kind === 'attestation' ? compileAttestationPolicy(doc, options) : compileResourcePolicy(doc, options);
 }

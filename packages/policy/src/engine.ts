@@ -2,6 +2,7 @@ import { parseResourcePath } from '@keyhold/protocol';
 import { PolicyError } from './errors.js';
 import { compileAttestationPolicy, compileResourcePolicy, type CompiledAttestationPolicy, type CompiledResourcePolicy } from './compile.js';
 import { DEFAULT_ATTESTATION_POLICY, DEFAULT_RESOURCE_POLICY } from './defaults.js';
+import { resolvePolicyLimits, type PolicyLimits } from './limits.js';
 import { evaluateAttestationPolicy, type AttestationAppraisal, type AttestationPolicyInput } from './evaluate-attestation.js';
 import { evaluateResourcePolicy, type ResourceDecision, type ResourcePolicyInput } from './evaluate-resource.js';
 import { policyKey, type PolicyPutOptions, type PolicyRef, type PolicyStore, type StoredPolicy } from './store.js';
@@ -38,6 +39,8 @@ export interface PolicyEngineOptions {
   readonly defaultAttestationPolicy?: unknown;
   /** Replaces the built-in default resource policy (affirming). */
   readonly defaultResourcePolicy?: unknown;
+  /** Cost limits for every policy (static at upload, budget at evaluation); defaults DEFAULT_POLICY_LIMITS. */
+  readonly limits?: Partial<PolicyLimits>;
 }
 
 /**
@@ -47,9 +50,10 @@ export interface PolicyEngineOptions {
  */
 export function createPolicyEngine(options: PolicyEngineOptions): PolicyEngine {
   const { store } = options;
-  const defaultAttestation = compileAttestationPolicy(options.defaultAttestationPolicy ?? DEFAULT_ATTESTATION_POLICY);
+  const limits = resolvePolicyLimits(options.limits);
+  const defaultAttestation = compileAttestationPolicy(options.defaultAttestationPolicy ?? DEFAULT_ATTESTATION_POLICY, { limits });
   if (defaultAttestation.id !== 'default') throw new TypeError('the default attestation policy must have id "default"');
-  const defaultResource = compileResourcePolicy(options.defaultResourcePolicy ?? DEFAULT_RESOURCE_POLICY);
+  const defaultResource = compileResourcePolicy(options.defaultResourcePolicy ?? DEFAULT_RESOURCE_POLICY, { limits });
   const cache = new Map<string, CompiledAttestationPolicy | CompiledResourcePolicy>();
 
   function compiled<K extends 'attestation' | 'resource'>(stored: StoredPolicy, kind: K): K extends 'attestation' ? CompiledAttestationPolicy : CompiledResourcePolicy {
@@ -57,7 +61,7 @@ export function createPolicyEngine(options: PolicyEngineOptions): PolicyEngine {
     let c = cache.get(key);
     if (c === undefined || c.version !== stored.version) {
       try {
-        c = kind === 'attestation' ? compileAttestationPolicy(stored.document, { version: stored.version }) : compileResourcePolicy(stored.document, { version: stored.version });
+        c = kind === 'attestation' ? compileAttestationPolicy(stored.document, { version: stored.version, limits }) : compileResourcePolicy(stored.document, { version: stored.version, limits });
       } catch (cause) {
         throw new PolicyError('POLICY_STORE_FAILED', `stored policy ${key} v${stored.version} no longer compiles`, { cause });
       }
@@ -83,11 +87,11 @@ export function createPolicyEngine(options: PolicyEngineOptions): PolicyEngine {
 
   return {
     async putAttestationPolicy(document, opts) {
-      const c = compileAttestationPolicy(document);
+      const c = compileAttestationPolicy(document, { limits });
       return store.put({ kind: 'attestation', id: c.id }, c.document, opts);
     },
     async putResourcePolicy(document, opts = {}) {
-      const c = compileResourcePolicy(document);
+      const c = compileResourcePolicy(document, { limits });
       const { repository, ...putOptions } = opts;
       return store.put(repository === undefined ? { kind: 'resource' } : { kind: 'resource', repository }, c.document, putOptions);
     },

@@ -1,6 +1,7 @@
 import { isCelError, type CelInput } from '@bufbuild/cel';
 import { parseResourcePath } from '@keyhold/protocol';
 import { PolicyError } from './errors.js';
+import { metered } from './internal/cel-budget.js';
 import { toCelInput } from './internal/cel-input.js';
 import type { CompiledResourcePolicy } from './compile.js';
 
@@ -62,13 +63,17 @@ export function resourcePolicyBindings(input: ResourcePolicyInput): Record<strin
 
 /**
  * Decide one release. Guarantees: `allow` is true only when the rule evaluated to the boolean
- * `true`; an evaluation error (a missing claim, a type mismatch) is a deny with the reason.
+ * `true` within the policy's budget (`limits`); an evaluation error (a missing claim, a type
+ * mismatch) or an exceeded budget is a deny with the reason.
  * It does not verify the token: the caller passes claims of a token it verified.
  * Throws PolicyError POLICY_INPUT_INVALID for oversized input, ProtocolError for a bad path.
  */
 export function evaluateResourcePolicy(policy: CompiledResourcePolicy, input: ResourcePolicyInput): ResourceDecision {
-  const r = policy.plan(resourcePolicyBindings(input));
+  const bindings = resourcePolicyBindings(input);
+  const { value: r, exceeded } = metered(policy.limits, () => policy.plan(bindings));
   const base = { policyId: policy.id, version: policy.version };
+  // SECURITY: a rule over its budget is stopped and denies, whatever it returned (policy bombs; issue 12).
+  if (exceeded !== undefined) return { ...base, allow: false, reason: `policy rule was stopped: ${exceeded}` };
   // SECURITY: fail closed: only a boolean true releases; errors and non-bool results deny.
   if (isCelError(r)) return { ...base, allow: false, reason: `policy rule failed: ${r.message.slice(0, 200)}` };
   if (r !== true) return { ...base, allow: false, reason: r === false ? 'policy rule evaluated to false' : 'policy rule did not give a bool' };

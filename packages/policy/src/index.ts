@@ -1,3 +1,4 @@
+export { DEFAULT_POLICY_LIMITS, resolvePolicyLimits, type PolicyLimits } from './limits.js';
 export { PolicyError, PolicyCompileError, type PolicyErrorCode, type PolicyCompileIssue } from './errors.js';
 export {
   TRUSTWORTHINESS_COMPONENTS,
@@ -18,6 +19,7 @@ export {
   compileAttestationPolicy,
   compileResourcePolicy,
   compilePolicy,
+  type CompilePolicyOptions,
   type CompiledAttestationPolicy,
   type CompiledResourcePolicy,
   type CompiledPolicy,

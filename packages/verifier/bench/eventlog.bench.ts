@@ -1,11 +1,12 @@
 /**
- * Event log and IMA benchmark (issue 4). Run from the repo root after building the CLI:
+ * Event log and IMA benchmark (issues 4 and 11). Run from the repo root after building the CLI:
  *   pnpm exec tsc -b packages/cli && node --import tsx packages/verifier/bench/eventlog.bench.ts
+ * (KEYHOLD_BENCH_RUNS=N sets the number of whole-process runs, default 5.)
  * Prints figures; asserts nothing. Baseline: tpm2_eventlog on the same file in the same run.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -38,26 +39,63 @@ function buildBigLog(): Buffer {
   return Buffer.concat(chunks);
 }
 
-const TIME = '/usr/bin/time';
-
-/** Median wall time of `runs` runs, stdout to /dev/null; also CPU (user+sys) when /usr/bin/time exists. */
-function timeProcess(cmd: string, args: string[], runs: number): { ms: number; cpuMs: number | undefined; status: number | null } {
-  const times: number[] = [];
-  const cpus: number[] = [];
-  let status: number | null = null;
-  for (let i = 0; i < runs; i++) {
-    const devnull = openSync('/dev/null', 'w');
-    const withTime = existsSync(TIME);
-    const t0 = performance.now();
-    const r = withTime
-      ? spawnSync(TIME, ['-f', 'KEYHOLD_CPU %U %S', cmd, ...args], { stdio: ['ignore', devnull, 'pipe'] })
-      : spawnSync(cmd, args, { stdio: ['ignore', devnull, 'pipe'] });
-    times.push(performance.now() - t0);
-    status = r.status;
-    const m = /KEYHOLD_CPU ([\d.]+) ([\d.]+)/.exec(r.stderr.toString('utf8'));
-    if (m) cpus.push((Number(m[1]) + Number(m[2])) * 1000);
+/** User+system CPU of this process's waited-for children, from /proc/self/stat (cutime, cstime), in ms. */
+function childrenCpuMs(): number | undefined {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After the command name: field 3 is state, so cutime/cstime (fields 16/17) are at 13/14 here.
+    return ((Number(fields[13]) + Number(fields[14])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return undefined;
   }
-  return { ms: median(times), cpuMs: cpus.length > 0 ? median(cpus) : undefined, status };
+}
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+interface Run {
+  readonly wallMs: number;
+  readonly cpuMs: number | undefined;
+  readonly status: number | null;
+}
+
+/** One whole-process run, stdout to /dev/null: wall time, and CPU (user+sys) of the child. */
+function runOnce(cmd: string, args: string[]): Run {
+  const devnull = openSync('/dev/null', 'w');
+  const c0 = childrenCpuMs();
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, { stdio: ['ignore', devnull, 'pipe'], maxBuffer: 1 << 20 });
+  const wallMs = performance.now() - t0;
+  const c1 = childrenCpuMs();
+  closeSync(devnull);
+  return { wallMs, cpuMs: c0 !== undefined && c1 !== undefined ? c1 - c0 : undefined, status: r.status };
+}
+
+interface Timing {
+  readonly wallMs: number;
+  readonly cpuMs: number | undefined;
+  readonly walls: number[];
+  readonly cpus: number[];
+  readonly status: number | null;
+}
+
+/** Runs every command `runs` times, interleaved (so a load change hits all alike); medians per command. */
+function timeInterleaved(commands: Record<string, [string, string[]]>, runs: number): Record<string, Timing> {
+  const all: Record<string, Run[]> = {};
+  for (let i = 0; i < runs; i++) {
+    for (const [name, [cmd, args]] of Object.entries(commands)) (all[name] ??= []).push(runOnce(cmd, args));
+  }
+  const out: Record<string, Timing> = {};
+  for (const [name, rs] of Object.entries(all)) {
+    const cpus = rs.map((r) => r.cpuMs).filter((c): c is number => c !== undefined);
+    out[name] = {
+      wallMs: median(rs.map((r) => r.wallMs)),
+      cpuMs: cpus.length === rs.length ? median(cpus) : undefined,
+      walls: rs.map((r) => r.wallMs),
+      cpus,
+      status: rs[rs.length - 1]?.status ?? null,
+    };
+  }
+  return out;
 }
 
 function imaLine(i: number): { line: string; path: string; digest: string } {
@@ -105,21 +143,36 @@ for (const banks of ['all', 'sha256'] as const) {
   );
 }
 
-// Whole process, both printing every event to /dev/null.
+// Whole process, output included: `keyhold eventlog` (YAML, and --json) and `tpm2_eventlog
+// --eventlog-version=2`, each printing every event and the PCRs to /dev/null; interleaved runs,
+// medians of wall and CPU (user+sys of the child process, /proc/self/stat cutime+cstime).
+const RUNS = Number(process.env['KEYHOLD_BENCH_RUNS'] ?? 5);
 if (!existsSync(cli)) {
   console.log(`whole-process: skipped, ${cli} is absent (pnpm exec tsc -b packages/cli)`);
+} else if (spawnSync('tpm2_eventlog', ['--version']).status !== 0) {
+  console.log('whole-process: tpm2_eventlog is not runnable; keyhold alone:');
+  const t = timeInterleaved({ keyhold: [process.execPath, [cli, 'eventlog', bigFile]] }, RUNS);
+  console.log(`keyhold eventlog: wall ${t['keyhold']!.wallMs.toFixed(0)} ms`);
 } else {
-  const ours = timeProcess(process.execPath, [cli, 'eventlog', bigFile], 3);
-  const oursJson = timeProcess(process.execPath, [cli, 'eventlog', '--json', bigFile], 3);
-  const tpm2 = timeProcess('tpm2_eventlog', ['--eventlog-version=2', bigFile], 3);
-  const cpu = (t: { cpuMs: number | undefined }): string => (t.cpuMs === undefined ? '' : `, cpu ${t.cpuMs.toFixed(0)} ms`);
-  console.log(`keyhold eventlog (text): wall ${ours.ms.toFixed(0)} ms${cpu(ours)} (exit ${ours.status}); --json: wall ${oursJson.ms.toFixed(0)} ms${cpu(oursJson)}`);
-  if (tpm2.status === null) console.log('tpm2_eventlog: not runnable');
-  else {
-    console.log(`tpm2_eventlog --eventlog-version=2: wall ${tpm2.ms.toFixed(0)} ms${cpu(tpm2)} (exit ${tpm2.status})`);
-    const cpuRatio = tpm2.cpuMs !== undefined && ours.cpuMs !== undefined ? `, cpu ${(tpm2.cpuMs / ours.cpuMs).toFixed(2)}×` : '';
-    console.log(`ratio tpm2_eventlog / keyhold eventlog (text): wall ${(tpm2.ms / ours.ms).toFixed(2)}×${cpuRatio}  (aim ≥ 2×)`);
-  }
+  const t = timeInterleaved(
+    {
+      keyhold: [process.execPath, [cli, 'eventlog', bigFile]],
+      tpm2: ['tpm2_eventlog', ['--eventlog-version=2', bigFile]],
+      json: [process.execPath, [cli, 'eventlog', '--json', bigFile]],
+    },
+    RUNS,
+  );
+  const ours = t['keyhold']!;
+  const tpm2 = t['tpm2']!;
+  const json = t['json']!;
+  const fmt = (x: Timing): string =>
+    `wall ${x.wallMs.toFixed(0)} ms, cpu ${x.cpuMs === undefined ? '?' : x.cpuMs.toFixed(0)} ms (exit ${x.status}; walls ${x.walls.map((w) => w.toFixed(0)).join('/')}, cpus ${x.cpus.map((c) => c.toFixed(0)).join('/')})`;
+  console.log(`whole process, ${RUNS} interleaved runs each, medians:`);
+  console.log(`  keyhold eventlog (YAML):          ${fmt(ours)}`);
+  console.log(`  keyhold eventlog --json:          ${fmt(json)}`);
+  console.log(`  tpm2_eventlog --eventlog-version=2: ${fmt(tpm2)}`);
+  const cpuRatio = tpm2.cpuMs !== undefined && ours.cpuMs !== undefined ? (tpm2.cpuMs / ours.cpuMs).toFixed(2) : '?';
+  console.log(`ratio tpm2_eventlog / keyhold eventlog (YAML): wall ${(tpm2.wallMs / ours.wallMs).toFixed(2)}x, cpu ${cpuRatio}x  (aim >= 2x in both)`);
 }
 
 // IMA: 100k ima-ng entries; parse (template hash check), verify against PCR10 (sha256), appraise.
@@ -153,3 +206,4 @@ const total = pick('parse') + pick('verify') + pick('appraise');
 console.log(
   `IMA ${IMA_ENTRIES.toLocaleString()} entries (${(text.length / 1e6).toFixed(1)} MB), wall: parse+template-hash check ${pick('parse').toFixed(0)} ms, replay/verify PCR10 sha256 ${pick('verify').toFixed(0)} ms, appraise ${pick('appraise').toFixed(0)} ms; total wall ${total.toFixed(0)} ms, cpu ${pick('cpu').toFixed(0)} ms  (aim < 1000 ms)`,
 );
+rmSync(dir, { recursive: true, force: true });

@@ -21,10 +21,25 @@ export type { AkTrust, AppraiseTpmEvidenceOptions, TpmAppraisal, VerifiedTpmClai
 export { EventLogError, type EventLogErrorCode } from './eventlog/errors.js';
 export { EVENTLOG_BANKS, isEventLogBank, type EventLogBank } from './eventlog/algorithms.js';
 export { eventTypeName } from './eventlog/event-types.js';
-export { parseEventLog, MAX_PCR_INDEX, type EventLog, type RawEvent, type EventDigest, type SpecIdHeader, type ParseEventLogOptions } from './eventlog/parse.js';
+export { parseEventLog, forEachDigestHex, MAX_PCR_INDEX, type EventLog, type RawEvent, type EventDigest, type SpecIdHeader, type ParseEventLogOptions } from './eventlog/parse.js';
 export { replayEventLog, initialPcrValue, type BankReplay, type ReplayOptions } from './eventlog/replay.js';
 export { decodeUnverifiedEvents, decodeEvent, preferredBank, type DecodedEvent, type EventDetails } from './eventlog/decode.js';
 export { formatGuid, type EfiSignature } from './eventlog/efi-variable.js';
+export {
+  decodeUnverifiedUefiVariable,
+  decodeUnverifiedImageLoad,
+  decodeUnverifiedFirmwareBlob,
+  decodeUnverifiedGptEvent,
+  decodeUnverifiedLoadOption,
+  decodeUnverifiedSignatureLists,
+  decodeUnverifiedStartupLocality,
+  type UnverifiedUefiVariable,
+  type UnverifiedImageLoad,
+  type UnverifiedFirmwareBlob,
+  type UnverifiedGptEvent,
+  type UnverifiedLoadOption,
+  type UnverifiedSignatureList,
+} from './eventlog/event-data.js';
 export { verifyEventLogAgainstQuote, DEFAULT_LOG_PCRS, type VerifiedEventLog, type QuotedPcrs, type VerifyEventLogOptions } from './eventlog/verify.js';
 export { parseMeasuredBootReferenceState, type MeasuredBootReferenceState } from './measured-boot/reference-state.js';
 export { appraiseMeasuredBoot, type MeasuredBootAppraisal, type MeasuredBootFailure, type MeasuredBootCategory } from './measured-boot/appraise.js';

@@ -1,6 +1,7 @@
 import { celEnv, type CelEnv } from '@bufbuild/cel';
 import { strings } from '@bufbuild/cel/ext';
 import { RE2JS } from '@bufbuild/re2';
+import { budgetedFunctions } from './cel-budget.js';
 
 // @bufbuild/cel compiles the pattern of every `matches` call on every evaluation; policies use a
 // handful of constant patterns, so compiled ones are cached (bounded: patterns built from input
@@ -19,5 +20,8 @@ export function compileRegex(pattern: string): RE2JS {
   return re;
 }
 
-/** Every policy runs in this environment: the CEL standard library plus the strings extension. */
-export const policyEnv: CelEnv = celEnv({ funcs: strings, re2: { compile: compileRegex } });
+/**
+ * Every policy runs in this environment: the CEL standard library plus the strings extension, with
+ * every function that builds strings, bytes or lists replaced by a budgeted one (cel-budget.ts).
+ */
+export const policyEnv: CelEnv = celEnv({ funcs: budgetedFunctions(celEnv({ funcs: strings, re2: { compile: compileRegex } }).funcs) });

@@ -91,6 +91,20 @@ function agileLog(algs: [number, number][], events: { pcr: number; type: number;
   return Buffer.concat(parts);
 }
 
+/** Builds a legacy (SHA-1 format, TCG_PCR_EVENT) log: pcr, type, 20-byte digest, data. */
+function legacyLog(events: { pcr: number; type: number; digest?: Uint8Array; data: Uint8Array }[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const ev of events) {
+    const h = Buffer.alloc(32);
+    h.writeUInt32LE(ev.pcr >>> 0, 0);
+    h.writeUInt32LE(ev.type >>> 0, 4);
+    if (ev.digest !== undefined) h.set(ev.digest, 8);
+    h.writeUInt32LE(ev.data.byteLength, 28);
+    parts.push(h, Buffer.from(ev.data));
+  }
+  return Buffer.concat(parts);
+}
+
 const SHA1 = 0x0004;
 const SHA256 = 0x000b;
 const z20 = new Uint8Array(20).fill(1);
@@ -135,6 +149,35 @@ describe('hostile logs fail with typed errors', () => {
 
   it('rejects a PCR index above 23', () => {
     expect(codeOf(() => parseEventLog(agileLog([[SHA256, 32]], [{ pcr: 24, type: 4, digests: [[SHA256, z32]], data: new Uint8Array(0) }])))).toBe('EVENTLOG_MALFORMED');
+  });
+
+  it('parses a SHA-1-format log ending with an EV_NO_ACTION event on PCR 0xFFFFFFFF and never extends it', () => {
+    // Windows SHA-1 logs end this way; EV_NO_ACTION is never extended, whatever its index (PFP 10.4.5).
+    const crtm = { pcr: 0, type: 8, digest: z20, data: Buffer.from('v1\0', 'latin1') };
+    const sep = { pcr: 7, type: 4, digest: new Uint8Array(20).fill(7), data: new Uint8Array(4) };
+    const tail = { pcr: 0xffffffff, type: 3, digest: new Uint8Array(20).fill(9), data: Buffer.from('WBCL trailer', 'latin1') };
+    const withTail = parseEventLog(legacyLog([crtm, sep, tail]));
+    expect(withTail.format).toBe('sha1');
+    expect(withTail.events).toHaveLength(3);
+    expect(withTail.events[2]).toMatchObject({ pcr: 0xffffffff, type: 3 });
+    const withoutTail = replayEventLog(parseEventLog(legacyLog([crtm, sep]))).get('sha1');
+    const replayed = replayEventLog(withTail).get('sha1');
+    expect(replayed?.ok).toBe(true);
+    expect(withoutTail?.ok).toBe(true);
+    if (replayed?.ok && withoutTail?.ok) {
+      expect([...replayed.pcrs.keys()].sort()).toEqual([0, 7]);
+      expect(replayed.pcrs).toEqual(withoutTail.pcrs);
+    }
+    // Crypto-agile logs too: EV_NO_ACTION may name any index.
+    const agile = parseEventLog(agileLog([[SHA256, 32]], [{ pcr: 0xffffffff, type: 3, digests: [[SHA256, z32]], data: new Uint8Array(3) }]));
+    expect(replayEventLog(agile).get('sha256')).toMatchObject({ ok: true, pcrs: new Map() });
+  });
+
+  it('still rejects an extended event on PCR 0xFFFFFFFF or 24 in a SHA-1-format log', () => {
+    const crtm = { pcr: 0, type: 8, digest: z20, data: new Uint8Array(2) };
+    expect(codeOf(() => parseEventLog(legacyLog([crtm, { pcr: 0xffffffff, type: 4, data: new Uint8Array(4) }])))).toBe('EVENTLOG_MALFORMED');
+    expect(codeOf(() => parseEventLog(legacyLog([crtm, { pcr: 24, type: 0x80000003, data: new Uint8Array(0) }])))).toBe('EVENTLOG_MALFORMED');
+    expect(codeOf(() => parseEventLog(legacyLog([{ pcr: 0xffffffff, type: 5, data: new Uint8Array(0) }])))).toBe('EVENTLOG_MALFORMED');
   });
 
   it('bounds the number of events', () => {

@@ -18,6 +18,7 @@ export interface RawEvent {
   readonly index: number;
   /** Byte offset of the event in the log. */
   readonly offset: number;
+  /** 0..23, except for EV_NO_ACTION, which may name any index (it is never extended). */
   readonly pcr: number;
   readonly type: number;
   readonly digests: readonly EventDigest[];
@@ -85,6 +86,26 @@ export class ParsedEvent implements RawEvent {
     }
   }
 
+  /** Calls `visit(algId, hex)` per digest; one hex conversion covers the event's whole digest list. */
+  forEachDigestHex(visit: (algId: number, hex: string) => void): void {
+    const buf = this.source.buf;
+    if (this.source.legacy) {
+      visit(0x0004, buf.toString('hex', this.digestsStart, this.digestsStart + 20));
+      return;
+    }
+    // The digest list ends where the 4-byte event size field starts.
+    const all = buf.toString('hex', this.digestsStart, this.dataStart - 4);
+    const b = this.source.bytes;
+    let off = this.digestsStart;
+    for (let i = 0; i < this.digestCount; i++) {
+      const algId = (b[off] as number) | ((b[off + 1] as number) << 8);
+      const size = this.source.sizes.get(algId) as number;
+      const at = (off + 2 - this.digestsStart) * 2;
+      visit(algId, all.slice(at, at + size * 2));
+      off += 2 + size;
+    }
+  }
+
   /** Offset of the digest for `algId` in `source.bytes`, or -1 when the event has none. */
   digestOffset(algId: number): number {
     if (this.source.legacy) return algId === 0x0004 ? this.digestsStart : -1;
@@ -97,6 +118,18 @@ export class ParsedEvent implements RawEvent {
     }
     return -1;
   }
+}
+
+/**
+ * Calls `visit(algId, hex)` for each digest of `ev` in log order (lower-case hex), without
+ * allocating a view per digest: the fast way to print digests of large logs.
+ */
+export function forEachDigestHex(ev: RawEvent, visit: (algId: number, hex: string) => void): void {
+  if (ev instanceof ParsedEvent) {
+    ev.forEachDigestHex(visit);
+    return;
+  }
+  for (const d of ev.digests) visit(d.algId, Buffer.from(d.digest.buffer, d.digest.byteOffset, d.digest.byteLength).toString('hex'));
 }
 
 export interface SpecIdAlgorithm {
@@ -184,7 +217,7 @@ export function parseEventLog(input: Uint8Array, options: ParseEventLogOptions =
     const type = view.getUint32(offset + 4, true);
     const count = view.getUint32(offset + 8, true);
     offset += 12;
-    checkPcr(pcr, events.length);
+    checkPcr(pcr, type, events.length);
     // SECURITY: a digest count beyond the declared algorithms is hostile (TPML_DIGEST_VALUES, PFP 10.2.2).
     if (count > specId.algorithms.length) {
       throw new EventLogError('EVENTLOG_LENGTH_EXCEEDED', `event ${events.length} declares ${count} digests, header declares ${specId.algorithms.length}`);
@@ -236,7 +269,7 @@ function readLegacyEvent(bytes: Uint8Array, view: DataView, offset: number, inde
   const pcr = view.getUint32(offset, true);
   const type = view.getUint32(offset + 4, true);
   const eventSize = view.getUint32(offset + 28, true);
-  checkPcr(pcr, index);
+  checkPcr(pcr, type, index);
   // SECURITY: the event size is checked against the bytes left before slicing (oversized length fields).
   if (eventSize > len - offset - LEGACY_HEADER_BYTES) {
     throw new EventLogError('EVENTLOG_LENGTH_EXCEEDED', `event ${index} at offset ${offset} declares more data than the log holds`);
@@ -316,7 +349,13 @@ function parseSpecIdIfPresent(data: Uint8Array): SpecIdHeader | undefined {
   };
 }
 
-function checkPcr(pcr: number, index: number): void {
+/**
+ * EV_NO_ACTION events are never extended into any PCR (TCG PC Client PFP 10.4.5), so their PCR
+ * index is not checked: Windows' SHA-1 logs end with one whose index is 0xFFFFFFFF. Replay and
+ * verification skip EV_NO_ACTION before looking at the index.
+ */
+function checkPcr(pcr: number, type: number, index: number): void {
+  if (type === EV_NO_ACTION) return;
   // SECURITY: a PCR index outside the TPM's 24 PCRs cannot be quoted and would index past replay state.
   if (pcr > MAX_PCR_INDEX) throw new EventLogError('EVENTLOG_MALFORMED', `event ${index} names PCR ${pcr}, above ${MAX_PCR_INDEX}`);
 }

@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import { Agent as HttpAgent } from 'undici';
+import { readCaFile } from '@keyhold/command-line';
 import { parseInitData, ProtocolError, type InitData, type ParsedInitData } from '@keyhold/protocol';
 import { AgentError } from './errors.js';
 import type { AgentConfig } from './config.js';
@@ -42,6 +44,7 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
   const tpm = opts.tpm ?? (await openTpmDevice({ tcti: config.tcti }));
   let ak: LoadedAk | undefined;
   let identity: IdentityContributor | undefined;
+  let dispatcher: HttpAgent | undefined;
   try {
     ak =
       config.akMode === 'persistent'
@@ -53,26 +56,32 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
       await ensureInitDataBound(tpm, initData.parsed.digest);
     }
     identity = config.ekIdentity ? identityContributorFor(tpm, ak, config.ekAlg) : undefined;
+    // --cert-file: the CA of an https KBS (kbs-client's flag), trusted for this client only.
+    dispatcher = config.caFile !== undefined ? new HttpAgent({ connect: { ca: await readCaFile(config.caFile) } }) : undefined;
     const client = new KbsClient({
       url: config.url,
+      ...(dispatcher !== undefined ? { dispatcher } : {}),
       attester: new TpmAttester(tpm, ak.ak, [...(identity !== undefined ? [identity] : []), new BootLogContributor({ eventLogFile: config.eventLogFile, imaLogFile: config.imaLogFile })]),
       teeKeyType: config.teeKey,
       timeoutMs: config.timeoutMs,
       ...(initData !== undefined ? { initData: initData.wire } : {}),
     });
     const loaded = ak;
+    const pool = dispatcher;
     return {
       tpm,
       ak: loaded,
       client,
       initData: initData?.parsed,
       async close() {
+        await pool?.close().catch(() => undefined);
         await identity?.close().catch(() => undefined);
         await loaded.release().catch(() => undefined);
         await tpm.close();
       },
     };
   } catch (err) {
+    await dispatcher?.close().catch(() => undefined);
     await identity?.close().catch(() => undefined);
     await ak?.release().catch(() => undefined);
     await tpm.close();

@@ -1,10 +1,13 @@
 import { CliError, describeFileError, EXIT, explainConnectionError, UsageError } from '@keyhold/command-line';
-import { OcicryptError } from '@keyhold/ocicrypt';
-import { ProtocolError } from '@keyhold/protocol';
 import type { AgentConfig } from './config.js';
 import { AgentError, TpmError } from './errors.js';
 import { KbsClientError } from './kbs-client/errors.js';
-import { KeyProviderError } from './keyprovider/errors.js';
+
+/**
+ * Typed errors of the key provider, OCI and protocol layers, recognised by name and code so that
+ * reporting an error (a usage error included) does not load gRPC, zod or the OCI code.
+ */
+const CODED_ERROR_NAMES = new Set(['KeyProviderError', 'OcicryptError', 'ProtocolError']);
 
 const SWTPM_HINT = 'for swtpm: swtpm socket --tpm2 --tpmstate dir=DIR --server type=tcp,port=2321 --ctrl type=tcp,port=2322 --flags startup-clear, then --tcti swtpm:host=127.0.0.1,port=2321';
 
@@ -36,8 +39,9 @@ export async function describeAgentError(err: unknown, config: AgentConfig | und
     const exitCode = err.code === 'RESOURCE_NOT_FOUND' ? EXIT.NOT_FOUND : err.status === 401 || err.status === 403 ? EXIT.DENIED : EXIT.FAIL;
     return new CliError(err.code, `${err.code}: ${err.message}`, { cause: err, exitCode });
   }
-  if (err instanceof KeyProviderError || err instanceof OcicryptError || err instanceof ProtocolError) {
-    return new CliError(err.code, `${err.code}: ${err.message}`, { cause: err });
+  const coded = err as { name?: unknown; code?: unknown; message?: unknown };
+  if (err instanceof Error && CODED_ERROR_NAMES.has(String(coded.name)) && typeof coded.code === 'string') {
+    return new CliError(coded.code, `${coded.code}: ${err.message}`, { cause: err });
   }
   return describeFileError(err);
 }

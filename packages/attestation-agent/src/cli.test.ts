@@ -3,8 +3,9 @@
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Server as HttpsServer } from 'node:https';
 import { PassThrough } from 'node:stream';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAgentCli, type AgentCliOptions } from './cli.js';
 import type { AgentConfig } from './config.js';
 import { TpmError } from './errors.js';
@@ -137,5 +138,56 @@ describe('keyhold-agent errors and exit codes', () => {
     expect(typo.err).toMatch(/did you mean token\?/);
     const flag = await agent(['token', '--tcit', 'x']);
     expect(flag.err).toMatch(/did you mean --tcti\?/);
+  });
+});
+
+describe('keyhold-agent --cert-file (https KBS)', () => {
+  // A local HTTPS server with an openssl-made certificate stands in for an https KBS: it refuses
+  // /auth with a Trustee error body, which the agent can only read once TLS succeeded.
+  let server: HttpsServer | undefined;
+  let url = '';
+  const caFile = join(dir, 'kbs-ca.pem');
+
+  beforeAll(async () => {
+    const { execFileSync } = await import('node:child_process');
+    const { createServer } = await import('node:https');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'kbs.key'), '-out', caFile, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    server = createServer({ key: readFileSync(join(dir, 'kbs.key')), cert: readFileSync(caFile) }, (_q, r) => {
+      r.writeHead(401, { 'content-type': 'application/json' });
+      r.end(JSON.stringify({ type: 'https://github.com/confidential-containers/kbs/errors/AttestationFailed', detail: 'no' }));
+    });
+    await new Promise<void>((r) => server?.listen(0, '127.0.0.1', () => r()));
+    url = `https://127.0.0.1:${(server.address() as { port: number }).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((r) => server?.close(r));
+  });
+
+  async function tokenAgainstHttps(extra: string[], env: NodeJS.ProcessEnv = {}) {
+    const { openNodeSession } = await import('./node-session.js');
+    const { createSoftwareTpm } = await import('./tpm/software-tpm.js');
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let err = '';
+    stdout.resume();
+    stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const opener = (config: AgentConfig) => openNodeSession(config, { tpm: createSoftwareTpm() });
+    // A fresh software TPM per run, so a fresh AK state directory too.
+    const stateDir = join(dir, `ak-${Math.random().toString(16).slice(2)}`);
+    const code = await runAgentCli(['token', '--url', url, '--ak-mode', 'stored', '--ak-alg', 'ecc', '--state-dir', stateDir, '--no-ek-identity', ...extra], { stdout, stderr }, env, opener);
+    return { code, err };
+  }
+
+  it('with the CA (flag or KEYHOLD_KBS_CA) the TLS handshake succeeds and the KBS answer is read', async () => {
+    const flag = await tokenAgainstHttps(['--cert-file', caFile]);
+    expect(flag.code, flag.err).toBe(3);
+    expect(flag.err).toMatch(/UNAUTHORIZED: \/kbs\/v0\/auth: no \(AttestationFailed\)/);
+    expect((await tokenAgainstHttps([], { KEYHOLD_KBS_CA: caFile })).code).toBe(3);
+  });
+
+  it('without it the certificate is refused, and the hint names --cert-file', async () => {
+    const r = await tokenAgainstHttps([]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/KBS_UNREACHABLE: the KBS certificate at 127\.0\.0\.1:\d+ is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\)\n {2}hint: .*--cert-file/);
   });
 });

@@ -34,6 +34,8 @@ function buildProgram(ctx: ProgramContext, env: NodeJS.ProcessEnv, opts: AgentCl
     .addHelpText('after', '\nExit status: 0 ok, 1 failure (unreachable, TPM error), 2 usage error, 3 refused by the KBS (401/403), 4 not found (404).');
   addAgentOptions(program);
 
+  // As `keyhold attest|get-resource`, the agent's options are not shown by the command's own help.
+  const agentOptionsNote = kbsClient ? "\nAgent options (--tcti, --ak-mode, --init-data, --cert-file, ...) are accepted too: see 'keyhold-agent --help'." : '';
   const config = async (cmd: Command): Promise<AgentConfig> => {
     const { agentConfigFrom } = await import('./config.js');
     state.config = agentConfigFrom(commonValues(cmd), env);
@@ -50,6 +52,7 @@ function buildProgram(ctx: ProgramContext, env: NodeJS.ProcessEnv, opts: AgentCl
     .option('-o, --output <file>', 'write the secret to FILE (created 0600, atomically) instead of stdout')
     .option('--base64', `print the secret as base64 and a newline${kbsClient ? ' (the default, as kbs-client)' : ''}`)
     .option('--raw', `print the raw bytes${kbsClient ? '' : ' (the default)'}`)
+    .addHelpText('after', agentOptionsNote)
     .action(
       ctx.action(async (resource: string | undefined, o: { path?: string; output?: string; base64?: boolean; raw?: boolean }, cmd: Command) => {
         if ((resource === undefined) === (o.path === undefined)) throw new UsageError('give the resource once: kbs:///REPO/TYPE/TAG or --path REPO/TYPE/TAG');
@@ -65,6 +68,7 @@ function buildProgram(ctx: ProgramContext, env: NodeJS.ProcessEnv, opts: AgentCl
     .command('token')
     .alias('attest')
     .description('attest and print the attestation token (EAR)')
+    .addHelpText('after', agentOptionsNote)
     .action(ctx.action(async (_o: unknown, cmd: Command) => (await nodeCommands()).printToken(await config(cmd), io, await opener())));
 
   program

@@ -247,7 +247,7 @@ describe('refusals: right status and type, no secret', () => {
     expectError(await getResource(kbs.url, 'default/key/nope', { bearer: token }), 404, 'ResourceNotFound');
     expectError(await getResource(kbs.url, 'default/key/a/b', { bearer: token }), 404, 'InvalidRequestPath');
     const agent = await runNodeCli(AGENT_BIN, ['get-resource', 'kbs:///default/key/nope', ...agentArgs()]);
-    expect(agent.code).toBe(1);
+    expect(agent.code).toBe(4); // not found
     expect(agent.stderr).toContain('RESOURCE_NOT_FOUND');
   });
 

@@ -118,7 +118,7 @@ describe.skipIf(!HAVE_IMAGE_TOOLS)('encrypted container images (swtpm node, KBS,
     const other = await startSwtpm();
     try {
       const r = await decrypt(enc, join(dir, 'fail', 'out'), '--url', kbs.url, '--tcti', other.tcti, '--ak-handle', AK_HANDLE);
-      await expectRefused(r, join(dir, 'fail'), /^keyhold-agent: image decrypt failed: ATTESTATION_FAILED: attestation failed, KEK "kbs:\/\/\/default\/image-kek\/app1" not released/);
+      await expectRefused(r, join(dir, 'fail'), /^keyhold-agent image decrypt: ATTESTATION_FAILED: attestation failed, KEK "kbs:\/\/\/default\/image-kek\/app1" not released/);
     } finally {
       await other.stop();
     }
@@ -132,7 +132,7 @@ describe.skipIf(!HAVE_IMAGE_TOOLS)('encrypted container images (swtpm node, KBS,
     expect((await owner('set-reference-value', '--name', 'tpm_pcr07', '--value', 'ab'.repeat(32))).code).toBe(0);
     try {
       const r = await decrypt(enc, join(dir, 'fail', 'out'), ...agentArgs());
-      await expectRefused(r, join(dir, 'fail'), /^keyhold-agent: image decrypt failed: KEK_RELEASE_DENIED: the KBS refused to release KEK "kbs:\/\/\/default\/image-kek\/app1" to this node .*403/);
+      await expectRefused(r, join(dir, 'fail'), /^keyhold-agent image decrypt: KEK_RELEASE_DENIED: the KBS refused to release KEK "kbs:\/\/\/default\/image-kek\/app1" to this node .*403/);
     } finally {
       expect((await owner('set-reference-value', '--name', 'tpm_pcr07', '--value', pcr7)).code).toBe(0);
     }
@@ -145,7 +145,7 @@ describe.skipIf(!HAVE_IMAGE_TOOLS)('encrypted container images (swtpm node, KBS,
     const e = await runNodeCli(CLI_BIN, ['image', 'encrypt', '--input', `oci:${plain}:latest`, '--output', `oci:${other}:latest`, '--kid', 'kbs:///default/image-kek/never-uploaded', '--kek-file', kek]);
     expect(e.code, e.stderr).toBe(0);
     const r = await decrypt(other, join(dir, 'fail', 'out'), ...agentArgs());
-    await expectRefused(r, join(dir, 'fail'), /^keyhold-agent: image decrypt failed: KEK_NOT_FOUND: the KBS has no KEK "kbs:\/\/\/default\/image-kek\/never-uploaded"/);
+    await expectRefused(r, join(dir, 'fail'), /^keyhold-agent image decrypt: KEK_NOT_FOUND: the KBS has no KEK "kbs:\/\/\/default\/image-kek\/never-uploaded"/);
   });
 
   it('the gRPC key provider answers UnWrapKey as Go ocicrypt sends it, and refuses what it must', async () => {

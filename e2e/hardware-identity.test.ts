@@ -194,7 +194,7 @@ describe('refusals: nothing is released, the error says why', () => {
   it('EK certificate from an unknown CA (the vendor store is the only CA store)', async () => {
     if (!HAVE_CORPUS) return void console.warn(`skipping: ${VENDOR_STORE} is absent`);
     const r = await agentRun(['get-resource', `kbs:///${SECRET_PATH}`], kbsVendor.url, tpmA);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(3); // refused by the KBS (401)
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/EK_CERT_UNKNOWN_CA.*AttestationFailed/);
     expectNoSecret(r);
@@ -217,7 +217,7 @@ describe('refusals: nothing is released, the error says why', () => {
 
   it('EK not in the allowlist when the allowlist is required; allowed by the owner with `keyhold node allow`', async () => {
     const r = await agentRun(['get-resource', `kbs:///${SECRET_PATH}`], kbsAllow.url, tpmA);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(3); // refused by the KBS (401)
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/EK_NOT_ALLOWLISTED/);
     const allow = await cli(kbsAllow.url, 'node', 'allow', rsaNode, '--note', 'e2e node A');
@@ -375,7 +375,7 @@ describe('refusals: nothing is released, the error says why', () => {
     const withToken = await getResource(kbs.url, SECRET_PATH, { bearer });
     expectRefused(withToken, 403, 'NodeRevoked', /revoked/);
     const again = await agentRun(['get-resource', `kbs:///${SECRET_PATH}`], kbs.url, tpmA);
-    expect(again.code).toBe(1);
+    expect(again.code).toBe(3); // refused by the KBS (403 NodeRevoked)
     expect(again.stdout).toBe('');
     expect(again.stderr).toMatch(/NodeRevoked/);
     expectNoSecret(again);

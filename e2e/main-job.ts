@@ -45,7 +45,7 @@ async function adminKey(): Promise<{ publicFile: string; token: () => Promise<st
     await writeFile(publicFile, kp.publicKey.export({ format: 'pem', type: 'spki' }));
   }
   const key = priv;
-  return { publicFile, token: () => new SignJWT({ role: 'admin' }).setProtectedHeader({ alg: 'EdDSA' }).setSubject('demo-owner').setIssuedAt().setExpirationTime('10m').sign(key) };
+  return { publicFile, token: () => new SignJWT({ role: 'admin' }).setProtectedHeader({ alg: 'EdDSA' }).setSubject('demo-owner').setIssuedAt().setExpirationTime('1h').sign(key) };
 }
 
 async function main(): Promise<void> {
@@ -131,7 +131,19 @@ async function main(): Promise<void> {
       await stopAll();
       return;
     }
-    step(`the KBS keeps running at ${url} — press Ctrl-C to stop`);
+    step(`the KBS keeps running — press Ctrl-C to stop it and swtpm`);
+    const agentFlags = `--url ${url} --tcti ${swtpm.tcti} --ak-mode stored --state-dir ${join(dataDir, 'agent')}`;
+    process.stdout.write(
+      [
+        `    KBS URL       ${url}`,
+        `    admin token   ${tokenFile}  (1 hour; a new one: keyhold token issue --key ${join(dataDir, 'admin.key.pem')} --role admin > ${tokenFile})`,
+        `    TCTI          ${swtpm.tcti}`,
+        '    try:',
+        `      keyhold --url ${url} --admin-token-file ${tokenFile} config list-resources`,
+        `      keyhold-agent ${agentFlags} get-resource ${SECRET_PATH}`,
+        '',
+      ].join('\n'),
+    );
     await new Promise<void>((res) => {
       process.once('SIGINT', res);
       process.once('SIGTERM', res);

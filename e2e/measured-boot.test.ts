@@ -53,9 +53,9 @@ function getSecret(eventLog = EVENT_LOG): Promise<CliResult> {
   return agent('get-resource', `kbs:///${SECRET_PATH}`, '--event-log', eventLog, '--ima-log', imaFile);
 }
 
-/** A refusal: exit 1, nothing on stdout, the secret nowhere, the Trustee variant and reason on stderr. */
+/** A refusal: exit 3 (refused by the KBS), nothing on stdout, the secret nowhere, the Trustee variant and reason on stderr. */
 function expectRefused(r: CliResult, variant: string, reason: RegExp): void {
-  expect(r.code, r.stderr).toBe(1);
+  expect(r.code, r.stderr).toBe(3);
   expect(r.stdout).toBe('');
   expect(r.stderr).not.toContain(SECRET);
   expect(r.stderr).toContain(`(${variant})`);

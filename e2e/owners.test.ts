@@ -292,9 +292,12 @@ describe('node verbs of the owner CLI', () => {
       const t = await keyhold('attest', ...args);
       expect(t.code, t.stderr).toBe(0);
       expect((decodeJwt(t.stdout.trim()) as { submods: { cpu0: Record<string, unknown> } }).submods.cpu0['ear.status']).toBe('affirming');
+      // As kbs-client: base64 and a newline (--raw for the bytes).
       const r = await keyhold('get-resource', '--path', 'a/key/1', ...args);
       expect(r.code, r.stderr).toBe(0);
-      expect(r.stdout).toBe(SECRET_A);
+      expect(r.stdout).toBe(`${Buffer.from(SECRET_A).toString('base64')}\n`);
+      const raw = await keyhold('get-resource', 'kbs:///a/key/1', '--raw', ...args);
+      expect(raw.stdout).toBe(SECRET_A);
       const usage = await keyhold('get-resource', ...args);
       expect(usage.code).toBe(2);
     } finally {

@@ -40,3 +40,30 @@ fi
 
 log "building"
 pnpm run --silent build
+
+# Put keyhold, keyhold-kbs and keyhold-agent on PATH: symbolic links to this checkout's built bins,
+# in /usr/local/bin when it is writable (root), else ~/.local/bin (KEYHOLD_BIN_DIR overrides;
+# KEYHOLD_NO_LINKS=1 skips). Re-running repoints them; a file that is not such a link is left alone.
+link_bins() {
+  local dir="${KEYHOLD_BIN_DIR:-}"
+  if [ -z "$dir" ]; then
+    if [ -w /usr/local/bin ]; then dir=/usr/local/bin; else dir="$HOME/.local/bin"; fi
+  fi
+  mkdir -p "$dir"
+  local name target
+  for pair in keyhold:packages/cli/bin/keyhold.js keyhold-kbs:packages/kbs/bin/keyhold-kbs.js keyhold-agent:packages/attestation-agent/bin/keyhold-agent.js; do
+    name=${pair%%:*}
+    target="$PWD/${pair#*:}"
+    if [ -e "$dir/$name" ] && [ ! -L "$dir/$name" ]; then
+      log "not linking $dir/$name: a file that is not a link is already there"
+      continue
+    fi
+    ln -sfn "$target" "$dir/$name"
+  done
+  log "commands on PATH: keyhold, keyhold-kbs, keyhold-agent -> $dir"
+  case ":$PATH:" in
+    *":$dir:"*) ;;
+    *) log "add $dir to PATH: export PATH=\"$dir:\$PATH\"" ;;
+  esac
+}
+if [ "${KEYHOLD_NO_LINKS:-}" != 1 ]; then link_bins; fi

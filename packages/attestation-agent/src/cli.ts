@@ -1,204 +1,127 @@
-import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { fitReportData, parseResourceUri, ProtocolError, TPM_REPORT_DATA_BYTES } from '@keyhold/protocol';
-import { agentConfigFrom, COMMON_OPTIONS, type AgentConfig, type CommonValues } from './config.js';
-import { AgentError } from './errors.js';
-import { collectTpmEvidence } from './evidence/tpm-evidence.js';
-import { KbsClientError } from './kbs-client/errors.js';
-import { openNodeSession, type NodeSession } from './node-session.js';
-import { tpm2bPublicToSpkiDer } from './tpm/public-area.js';
-import type { TpmDevice } from './tpm/device.js';
+/**
+ * `keyhold-agent`: the command line of the node agent. This module only declares the commands
+ * (commander); each command's code — the TPM layer, the KBS client, gRPC, OCI — is imported when
+ * that command runs, so `--help`, usage errors and one command never pay for the others.
+ */
+import { Command, runProgram, UsageError, type CliIo, type ProgramContext } from '@keyhold/command-line';
+import { addAgentOptions, commonValues } from './cli-options.js';
+import type { AgentConfig } from './config.js';
+import type { SecretEncoding, SessionOpener } from './node-commands.js';
 
-export interface AgentIo {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-  stdin?: NodeJS.ReadableStream;
+export type AgentIo = CliIo;
+export type { SessionOpener } from './node-commands.js';
+
+export interface AgentCliOptions {
+  /** Opens the TPM and the KBS client (tests pass a fake); the real one by default. */
+  readonly opener?: SessionOpener;
+  /**
+   * `kbs-client`: run as `keyhold attest|get-resource` (kbs-client's verbs): the program is named
+   * `keyhold`, and get-resource prints base64 unless --raw or -o is given, as kbs-client does.
+   */
+  readonly flavor?: 'agent' | 'kbs-client';
 }
 
-const USAGE = `Usage: keyhold-agent <command> [options]
-
-Commands:
-  get-resource kbs:///REPO/TYPE/TAG[?version=N] [--output FILE]   attest and fetch a secret (stdout, or FILE created 0600)
-  evidence --nonce B64                                            print TPM evidence JSON (quote over PCRs 0-23, qualifying data = nonce)
-  token                                                           attest and print the attestation token
-  ak                                                              print the AK public key (base64 DER SPKI) and name
-  keyprovider [cmd] | keyprovider grpc [--listen ADDR]            ocicrypt key provider (keyhold-agent keyprovider --help)
-  image decrypt --input oci:DIR:TAG --output oci:DIR:TAG          decrypt an encrypted image (keyhold-agent image --help)
-
-Options:
-  --url URL            KBS base URL (default http://127.0.0.1:8080; env KEYHOLD_KBS_URL)
-  -T, --tcti TCTI      TPM access, as tpm2-tools: device:/dev/tpmrm0 (default), swtpm:host=H,port=P, mssim:...
-                       (env KEYHOLD_TCTI, TPM2TOOLS_TCTI, TCTI)
-  --ak-mode MODE       persistent (default): AK at --ak-handle; stored: AK created under the EK, kept in --state-dir
-  --ak-handle HANDLE   persistent AK handle (default 0x81010002)
-  --no-ak-create       fail instead of creating an AK when none exists
-  --ak-alg rsa|ecc     AK algorithm when one is created (default rsa: RSASSA-SHA256)
-  --state-dir DIR      agent state (default ~/.local/state/keyhold-agent; env KEYHOLD_AGENT_STATE_DIR)
-  --init-data FILE     init-data TOML: extended into PCR8 once per TPM reset and sent to the KBS
-  --tee-key ec|rsa|tpm-rsa|tpm-ecc
-                       key the secret is wrapped to (default ec: ephemeral software key, ECDH-ES+A256KW); tpm-rsa /
-                       tpm-ecc: created in the TPM under the SRK, certified by the AK, unwrapped in the TPM
-  --seal-to-pcrs all|LIST
-                       tpm-* keys: usable only while these SHA-256 PCRs keep their current values (PolicyPCR)
-  --cache-dir DIR      tpm-* keys: keep released JWEs in DIR and open them without the KBS while they decrypt
-  --timeout-ms N       per-request timeout (default 30000)
-  --event-log FILE     TCG event log sent as evidence event_log (default /sys/kernel/security/tpm0/binary_bios_measurements
-                       when readable and the TPM is not swtpm/mssim); --no-event-log sends none
-  --ima-log FILE       IMA ascii_runtime_measurements sent as ima_log (default /sys/kernel/security/ima/ascii_runtime_measurements,
-                       same rule); --no-ima-log sends none
-  --ek-alg rsa|ecc|ecc384
-                       EK named to the KBS for hardware identity (default rsa: TCG template L-1; ecc: L-2 P-256;
-                       ecc384: high-range H-3 P-384, the EK swtpm certifies at NV 0x01c00016)
-  --no-ek-identity     do not name the EK/AK to the KBS (no credential activation; Trustee's trusted_ak only)
-  --tee TEE            evidence type: tpm (default), az-snp-vtpm / az-tdx-vtpm (Azure confidential VM: HCL report
-                       from NV 0x01400001, AK at 0x81000003, VCEK / TD quote from Azure IMDS), or auto (detect)
-  --vcek-file FILE     az-snp-vtpm: the VCEK (PEM or DER) instead of asking Azure IMDS
-  --json               machine-readable output on stdout
-Exit codes: 0 success, 1 failure (refused, unreachable, TPM error), 2 usage error.`;
-
-export type SessionOpener = (config: AgentConfig) => Promise<NodeSession>;
-
-/** `keyhold-agent` entry: parse, run one command, map errors to one stderr line and an exit code. */
-export async function runAgentCli(argv: string[], io: AgentIo, env: NodeJS.ProcessEnv, opener: SessionOpener = openNodeSession): Promise<number> {
-  const [command, ...rest] = argv;
-  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    io.stderr.write(`${USAGE}\n`);
-    return command === undefined ? 2 : 0;
-  }
-  if (command === '--version') {
-    io.stdout.write('keyhold-agent 0.1.0\n');
-    return 0;
-  }
-  // Commands with their own flags parse their own arguments.
-  // Loaded on demand: gRPC and the OCI code cost nothing to the other commands' start-up.
-  if (command === 'keyprovider') return (await import('./keyprovider/command.js')).runKeyProviderCommand(rest, io, env, opener);
-  if (command === 'image') return (await import('./image/decrypt-command.js')).runImageCommand(rest, io, env, opener);
-  let values: CommonValues & { output?: string; nonce?: string };
-  let positionals: string[];
-  try {
-    const parsed = parseArgs({ args: rest, options: { ...COMMON_OPTIONS, output: { type: 'string', short: 'o' }, nonce: { type: 'string' } }, allowPositionals: true, strict: true });
-    values = parsed.values as typeof values;
-    positionals = parsed.positionals;
-  } catch (err) {
-    io.stderr.write(`keyhold-agent: ${(err as Error).message}\n`);
-    return 2;
-  }
-  if (values.help === true) {
-    io.stderr.write(`${USAGE}\n`);
-    return 0;
-  }
-  let config: AgentConfig;
-  try {
-    config = agentConfigFrom(values, env);
-  } catch (err) {
-    io.stderr.write(`keyhold-agent: ${(err as Error).message}\n`);
-    return 2;
-  }
-  try {
-    switch (command) {
-      case 'get-resource':
-        return await getResource(positionals, values.output, config, io, opener);
-      case 'token':
-        return await withSession(config, opener, async (s) => {
-          const token = await s.client.token();
-          io.stdout.write(config.json ? `${JSON.stringify({ token })}\n` : `${token}\n`);
-          return 0;
-        });
-      case 'evidence':
-        return await evidence(values.nonce, config, io, opener);
-      case 'ak':
-        return await withSession(config, opener, async (s) => {
-          const spki = Buffer.from(tpm2bPublicToSpkiDer(s.ak.ak.publicArea)).toString('base64');
-          const info = { ak_public: spki, name: Buffer.from(s.ak.ak.name).toString('hex'), alg: s.ak.ak.alg, created: s.ak.created };
-          io.stdout.write(config.json ? `${JSON.stringify(info)}\n` : `${spki}\n`);
-          return 0;
-        });
-      default:
-        io.stderr.write(`keyhold-agent: unknown command '${command}'\n${USAGE}\n`);
-        return 2;
-    }
-  } catch (err) {
-    return reportError(err, io);
-  }
+interface RunState {
+  config?: AgentConfig;
 }
 
-async function withSession<T>(config: AgentConfig, opener: SessionOpener, fn: (s: NodeSession) => Promise<T>): Promise<T> {
-  const session = await opener(config);
-  try {
-    return await fn(session);
-  } finally {
-    await session.close();
-  }
+function buildProgram(ctx: ProgramContext, env: NodeJS.ProcessEnv, opts: AgentCliOptions, state: RunState): Command {
+  const { io } = ctx;
+  const kbsClient = opts.flavor === 'kbs-client';
+  const program = new Command(kbsClient ? 'keyhold' : 'keyhold-agent')
+    .description('Keyhold node agent: proves the node state with its TPM to a KBS and fetches secrets')
+    .version('keyhold-agent 0.1.0', '--version')
+    .addHelpText('after', '\nExit status: 0 ok, 1 failure (unreachable, TPM error), 2 usage error, 3 refused by the KBS (401/403), 4 not found (404).');
+  addAgentOptions(program);
+
+  // As `keyhold attest|get-resource`, the agent's options are not shown by the command's own help.
+  const agentOptionsNote = kbsClient ? "\nAgent options (--tcti, --ak-mode, --init-data, --cert-file, ...) are accepted too: see 'keyhold-agent --help'." : '';
+  const config = async (cmd: Command): Promise<AgentConfig> => {
+    const { agentConfigFrom } = await import('./config.js');
+    state.config = agentConfigFrom(commonValues(cmd), env);
+    return state.config;
+  };
+  const opener = async (): Promise<SessionOpener> => opts.opener ?? (await import('./node-session.js')).openNodeSession;
+  const nodeCommands = () => import('./node-commands.js');
+
+  program
+    .command('get-resource')
+    .description('attest and fetch a secret: kbs:///REPO/TYPE/TAG[?version=N] or REPO/TYPE/TAG (or --path)')
+    .argument('[resource]', 'kbs:///REPO/TYPE/TAG[?version=N], REPO/TYPE/TAG or /REPO/TYPE/TAG')
+    .option('--path <path>', 'the resource, as kbs-client: REPO/TYPE/TAG')
+    .option('-o, --output <file>', 'write the secret to FILE (created 0600, atomically) instead of stdout')
+    .option('--base64', `print the secret as base64 and a newline${kbsClient ? ' (the default, as kbs-client)' : ''}`)
+    .option('--raw', `print the raw bytes${kbsClient ? '' : ' (the default)'}`)
+    .addHelpText('after', agentOptionsNote)
+    .action(
+      ctx.action(async (resource: string | undefined, o: { path?: string; output?: string; base64?: boolean; raw?: boolean }, cmd: Command) => {
+        if ((resource === undefined) === (o.path === undefined)) throw new UsageError('give the resource once: kbs:///REPO/TYPE/TAG or --path REPO/TYPE/TAG');
+        if (o.base64 === true && o.raw === true) throw new UsageError('--base64 and --raw exclude each other');
+        const m = await nodeCommands();
+        const path = m.resourceArgument((resource ?? o.path) as string);
+        const encoding: SecretEncoding = o.raw === true ? 'raw' : o.base64 === true || kbsClient ? 'base64' : 'raw';
+        return m.getResource(path, { file: o.output, encoding }, await config(cmd), io, await opener());
+      }),
+    );
+
+  program
+    .command('token')
+    .alias('attest')
+    .description('attest and print the attestation token (EAR)')
+    .addHelpText('after', agentOptionsNote)
+    .action(ctx.action(async (_o: unknown, cmd: Command) => (await nodeCommands()).printToken(await config(cmd), io, await opener())));
+
+  program
+    .command('evidence')
+    .description('print TPM evidence JSON (quote over PCRs 0-23, qualifying data = the nonce)')
+    .requiredOption('--nonce <b64>', 'base64 nonce (zero-padded or truncated to 32 bytes)')
+    .action(ctx.action(async (o: { nonce: string }, cmd: Command) => (await nodeCommands()).printEvidence(o.nonce, await config(cmd), io, await opener())));
+
+  program
+    .command('ak')
+    .description('print the AK public key (base64 DER SPKI; --json adds its name)')
+    .action(ctx.action(async (_o: unknown, cmd: Command) => (await nodeCommands()).printAk(await config(cmd), io, await opener())));
+
+  program
+    .command('keyprovider')
+    .description('ocicrypt key provider: cmd (request JSON on stdin, answer on stdout; the default) or grpc')
+    .argument('[mode]', 'cmd or grpc', 'cmd')
+    .option('--listen <addr>', 'grpc: HOST:PORT or unix:/path (default 127.0.0.1:50000)')
+    .addHelpText('after', '\ncmd exits 1 with one line "keyhold-agent: CODE: message" on stderr when it refuses; grpc serves until SIGINT/SIGTERM.')
+    .action(
+      ctx.action(async (mode: string, o: { listen?: string }, cmd: Command) => {
+        if (mode !== 'cmd' && mode !== 'grpc') throw new UsageError(`keyprovider mode must be cmd or grpc, not ${JSON.stringify(mode.slice(0, 64))}`);
+        if (mode === 'cmd' && o.listen !== undefined) throw new UsageError('--listen is for keyprovider grpc');
+        const { runKeyProvider } = await import('./keyprovider/command.js');
+        return runKeyProvider(mode, { listen: o.listen }, await config(cmd), io, await opener());
+      }),
+    );
+
+  const image = program.command('image').description('encrypted container images');
+  image
+    .command('decrypt')
+    .description('decrypt an image: key-provider layers with KEKs released by the KBS, jwe layers with --decryption-key')
+    .requiredOption('-i, --input <ref>', 'encrypted image, oci:DIR:TAG')
+    .requiredOption('-o, --output <ref>', 'where the plain image goes, oci:DIR:TAG (nothing is left there on failure)')
+    .option('--decryption-key <spec>', 'jwe private key: kbs:///REPO/TYPE/TAG (fetched after attesting) or a PEM/DER file; repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .action(
+      ctx.action(async (o: { input: string; output: string; decryptionKey?: string[] }, cmd: Command) => {
+        const { imageDecrypt } = await import('./image/decrypt-command.js');
+        return imageDecrypt({ input: o.input, output: o.output, decryptionKeys: o.decryptionKey ?? [] }, await config(cmd), io, await opener());
+      }),
+    );
+  return program;
 }
 
-async function getResource(positionals: string[], output: string | undefined, config: AgentConfig, io: AgentIo, opener: SessionOpener): Promise<number> {
-  const [uri] = positionals;
-  if (uri === undefined || positionals.length !== 1) {
-    io.stderr.write('keyhold-agent: get-resource needs one kbs:///REPO/TYPE/TAG URI\n');
-    return 2;
-  }
-  let path;
-  try {
-    path = parseResourceUri(uri);
-  } catch (err) {
-    io.stderr.write(`keyhold-agent: ${(err as Error).message}\n`);
-    return 2;
-  }
-  const secret = await withSession(config, opener, (s) => s.client.getResource(path, path.version !== undefined ? { version: path.version } : {}));
-  try {
-    if (output !== undefined) {
-      await writeSecretFile(output, secret);
-      io.stderr.write(`keyhold-agent: wrote ${secret.length} bytes to ${output}\n`);
-    } else {
-      io.stdout.write(secret);
-    }
-  } finally {
-    secret.fill(0);
-  }
-  return 0;
-}
-
-async function evidence(nonceB64: string | undefined, config: AgentConfig, io: AgentIo, opener: SessionOpener): Promise<number> {
-  if (nonceB64 === undefined || !/^[A-Za-z0-9+/=_-]+$/.test(nonceB64)) {
-    io.stderr.write('keyhold-agent: evidence needs --nonce BASE64\n');
-    return 2;
-  }
-  const nonce = Buffer.from(nonceB64, 'base64');
-  return withSession(config, opener, async (s) => {
-    const ev = await collectTpmEvidence(s.tpm as TpmDevice, s.ak.ak, fitReportData(nonce, TPM_REPORT_DATA_BYTES));
-    io.stdout.write(`${JSON.stringify(ev, null, config.json ? undefined : 2)}\n`);
-    return 0;
+/**
+ * `keyhold-agent` entry: parse, run one command, report an error as one line (or JSON with
+ * --json) and an exit code (0 ok, 1 failure, 2 usage, 3 refused by the KBS, 4 not found).
+ */
+export async function runAgentCli(argv: readonly string[], io: AgentIo, env: NodeJS.ProcessEnv, opener?: SessionOpener, opts: AgentCliOptions = {}): Promise<number> {
+  const state: RunState = {};
+  const options = { ...opts, ...(opener !== undefined ? { opener } : {}) };
+  return runProgram((ctx) => buildProgram(ctx, env, options, state), argv, io, {
+    describeError: async (err) => (await import('./cli-errors.js')).describeAgentError(err, state.config),
   });
 }
 
-/** Create FILE with mode 0600 atomically: the secret is never visible half-written or world-readable. */
-async function writeSecretFile(file: string, secret: Uint8Array): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(secret);
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await fh.close();
-  await rename(tmp, file);
-}
-
-function reportError(err: unknown, io: AgentIo): number {
-  if (err instanceof KbsClientError || err instanceof AgentError || err instanceof ProtocolError) {
-    io.stderr.write(`keyhold-agent: ${err.code}: ${err.message}\n`);
-    return 1;
-  }
-  const e = err as NodeJS.ErrnoException;
-  if (typeof e?.code === 'string' && typeof e.message === 'string') {
-    io.stderr.write(`keyhold-agent: ${e.code}: ${e.message}\n`);
-    return 1;
-  }
-  io.stderr.write(`keyhold-agent: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
-  return 1;
-}

@@ -1,6 +1,8 @@
 import { accessSync, constants } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { parseKbsUrl } from '@keyhold/command-line';
+import type { CommonValues } from './cli-options.js';
 import { AgentError } from './errors.js';
 import { DEFAULT_AK_HANDLE } from './tpm/device.js';
 import { DEFAULT_TCTI } from './tpm/tss-device.js';
@@ -11,6 +13,8 @@ import { DEFAULT_EVENT_LOG_FILE, DEFAULT_IMA_LOG_FILE } from './attester/boot-lo
 /** Settings shared by every `keyhold-agent` command, parsed once from flags and environment. */
 export interface AgentConfig {
   readonly url: string;
+  /** CA bundle (PEM file) trusted for an https KBS (`--cert-file`, env KEYHOLD_KBS_CA); undefined: the system's. */
+  readonly caFile: string | undefined;
   readonly tcti: string;
   /** `persistent`: the AK at `akHandle` (created under the EK and persisted there when empty);
    *  `stored`: an AK created under the EK, its blobs kept in `stateDir`. */
@@ -43,33 +47,13 @@ export interface AgentConfig {
   readonly vcekFile: string | undefined;
 }
 
-/** Flags every command accepts (documented in the README). */
-export const COMMON_OPTIONS = {
-  url: { type: 'string' },
-  tcti: { type: 'string', short: 'T' },
-  'ak-mode': { type: 'string' },
-  'ak-handle': { type: 'string' },
-  'ak-alg': { type: 'string' },
-  'no-ak-create': { type: 'boolean' },
-  'state-dir': { type: 'string' },
-  'init-data': { type: 'string' },
-  'tee-key': { type: 'string' },
-  json: { type: 'boolean' },
-  'timeout-ms': { type: 'string' },
-  'event-log': { type: 'string' },
-  'no-event-log': { type: 'boolean' },
-  'ima-log': { type: 'string' },
-  'no-ima-log': { type: 'boolean' },
-  'ek-alg': { type: 'string' },
-  'no-ek-identity': { type: 'boolean' },
-  'seal-to-pcrs': { type: 'string' },
-  'cache-dir': { type: 'string' },
-  tee: { type: 'string' },
-  'vcek-file': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+export type { CommonValues } from './cli-options.js';
 
-export type CommonValues = { [K in keyof typeof COMMON_OPTIONS]?: (typeof COMMON_OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
+/**
+ * TCTI modules tpm2-tss knows by short name (`Tss2_TctiLdr`): `NAME[:CONF]`, e.g. `device:/dev/tpmrm0`,
+ * `swtpm:host=127.0.0.1,port=2321`, `mssim:host=...,port=...`, `tabrmd:bus_type=system`.
+ */
+export const KNOWN_TCTI_NAMES = ['device', 'swtpm', 'mssim', 'tabrmd', 'cmd', 'pcap', 'libtpms', 'spi-helper', 'i2c-helper', 'spi-ltt2go', 'spi-ftdi', 'i2c-ftdi'] as const;
 
 function invalid(msg: string): never {
   throw new AgentError('CONFIG_INVALID', msg);
@@ -77,8 +61,9 @@ function invalid(msg: string): never {
 
 /** Build the frozen config from parsed flags and the environment (the only place env is read). */
 export function agentConfigFrom(values: CommonValues, env: NodeJS.ProcessEnv): AgentConfig {
-  const url = values.url ?? env['KEYHOLD_KBS_URL'] ?? 'http://127.0.0.1:8080';
-  const tcti = values.tcti ?? env['KEYHOLD_TCTI'] ?? env['TPM2TOOLS_TCTI'] ?? env['TCTI'] ?? DEFAULT_TCTI;
+  const url = parseKbsUrl(values.url ?? env['KEYHOLD_KBS_URL'] ?? 'http://127.0.0.1:8080', values.url !== undefined ? '--url' : env['KEYHOLD_KBS_URL'] !== undefined ? 'KEYHOLD_KBS_URL' : '--url');
+  const caText = values['cert-file'] ?? env['KEYHOLD_KBS_CA'];
+  const tcti = tctiOf(values.tcti, env);
   const akMode = values['ak-mode'] ?? 'persistent';
   if (akMode !== 'persistent' && akMode !== 'stored') invalid('--ak-mode must be persistent or stored');
   const handleText = values['ak-handle'] ?? `0x${DEFAULT_AK_HANDLE.toString(16)}`;
@@ -95,6 +80,7 @@ export function agentConfigFrom(values: CommonValues, env: NodeJS.ProcessEnv): A
   const stateDir = resolve(values['state-dir'] ?? env['KEYHOLD_AGENT_STATE_DIR'] ?? (env['XDG_STATE_HOME'] !== undefined ? join(env['XDG_STATE_HOME'], 'keyhold-agent') : join(homedir(), '.local', 'state', 'keyhold-agent')));
   return Object.freeze({
     url,
+    caFile: caText !== undefined && caText !== '' ? resolve(caText) : undefined,
     tcti,
     akMode,
     akHandle: Number.parseInt(handleText, 16),
@@ -153,4 +139,26 @@ function teeOf(v: string | undefined): AgentConfig['tee'] {
   const tee = v ?? 'tpm';
   if (tee !== 'tpm' && tee !== 'az-snp-vtpm' && tee !== 'az-tdx-vtpm' && tee !== 'auto') invalid('--tee must be tpm, az-snp-vtpm, az-tdx-vtpm or auto');
   return tee;
+}
+
+/**
+ * The TCTI to use (flag, then KEYHOLD_TCTI, TPM2TOOLS_TCTI, TCTI, then the kernel's resource
+ * manager). An unknown module name is refused here with the list of known ones, instead of as an
+ * opaque tpm2-tss load failure later; a library file name or path (`libtss2-tcti-x.so.0`) passes.
+ */
+function tctiOf(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  const sources: [string, string | undefined][] = [
+    ['--tcti', flag],
+    ['KEYHOLD_TCTI', env['KEYHOLD_TCTI']],
+    ['TPM2TOOLS_TCTI', env['TPM2TOOLS_TCTI']],
+    ['TCTI', env['TCTI']],
+  ];
+  const found = sources.find((s) => s[1] !== undefined && s[1] !== '');
+  if (found === undefined) return DEFAULT_TCTI;
+  const [source, tcti] = found as [string, string];
+  const name = tcti.split(':', 1)[0] ?? '';
+  if (!(KNOWN_TCTI_NAMES as readonly string[]).includes(name) && !name.includes('/') && !name.startsWith('libtss2-tcti-')) {
+    invalid(`${source} ${JSON.stringify(tcti.slice(0, 200))}: unknown TCTI '${name.slice(0, 64)}' (known: ${KNOWN_TCTI_NAMES.join(', ')}; e.g. device:/dev/tpmrm0, swtpm:host=127.0.0.1,port=2321)`);
+  }
+  return tcti;
 }

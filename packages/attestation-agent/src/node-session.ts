@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { readCaFile } from '@keyhold/command-line';
 import { parseInitData, ProtocolError, type InitData, type ParsedInitData } from '@keyhold/protocol';
 import { AgentError } from './errors.js';
 import type { AgentConfig } from './config.js';
@@ -72,8 +73,11 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
       teeKeys = softwareTeeKeys(config.teeKey);
     }
     const bootLogs = new BootLogContributor({ eventLogFile: config.eventLogFile, imaLogFile: config.imaLogFile });
+    // --cert-file: the CA of an https KBS (kbs-client's flag), trusted for this client only.
+    const caPem = config.caFile !== undefined ? await readCaFile(config.caFile) : undefined;
     const client = new KbsClient({
       url: config.url,
+      ...(caPem !== undefined ? { caPem } : {}),
       attester: cvm !== undefined ? cvm.attester([bootLogs]) : new TpmAttester(tpm, ak.ak, [...(identity !== undefined ? [identity] : []), bootLogs]),
       teeKeys,
       ...(cache !== undefined ? { cache } : {}),
@@ -87,6 +91,7 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
       client,
       initData: initData?.parsed,
       async close() {
+        client.close();
         await identity?.close().catch(() => undefined);
         await loaded.release().catch(() => undefined);
         await tpm.close();

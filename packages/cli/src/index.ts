@@ -1,1 +1,2 @@
-export {};
+export { runKeyhold } from './program.js';
+export type { KeyholdOptions } from './program.js';

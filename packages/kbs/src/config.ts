@@ -7,6 +7,7 @@ import { TPM_IDENTITY_CONFIG_FIELDS, tpmIdentityConfigFrom, type TpmIdentityConf
 import { OWNER_CONFIG_FIELDS, ownerConfigFrom, type OwnerConfig } from './owners/owner-config.js';
 import { STATE_CONFIG_FIELDS, stateConfigFrom, type StateConfig } from './state-wiring/state-config.js';
 import { CVM_CONFIG_SCHEMA, cvmConfigFrom, type CvmConfig } from './attestation/az-vtpm/cvm-config.js';
+import { formatConfigIssue, formatTomlSyntaxError } from './config-location.js';
 
 /** Secret storage backend settings (see the README's "Storage backends"). */
 const StorageSchema = z.discriminatedUnion('backend', [
@@ -168,17 +169,23 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
   let file: z.infer<typeof FileSchema> = {};
   const configPath = values.config ?? env['KEYHOLD_KBS_CONFIG'];
   if (configPath !== undefined) {
-    const text = await readFile(configPath, 'utf8');
+    let text: string;
+    try {
+      text = await readFile(configPath, 'utf8');
+    } catch (cause) {
+      throw new ConfigError(`cannot read config file ${configPath}: ${(cause as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (cause as Error).message}`, { cause });
+    }
+    const format = configPath.endsWith('.json') ? 'json' : 'toml';
     let raw: unknown;
     try {
-      raw = configPath.endsWith('.json') ? JSON.parse(text) : parseToml(text);
+      raw = format === 'json' ? JSON.parse(text) : parseToml(text);
     } catch (cause) {
-      throw new ConfigError(`${configPath}: not valid ${configPath.endsWith('.json') ? 'JSON' : 'TOML'}`, { cause });
+      throw new ConfigError(format === 'json' ? `${configPath}: not valid JSON: ${(cause as Error).message}` : formatTomlSyntaxError(configPath, cause), { cause });
     }
     const parsed = FileSchema.safeParse(raw);
     if (!parsed.success) {
       const i = parsed.error.issues[0];
-      throw new ConfigError(`${configPath}: ${i?.path.join('.') ?? ''}: ${i?.message ?? 'invalid'}`);
+      throw new ConfigError(i === undefined ? `${configPath}: invalid` : formatConfigIssue(configPath, text, i, format));
     }
     file = parsed.data;
   }

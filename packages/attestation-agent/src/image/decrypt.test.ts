@@ -9,7 +9,7 @@ import { formatResourcePath } from '@keyhold/protocol';
 import { TpmError } from '../errors.js';
 import { KbsClientError } from '../kbs-client/errors.js';
 import { createUnwrapService, type KekSource } from '../keyprovider/unwrap-service.js';
-import { runImageCommand } from './decrypt-command.js';
+import { runAgentCli } from '../cli.js';
 import { decryptImageOnNode, loadDecryptionKey } from './decrypt.js';
 import { parseOciRef } from './oci-ref.js';
 
@@ -130,6 +130,9 @@ describe('keyhold-agent image decrypt (command)', () => {
   const noSession = async (): Promise<never> => {
     throw new TpmError('TPM_UNAVAILABLE', 'no TPM in this test');
   };
+  /** `keyhold-agent image ...` in process, with an empty environment and no TPM. */
+  const runImageCommand = (argv: string[], io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }, env: NodeJS.ProcessEnv, opener: typeof noSession) =>
+    runAgentCli(['image', ...argv], io, env, opener);
 
   it('decrypts a jwe image with a local key file without opening the TPM (--json summary)', async () => {
     await writeFile(join(root, 'key.pem'), privPem);
@@ -145,7 +148,7 @@ describe('keyhold-agent image decrypt (command)', () => {
     const t = io();
     const code = await runImageCommand(['decrypt', '--input', `oci:${encProvider}:latest`, '--output', `oci:${join(root, 'out')}:latest`], t.io, {}, noSession);
     expect(code).toBe(1);
-    expect(t.err()).toBe('keyhold-agent: image decrypt failed: ATTESTER_UNAVAILABLE: cannot attest: TPM_UNAVAILABLE: no TPM in this test\n');
+    expect(t.err()).toBe('keyhold-agent image decrypt: ATTESTER_UNAVAILABLE: cannot attest: TPM_UNAVAILABLE: no TPM in this test\n');
     await expectNothingLeft();
   });
 

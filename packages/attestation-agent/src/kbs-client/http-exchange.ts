@@ -23,11 +23,12 @@ export interface HttpExchangeOptions {
 
 /**
  * Connection reuse for one client: the three requests of a handshake share one connection, and an
- * idle connection never holds a short-lived CLI process open.
+ * idle connection never holds a short-lived CLI process open. `caPem`: the CA bundle trusted for an
+ * https KBS (`--cert-file`); node's default CAs otherwise.
  */
-export function keepAliveAgent(url: URL): HttpAgent {
+export function keepAliveAgent(url: URL, caPem?: string): HttpAgent {
   const opts = { keepAlive: true, maxSockets: 4, scheduling: 'lifo' as const };
-  return url.protocol === 'https:' ? new HttpsAgent(opts) : new HttpAgent(opts);
+  return url.protocol === 'https:' ? new HttpsAgent({ ...opts, ...(caPem !== undefined ? { ca: caPem } : {}) }) : new HttpAgent(opts);
 }
 
 /**

@@ -54,6 +54,8 @@ export interface KbsClientOptions {
   initData?: InitData;
   /** Largest KBS answer body accepted (default 64 MiB). */
   maxBodyBytes?: number;
+  /** PEM CA bundle trusted for an https KBS (kbs-client's `--cert-file`); the system CAs otherwise. */
+  caPem?: string;
   /** Refresh a token this long before it expires. */
   tokenRefreshMarginMs?: number;
   now?: () => number;
@@ -88,10 +90,15 @@ export class KbsClient {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError('KBS URL must be http(s)');
     this.#base = u.toString().replace(/\/+$/, '');
-    this.#agent = keepAliveAgent(u);
+    this.#agent = keepAliveAgent(u, opts.caPem);
     this.#opts = opts;
     this.#now = opts.now ?? Date.now;
     this.#teeKeys = opts.teeKeys ?? softwareTeeKeys(opts.teeKeyType ?? 'ec');
+  }
+
+  /** Drop idle connections to the KBS. */
+  close(): void {
+    this.#agent.destroy();
   }
 
   /** A valid attestation token: the cached one, or a fresh handshake. */

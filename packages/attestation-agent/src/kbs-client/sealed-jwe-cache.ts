@@ -15,7 +15,7 @@ import { mkdir, open } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { ResourceResponseSchema, type ResourceResponse } from '@keyhold/protocol';
 import { AgentError } from '../errors.js';
-import { writeAtomic0600 } from '../tpm/ak-store.js';
+import { writeFileAtomic } from '@keyhold/atomic-file';
 import type { TeeKey } from './tee-key.js';
 import { TpmTeeKey, type TpmTeeKeySource } from './tpm-tee-key.js';
 
@@ -103,7 +103,7 @@ export class SealedJweCache implements ResourceCache {
     };
     try {
       await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-      await writeAtomic0600(this.#file(resource), Buffer.from(JSON.stringify(entry)));
+      await writeFileAtomic(this.#file(resource), JSON.stringify(entry), 0o600);
     } catch (err) {
       throw cacheError(`cannot write the cache entry in ${this.#dir}`, err);
     }

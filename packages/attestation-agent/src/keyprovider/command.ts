@@ -1,5 +1,5 @@
-import { parseArgs } from 'node:util';
-import { agentConfigFrom, COMMON_OPTIONS, type AgentConfig, type CommonValues } from '../config.js';
+import type { CliIo } from '@keyhold/command-line';
+import type { AgentConfig } from '../config.js';
 import type { NodeSession } from '../node-session.js';
 import { runKeyProviderCmd } from './cmd-mode.js';
 import { asKeyProviderError } from './errors.js';
@@ -7,61 +7,23 @@ import { DEFAULT_KEYPROVIDER_LISTEN, startKeyProviderGrpcServer } from './grpc-s
 import { nodeKekSource } from './node-kek-source.js';
 import { createUnwrapService } from './unwrap-service.js';
 
-export interface CommandIo {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-  stdin?: NodeJS.ReadableStream;
-}
-
-export const KEYPROVIDER_USAGE = `Usage:
-  keyhold-agent keyprovider [cmd] [options]                 ocicrypt cmd key provider: request JSON on stdin, answer on stdout
-  keyhold-agent keyprovider grpc [--listen ADDR] [options]  serve keyprovider.KeyProviderService (UnWrapKey) until SIGINT/SIGTERM
-
-  --listen ADDR   HOST:PORT or unix:/path (default ${DEFAULT_KEYPROVIDER_LISTEN})
-  plus the common options (--url, --tcti, --ak-handle, ...; see keyhold-agent --help).
-Exit codes (cmd): 0 answered, 1 refused (one line 'keyhold-agent: CODE: message' on stderr), 2 usage error.`;
+export type CommandIo = CliIo;
 
 /**
- * `keyhold-agent keyprovider ...`. Both modes unwrap through one {@link createUnwrapService}
+ * `keyhold-agent keyprovider [cmd|grpc]`. Both modes unwrap through one {@link createUnwrapService}
  * fed by the node's KBS client (opened on first use: attests when there is no valid token).
+ * cmd mode keeps ocicrypt's contract: the answer on stdout, or exit 1 and one line
+ * `keyhold-agent: CODE: message` on stderr. grpc mode logs (pino: pretty on a terminal, JSON
+ * otherwise) and serves until SIGINT/SIGTERM (or `opts.signal`).
  */
-export async function runKeyProviderCommand(
-  argv: string[],
+export async function runKeyProvider(
+  mode: 'cmd' | 'grpc',
+  flags: { listen: string | undefined },
+  config: AgentConfig,
   io: CommandIo,
-  env: NodeJS.ProcessEnv,
   opener: (config: AgentConfig) => Promise<NodeSession>,
   opts: { signal?: AbortSignal; onListening?: (address: string) => void } = {},
 ): Promise<number> {
-  let values: CommonValues & { listen?: string };
-  let positionals: string[];
-  try {
-    const parsed = parseArgs({ args: argv, options: { ...COMMON_OPTIONS, listen: { type: 'string' } }, allowPositionals: true, strict: true });
-    values = parsed.values as typeof values;
-    positionals = parsed.positionals;
-  } catch (err) {
-    io.stderr.write(`keyhold-agent: ${(err as Error).message}\n${KEYPROVIDER_USAGE}\n`);
-    return 2;
-  }
-  if (values.help === true) {
-    io.stderr.write(`${KEYPROVIDER_USAGE}\n`);
-    return 0;
-  }
-  const mode = positionals[0] ?? 'cmd';
-  if (positionals.length > 1 || (mode !== 'cmd' && mode !== 'grpc')) {
-    io.stderr.write(`keyhold-agent: keyprovider mode must be cmd or grpc\n${KEYPROVIDER_USAGE}\n`);
-    return 2;
-  }
-  if (mode === 'cmd' && values.listen !== undefined) {
-    io.stderr.write('keyhold-agent: --listen is for keyprovider grpc\n');
-    return 2;
-  }
-  let config: AgentConfig;
-  try {
-    config = agentConfigFrom(values, env);
-  } catch (err) {
-    io.stderr.write(`keyhold-agent: ${(err as Error).message}\n`);
-    return 2;
-  }
   const source = nodeKekSource(() => opener(config));
   const service = createUnwrapService(source);
   try {
@@ -76,12 +38,14 @@ export async function runKeyProviderCommand(
         return 1;
       }
     }
+    const { createCliLogger } = await import('@keyhold/command-line/logger');
+    const log = await createCliLogger({ level: 'info', stream: io.stderr });
     let server;
     try {
       server = await startKeyProviderGrpcServer({
         service,
-        listen: values.listen ?? DEFAULT_KEYPROVIDER_LISTEN,
-        onError: (e) => io.stderr.write(`keyhold-agent: UnWrapKey refused: ${e.code}: ${e.message}\n`),
+        listen: flags.listen ?? DEFAULT_KEYPROVIDER_LISTEN,
+        onError: (e) => log.warn({ code: e.code, reason: e.message }, 'UnWrapKey refused'),
       });
     } catch (err) {
       const e = asKeyProviderError(err);
@@ -89,7 +53,7 @@ export async function runKeyProviderCommand(
       return 1;
     }
     io.stdout.write(`${server.address}\n`);
-    io.stderr.write(`keyhold-agent: key provider (gRPC keyprovider.KeyProviderService) listening on ${server.address}\n`);
+    log.info({ address: server.address, kbs: config.url, tcti: config.tcti }, 'key provider (gRPC keyprovider.KeyProviderService) listening');
     opts.onListening?.(server.address);
     await new Promise<void>((resolve) => {
       if (opts.signal !== undefined) {
@@ -105,6 +69,7 @@ export async function runKeyProviderCommand(
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
     });
+    log.info('key provider stopping');
     await server.close();
     return 0;
   } finally {

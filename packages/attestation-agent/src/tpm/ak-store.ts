@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { AgentError, TpmError } from '../errors.js';
@@ -66,39 +66,77 @@ export function parseStoredAk(alg: KeyAlg, privateBlob: Uint8Array, publicArea: 
   return { alg, privateBlob, publicArea };
 }
 
-async function readStored(stateDir: string, alg: KeyAlg): Promise<AkBlob | undefined> {
+/** Private blob present, public area not (yet): a pair being published by another agent. */
+class PairInProgress extends Error {}
+
+async function readStoredOnce(stateDir: string, alg: KeyAlg): Promise<AkBlob | undefined> {
   const p = paths(stateDir, alg);
-  let priv: Buffer;
-  let pub: Buffer;
-  try {
-    [priv, pub] = await Promise.all([readFile(p.priv), readFile(p.pub)]);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new AgentError('AK_STORE_FAILED', 'AK state files could not be read', { cause: err });
-  }
+  const read = async (file: string): Promise<Buffer | undefined> => {
+    try {
+      return await readFile(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new AgentError('AK_STORE_FAILED', 'AK state files could not be read', { cause: err });
+    }
+  };
+  const priv = await read(p.priv);
+  // The private blob is published first (publishStored): without it there is no AK.
+  if (priv === undefined) return undefined;
+  const pub = await read(p.pub);
+  if (pub === undefined) throw new PairInProgress();
   return parseStoredAk(alg, new Uint8Array(priv), new Uint8Array(pub));
 }
 
-/** Write `data` to `path` with mode 0600 atomically (temporary file, then rename). */
-export async function writeAtomic0600(path: string, data: Uint8Array): Promise<void> {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    await writeFile(tmp, data, { mode: 0o600, flag: 'wx' });
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
+/**
+ * The stored AK, or undefined. A private blob whose public area is missing is a pair another agent
+ * is publishing right now: waited for briefly (1 s), then reported (an agent that crashed in between).
+ */
+async function readStored(stateDir: string, alg: KeyAlg): Promise<AkBlob | undefined> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await readStoredOnce(stateDir, alg);
+    } catch (err) {
+      if (!(err instanceof PairInProgress)) throw err;
+      if (attempt >= 40) {
+        const p = paths(stateDir, alg);
+        throw new AgentError('AK_STORE_FAILED', `incomplete AK state: ${p.priv} without ${p.pub} (an interrupted first run?); remove ${p.priv} to create a new AK`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
   }
 }
 
-async function writeStored(stateDir: string, blob: AkBlob): Promise<void> {
+/**
+ * Publish a new AK pair unless another agent published one first (agents started at once on a
+ * fresh node, e.g. ocicrypt running the key provider per layer). Both files are written to
+ * temporary names; the private blob is linked into place with link(), which fails when the name
+ * exists — the one exclusive step — then the public area is renamed over any leftover. Returns
+ * false when another agent won: its pair is the AK.
+ */
+async function publishStored(stateDir: string, blob: AkBlob): Promise<boolean> {
   const p = paths(stateDir, blob.alg);
+  const suffix = `${randomBytes(6).toString('hex')}.tmp`;
+  const tmpPriv = `${p.priv}.${suffix}`;
+  const tmpPub = `${p.pub}.${suffix}`;
   try {
     await mkdir(stateDir, { recursive: true, mode: 0o700 });
-    await writeAtomic0600(p.pub, blob.publicArea);
-    await writeAtomic0600(p.priv, blob.privateBlob);
+    await writeFile(tmpPub, blob.publicArea, { mode: 0o600, flag: 'wx' });
+    await writeFile(tmpPriv, blob.privateBlob, { mode: 0o600, flag: 'wx' });
+    try {
+      // SECURITY: one AK per state dir; a second creator must not overwrite (or tear) the pair the
+      // first one stored and may already attest with (lost update of agent state).
+      await link(tmpPriv, p.priv);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    }
+    await rename(tmpPub, p.pub);
+    return true;
   } catch (err) {
     throw new AgentError('AK_STORE_FAILED', 'AK state files could not be written', { cause: err });
+  } finally {
+    await rm(tmpPriv, { force: true });
+    await rm(tmpPub, { force: true });
   }
 }
 
@@ -150,13 +188,22 @@ export async function loadOrCreateAk(tpm: TpmDevice, options: LoadAkOptions): Pr
       ak = await tpm.loadAk(ek, stored);
     } else {
       const made = await tpm.createAk(ek, alg);
-      ak = made.key;
-      created = true;
+      let published: boolean;
       try {
-        await writeStored(options.stateDir, made.blob);
+        published = await publishStored(options.stateDir, made.blob);
       } catch (err) {
-        await tpm.flushKey(ak);
+        await tpm.flushKey(made.key);
         throw err;
+      }
+      if (published) {
+        ak = made.key;
+        created = true;
+      } else {
+        // Another agent stored its AK first: use that one (this process's new AK is discarded).
+        await tpm.flushKey(made.key);
+        const theirs = await readStored(options.stateDir, alg);
+        if (theirs === undefined) throw new AgentError('AK_STORE_FAILED', 'AK state vanished while it was being created');
+        ak = await tpm.loadAk(ek, theirs);
       }
     }
     return {

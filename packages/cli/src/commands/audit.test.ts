@@ -5,7 +5,11 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, spawnProcess, waitForPort, type SpawnedProcess } from '@keyhold/test-harness';
 import { formatAuditLine, nextAuditRecord, type AuditRecord } from '@keyhold/audit';
-import { run } from './audit.js';
+import type { CommandIo } from '../command.js';
+import { runKeyhold } from '../program.js';
+
+/** `keyhold audit ...` in process, with an empty environment. */
+const run = (argv: string[], io: CommandIo, now?: () => Date): Promise<number> => runKeyhold([...['audit'], ...argv], io, {}, now !== undefined ? { now } : {});
 
 class Capture extends Writable {
   text = '';
@@ -113,9 +117,9 @@ describe('keyhold audit', () => {
       expect(v.stderr).toContain('FAILED at seq 3');
     });
 
-    it('reports a refused admin token (exit 2)', async () => {
+    it('reports a refused admin token (exit 3, as every refusal by the KBS)', async () => {
       const r = await cli(['--url', url, '--admin-token-file', f('wrong-token')]);
-      expect(r.code).toBe(2);
+      expect(r.code).toBe(3);
       expect(r.stderr).toMatch(/HTTP 401.*AdminAuthAccess/);
     });
   });

@@ -1,5 +1,5 @@
 import { readFile, stat } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
+import { CliError, describeFileError, UsageError } from '@keyhold/command-line';
 import {
   AUDIT_KINDS,
   MAX_AUDIT_LOG_CHARS,
@@ -12,28 +12,16 @@ import {
   type AuditRecord,
   type ParsedAuditLog,
 } from '@keyhold/audit';
-import { AdminCallError, DEFAULT_KBS_URL, adminCall, readAdminToken } from '../kbs-admin-client.js';
-import { EXIT, type CommandIo } from '../command.js';
-
-const USAGE = `Usage:
-  keyhold audit (--file FILE | --url URL --admin-token-file FILE) [--since TIME|SEQ|DURATION] [--node NODE]
-                [--kind auth|attest|release|deny|admin] [--verify] [--json]
-      Reads the KBS audit trail: a JSON-lines log file, or GET <URL>/kbs/v0/audit with an admin token.
-      --since takes an RFC 3339 time, a record seq, or a duration back from now (30m, 24h, 7d).
-      --verify checks the hash chain of the whole log first (edited, removed, reordered records,
-      damaged lines, a torn last line) and names the first bad seq.
-      Exit status: 0 ok, 1 chain verification failed, 2 usage or read error.`;
-
-const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-class UsageError extends Error {}
+import { EXIT } from '../command.js';
+import { parseDurationMs } from '../duration.js';
+import type { KeyholdRun } from '../keyhold-run.js';
 
 function parseSince(text: string, now: Date): Pick<AuditQuery, 'since' | 'sinceSeq'> {
   if (/^[1-9][0-9]{0,15}$/.test(text)) return { sinceSeq: Number(text) };
-  const d = /^([1-9][0-9]{0,6})([smhd])$/.exec(text);
-  if (d !== null) return { since: new Date(now.getTime() - Number(d[1]) * (UNIT_MS[d[2] as string] ?? 0)) };
   const t = Date.parse(text);
   if (/^\d{4}-\d{2}-\d{2}/.test(text) && !Number.isNaN(t)) return { since: new Date(t) };
+  const back = parseDurationMs(text);
+  if (back !== undefined) return { since: new Date(now.getTime() - back) };
   throw new UsageError(`--since ${text}: expected an RFC 3339 time, a seq or a duration like 24h`);
 }
 
@@ -61,37 +49,20 @@ function formatRecord(r: AuditRecord): string {
   return `${r.seq}\t${r.time}\t${r.kind}\t${fields}`;
 }
 
-export async function run(argv: string[], io: CommandIo, now: () => Date = () => new Date()): Promise<number> {
-  let values;
+/**
+ * `keyhold audit`: read the KBS audit trail — a JSON-lines log file (--file), or GET
+ * <URL>/kbs/v0/audit with an admin token — filter it, and with --verify check the hash chain of
+ * the whole log first (edited, removed, reordered records, damaged lines, a torn last line),
+ * naming the first bad seq. Exit 0 ok, 1 chain verification failed, 2 usage or read error.
+ */
+export async function audit(values: { file?: string; since?: string; node?: string; kind?: string; verify?: boolean }, run: KeyholdRun): Promise<number> {
+  const io = run.io;
+  const json = run.json;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        file: { type: 'string' },
-        url: { type: 'string' },
-        'admin-token-file': { type: 'string' },
-        since: { type: 'string' },
-        node: { type: 'string' },
-        kind: { type: 'string' },
-        verify: { type: 'boolean' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    io.stderr.write(`keyhold audit: ${(err as Error).message}\n${USAGE}\n`);
-    return EXIT.USAGE;
-  }
-  if (values.help === true) {
-    io.stdout.write(`${USAGE}\n`);
-    return EXIT.OK;
-  }
-  try {
-    if ((values.file === undefined) === (values.url === undefined)) throw new UsageError('give exactly one of --file or --url');
+    if (values.file !== undefined && run.flags().url !== undefined) throw new UsageError('give --file or --url, not both');
     if (values.kind !== undefined && !(AUDIT_KINDS as readonly string[]).includes(values.kind)) throw new UsageError(`--kind must be one of ${AUDIT_KINDS.join(', ')}`);
     const query: AuditQuery = {
-      ...(values.since === undefined ? {} : parseSince(values.since, now())),
+      ...(values.since === undefined ? {} : parseSince(values.since, run.now())),
       ...(values.node === undefined ? {} : { node: values.node }),
       ...(values.kind === undefined ? {} : { kind: values.kind as AuditKind }),
     };
@@ -102,8 +73,6 @@ export async function run(argv: string[], io: CommandIo, now: () => Date = () =>
       if (st.size > MAX_AUDIT_LOG_CHARS) throw new UsageError(`${values.file} is too large to read at once`);
       log = parseAuditLog(await readFile(values.file, 'utf8'));
     } else {
-      const token = await readAdminToken(values['admin-token-file']);
-      const base = values.url ?? DEFAULT_KBS_URL;
       // With --verify the whole log is fetched and filtered here, so the chain can be checked.
       const params = new URLSearchParams();
       if (values.verify !== true) {
@@ -113,12 +82,12 @@ export async function run(argv: string[], io: CommandIo, now: () => Date = () =>
         if (query.kind !== undefined) params.set('kind', query.kind);
       }
       const qs = params.toString();
-      log = logFromResponse(await adminCall(base, token, 'GET', `/kbs/v0/audit${qs === '' ? '' : `?${qs}`}`));
+      log = logFromResponse(await (await run.admin()).call('GET', `/kbs/v0/audit${qs === '' ? '' : `?${qs}`}`));
       partial = values.verify !== true;
     }
     const verification = values.verify === true ? verifyParsedAuditLog(log, { allowSuffix: partial }) : undefined;
     const records = filterAuditRecords(log.records, query);
-    if (values.json === true) {
+    if (json) {
       io.stdout.write(`${JSON.stringify(verification === undefined ? { records } : { records, verification })}\n`);
     } else {
       for (const r of records) io.stdout.write(`${formatRecord(r)}\n`);
@@ -133,8 +102,10 @@ export async function run(argv: string[], io: CommandIo, now: () => Date = () =>
     }
     return EXIT.OK;
   } catch (err) {
-    const msg = err instanceof UsageError || err instanceof AdminCallError || err instanceof Error ? err.message : String(err);
-    io.stderr.write(`keyhold audit: ${msg}\n`);
-    return EXIT.USAGE;
+    // Reading errors keep the documented exit 2 (a refused or failed admin call keeps its own code).
+    if (err instanceof CliError) throw err;
+    const file = describeFileError(err);
+    if (file !== undefined) throw new CliError(file.code, file.message, { exitCode: EXIT.USAGE, cause: err });
+    throw err;
   }
 }

@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run } from './config.js';
+import type { CommandIo } from '../command.js';
+import { runKeyhold } from '../program.js';
+
+/** `keyhold config ...` in process, with an empty environment. */
+const run = (argv: string[], io: CommandIo, now?: () => Date): Promise<number> => runKeyhold([...['config'], ...argv], io, {}, now !== undefined ? { now } : {});
 
 interface Seen {
   method: string;
@@ -80,6 +84,41 @@ describe('keyhold config', () => {
     expect(b).toMatchObject({ type: 'cel', policy_id: 'strict' });
   });
 
+  it('keeps the --id the user gave: the document id is set to it, and the CLI says so', async () => {
+    const f = join(dir, 'att-default.json');
+    await writeFile(f, '{"id":"default","type":"cel","kind":"attestation","rules":{"status":"\\"none\\""}}');
+    const t = io();
+    expect(await run(['--url', url, '--admin-token-file', tokenFile, 'set-attestation-policy', '--policy-file', f, '--id', 'prod', '--type', 'cel'], t.io)).toBe(0);
+    const b = JSON.parse(seen[seen.length - 1]!.body) as Record<string, string>;
+    expect(b).toMatchObject({ type: 'cel', policy_id: 'prod' });
+    expect(JSON.parse(Buffer.from(b['policy']!, 'base64url').toString())).toMatchObject({ id: 'prod', kind: 'attestation' });
+    expect(t.err()).toContain('says id "default"; stored under --id "prod"');
+    expect(t.err()).toContain('attestation policy stored under id "x", version 1');
+  });
+
+  it("kbs-client's verbs and flags: get-reference-value --id, set-resource-policy --default, set-sample-reference-value", async () => {
+    expect(await run(['--url', url, '--admin-token-file', tokenFile, 'get-reference-value', '--id', 'trusted_ak'], io().io)).toBe(0);
+    expect(seen[seen.length - 1]).toMatchObject({ method: 'GET', url: '/kbs/v0/reference-value/trusted_ak' });
+    expect(await run(['--url', url, '--admin-token-file', tokenFile, 'set-resource-policy', '--default'], io().io)).toBe(0);
+    const doc = JSON.parse(Buffer.from((JSON.parse(seen[seen.length - 1]!.body) as { policy: string }).policy, 'base64url').toString()) as { kind: string; rule: string };
+    expect(doc.kind).toBe('resource');
+    expect(doc.rule).toContain('affirming');
+    expect(await run(['--url', url, '--admin-token-file', tokenFile, 'set-sample-reference-value', 'tpm_pcr07', 'aa', 'bb'], io().io)).toBe(0);
+    const rv = JSON.parse(seen[seen.length - 1]!.body) as { type: string; payload: string };
+    expect(rv.type).toBe('sample');
+    expect(JSON.parse(Buffer.from(rv.payload, 'base64').toString())).toEqual({ tpm_pcr07: ['aa', 'bb'] });
+  });
+
+  it('refuses --as-integer / --as-bool / --as-single-value with what to do instead (nothing sent)', async () => {
+    const before = seen.length;
+    for (const flag of ['--as-integer', '--as-bool', '--as-single-value']) {
+      const t = io();
+      expect(await run(['--url', url, '--admin-token-file', tokenFile, 'set-sample-reference-value', 'svn', '3', flag], t.io)).toBe(2);
+      expect(t.err()).toMatch(/Keyhold reference values are lists of strings\n  hint: send the value as a string/);
+    }
+    expect(seen.length).toBe(before);
+  });
+
   it('maps refusals to exit codes: 403 → 3, 404 → 4, 400 → 1, with the error on stderr', async () => {
     let t = io();
     expect(await run(['--url', url, '--admin-token-file', tokenFile, 'list-resources', '--repository', 'forbidden'], t.io)).toBe(3);
@@ -104,7 +143,7 @@ describe('keyhold config', () => {
     ]) {
       const t = io();
       expect(await run(['--url', url, '--admin-token-file', tokenFile, ...argv], t.io), argv.join(' ')).toBe(2);
-      expect(t.err()).toMatch(/keyhold config: /);
+      expect(t.err()).toMatch(/^keyhold config[a-z -]*: /);
     }
     expect(seen.length).toBe(before);
   });

@@ -1,41 +1,15 @@
+/**
+ * `keyhold config <action>`: the KBS admin API with kbs-client's verbs (set-resource,
+ * set-resource-policy, set-attestation-policy, set-sample-reference-value, get-reference-values)
+ * plus Keyhold's listings and deletions. Deliberate differences from kbs-client are listed in the
+ * README ("keyhold and kbs-client").
+ */
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
+import { UsageError } from '@keyhold/command-line';
+import { AFFIRMING_RESOURCE_POLICY, ALLOW_ALL_RESOURCE_POLICY, DEFAULT_RESOURCE_POLICY, DENY_ALL_RESOURCE_POLICY } from '@keyhold/policy';
 import { isValidResourceSegment, parseResourcePath } from '@keyhold/protocol';
-import { AFFIRMING_RESOURCE_POLICY, ALLOW_ALL_RESOURCE_POLICY, DENY_ALL_RESOURCE_POLICY } from '@keyhold/policy';
-import { ADMIN_OPTIONS, parseAdminCommand } from '../admin-command-args.js';
-import { EXIT, type CommandIo } from '../command.js';
-import { AdminCallError, DEFAULT_KBS_URL, adminCall, readAdminToken } from '../kbs-admin-client.js';
-
-const USAGE = `Usage: keyhold config [--url URL] --admin-token-file FILE [--json] <action> [options]
-
-Actions (kbs-client compatible, plus Keyhold's listings):
-  set-resource --path REPO/TYPE/TAG --resource-file FILE   store a secret
-  delete-resource --path REPO/TYPE/TAG                     delete a secret
-  list-resources [--repository R]                          resource metadata (never values)
-  get-resource-versions --path REPO/TYPE/TAG               metadata of each retained version
-  set-resource-policy (--policy-file F | --allow-all | --deny-all | --affirming) [--repository R]
-                                                           CEL resource policy (JSON document or bare rule),
-                                                           global or scoped to repository R
-  get-resource-policy [--repository R]                     the resource policy in effect (global or R's)
-  delete-resource-policy [--repository R]                  back to the global policy / built-in default
-  set-attestation-policy --policy-file F [--id ID]         CEL attestation policy document
-  get-attestation-policy [--id ID]                         one attestation policy (default: list all)
-  delete-attestation-policy --id ID
-  list-policies                                            every stored policy
-  set-reference-value --name NAME --value V [--value V]... set a reference value list (Trustee RVPS "sample")
-  set-sample-reference-value NAME VALUE...                 same, positional form
-  get-reference-values [--name NAME]                       all reference values, or one
-  delete-reference-value --name NAME
-
-Options:
-  --url URL                 KBS base URL (default ${DEFAULT_KBS_URL}, env KEYHOLD_KBS_URL)
-  --admin-token-file FILE   file holding an admin JWT (see 'keyhold token issue')
-  --json                    print results as JSON on stdout
-
-Exit status: 0 ok, 1 failure, 2 usage error, 3 refused by the KBS (401/403: token or role),
-4 not found (404). Errors go to stderr.`;
-
-class UsageError extends Error {}
+import { EXIT } from '../command.js';
+import type { KeyholdRun } from '../keyhold-run.js';
 
 function b64url(text: string | Uint8Array): string {
   return Buffer.from(text).toString('base64url');
@@ -47,157 +21,157 @@ function repositoryOption(r: string | undefined): string | undefined {
   return r;
 }
 
-function resourceUrl(pathText: string | undefined, what: string, prefix = '/kbs/v0/resource'): string {
-  if (pathText === undefined) throw new UsageError(`${what} needs --path`);
-  const path = parseResourcePath(pathText.replace(/^\/+/, ''));
+function resourceUrl(pathText: string, prefix = '/kbs/v0/resource'): string {
+  let path;
+  try {
+    path = parseResourcePath(pathText.replace(/^\/+/, ''));
+  } catch (err) {
+    throw new UsageError(`--path ${JSON.stringify(pathText.slice(0, 200))}: ${(err as Error).message}`, { hint: 'write REPO/TYPE/TAG, e.g. default/key/app1' });
+  }
   return `${prefix}/${path.repository}/${path.type}/${path.tag}`;
 }
 
-export async function run(argv: string[], io: CommandIo): Promise<number> {
-  const p = parseAdminCommand('config', USAGE, io, () =>
-    parseArgs({
-      args: argv,
-      options: {
-        ...ADMIN_OPTIONS,
-        path: { type: 'string' },
-        'resource-file': { type: 'string' },
-        name: { type: 'string' },
-        value: { type: 'string', multiple: true },
-        'policy-file': { type: 'string' },
-        'allow-all': { type: 'boolean' },
-        'deny-all': { type: 'boolean' },
-        affirming: { type: 'boolean' },
-        repository: { type: 'string' },
-        id: { type: 'string' },
-      },
-      allowPositionals: true,
-      strict: true,
-    }),
-  );
-  if (typeof p === 'number') return p;
-  const { values, url } = p;
-  const [action, ...rest] = p.positionals;
-  const out = (human: string, json: unknown): void => {
-    if (values.json === true) io.stdout.write(`${JSON.stringify(json)}\n`);
-    else io.stderr.write(`${human}\n`);
-  };
-  /** Results that are data (listings, documents) go to stdout either way. */
-  const print = (json: unknown): void => {
-    io.stdout.write(`${JSON.stringify(json, null, values.json === true ? undefined : 2)}\n`);
-  };
-  const call = async (method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: { json: unknown } | { bytes: Uint8Array }): Promise<unknown> =>
-    adminCall(url, await readAdminToken(values['admin-token-file']), method, path, body);
+/** A confirmation: a line on stderr, or the KBS's answer as JSON on stdout with --json. */
+function confirm(run: KeyholdRun, human: string, json: unknown): void {
+  if (run.json) run.io.stdout.write(`${JSON.stringify(json)}\n`);
+  else run.io.stderr.write(`${human}\n`);
+}
+
+/** Data (listings, documents) goes to stdout either way: indented, or one line with --json. */
+function print(run: KeyholdRun, json: unknown): void {
+  run.io.stdout.write(`${JSON.stringify(json, null, run.json ? undefined : 2)}\n`);
+}
+
+export async function setResource(o: { path: string; resourceFile: string }, run: KeyholdRun): Promise<number> {
+  const target = resourceUrl(o.path);
+  const bytes = await readFile(o.resourceFile);
+  const res = await (await run.admin()).call('POST', target, { bytes });
+  confirm(run, `stored ${o.path} (${bytes.length} bytes)`, res ?? { path: o.path });
+  return EXIT.OK;
+}
+
+export async function deleteResource(o: { path: string }, run: KeyholdRun): Promise<number> {
+  await (await run.admin()).call('DELETE', resourceUrl(o.path));
+  confirm(run, `deleted ${o.path}`, { deleted: o.path });
+  return EXIT.OK;
+}
+
+export async function listResources(o: { repository?: string }, run: KeyholdRun): Promise<number> {
+  const repo = repositoryOption(o.repository);
+  print(run, await (await run.admin()).call('GET', repo === undefined ? '/kbs/v0/resources' : `/kbs/v0/resources/${repo}`));
+  return EXIT.OK;
+}
+
+export async function getResourceVersions(o: { path: string }, run: KeyholdRun): Promise<number> {
+  print(run, await (await run.admin()).call('GET', resourceUrl(o.path, '/kbs/v0/resources')));
+  return EXIT.OK;
+}
+
+export async function setResourcePolicy(
+  o: { policyFile?: string; allowAll?: boolean; denyAll?: boolean; affirming?: boolean; default?: boolean; repository?: string },
+  run: KeyholdRun,
+): Promise<number> {
+  const repo = repositoryOption(o.repository);
+  const builtIns = [
+    [o.allowAll, ALLOW_ALL_RESOURCE_POLICY],
+    [o.denyAll, DENY_ALL_RESOURCE_POLICY],
+    [o.affirming, AFFIRMING_RESOURCE_POLICY],
+    [o.default, DEFAULT_RESOURCE_POLICY],
+  ] as const;
+  const chosen = builtIns.filter(([on]) => on === true);
+  if (chosen.length + (o.policyFile !== undefined ? 1 : 0) !== 1) throw new UsageError('set-resource-policy needs exactly one of --policy-file, --allow-all, --deny-all, --affirming, --default');
+  const text = o.policyFile !== undefined ? await readFile(o.policyFile, 'utf8') : JSON.stringify(chosen[0]?.[1]);
+  const res = await (await run.admin()).call('POST', repo === undefined ? '/kbs/v0/resource-policy' : `/kbs/v0/resource-policy/${repo}`, { json: { policy: b64url(text) } });
+  const r = res as { policy_id?: string; version?: number };
+  confirm(run, `resource policy ${String(r.policy_id)} version ${String(r.version)} set ${repo === undefined ? 'globally' : `for repository ${repo}`}`, res);
+  return EXIT.OK;
+}
+
+export async function getResourcePolicy(o: { repository?: string }, run: KeyholdRun): Promise<number> {
+  const repo = repositoryOption(o.repository);
+  print(run, await (await run.admin()).call('GET', repo === undefined ? '/kbs/v0/resource-policy' : `/kbs/v0/resource-policy/${repo}`));
+  return EXIT.OK;
+}
+
+export async function deleteResourcePolicy(o: { repository?: string }, run: KeyholdRun): Promise<number> {
+  const repo = repositoryOption(o.repository);
+  await (await run.admin()).call('DELETE', repo === undefined ? '/kbs/v0/resource-policy' : `/kbs/v0/resource-policy/${repo}`);
+  confirm(run, `resource policy ${repo === undefined ? '(global)' : `of ${repo}`} deleted`, { deleted: repo ?? 'global' });
+  return EXIT.OK;
+}
+
+/**
+ * The policy document uploaded for `--id`: the id the user gave wins over the one in the file (the
+ * KBS refuses a policy_id that differs from the document's), so the policy is stored under the id
+ * the user named — and the CLI says when it replaced the file's.
+ */
+export function attestationDocumentFor(text: string, id: string | undefined): { text: string; replacedId?: string } {
+  if (id === undefined || !text.trimStart().startsWith('{')) return { text };
+  let doc: unknown;
   try {
-    switch (action) {
-      case 'set-resource': {
-        const target = resourceUrl(values.path, 'set-resource');
-        if (values['resource-file'] === undefined) throw new UsageError('set-resource needs --resource-file');
-        const res = await call('POST', target, { bytes: await readFile(values['resource-file']) });
-        out(`stored ${values.path}`, res);
-        return EXIT.OK;
-      }
-      case 'delete-resource': {
-        await call('DELETE', resourceUrl(values.path, 'delete-resource'));
-        out(`deleted ${values.path}`, { deleted: values.path });
-        return EXIT.OK;
-      }
-      case 'list-resources': {
-        const repo = repositoryOption(values.repository);
-        print(await call('GET', repo === undefined ? '/kbs/v0/resources' : `/kbs/v0/resources/${repo}`));
-        return EXIT.OK;
-      }
-      case 'get-resource-versions': {
-        print(await call('GET', resourceUrl(values.path, 'get-resource-versions', '/kbs/v0/resources')));
-        return EXIT.OK;
-      }
-      case 'set-resource-policy': {
-        const repo = repositoryOption(values.repository);
-        const choices = [values['policy-file'] !== undefined, values['allow-all'] === true, values['deny-all'] === true, values.affirming === true].filter(Boolean).length;
-        if (choices !== 1) throw new UsageError('set-resource-policy needs exactly one of --policy-file, --allow-all, --deny-all, --affirming');
-        const text =
-          values['policy-file'] !== undefined
-            ? await readFile(values['policy-file'], 'utf8')
-            : JSON.stringify(values['allow-all'] === true ? ALLOW_ALL_RESOURCE_POLICY : values['deny-all'] === true ? DENY_ALL_RESOURCE_POLICY : AFFIRMING_RESOURCE_POLICY);
-        const res = await call('POST', repo === undefined ? '/kbs/v0/resource-policy' : `/kbs/v0/resource-policy/${repo}`, { json: { policy: b64url(text) } });
-        const r = res as { policy_id?: string; version?: number };
-        out(`resource policy ${String(r.policy_id)} version ${String(r.version)} set ${repo === undefined ? 'globally' : `for repository ${repo}`}`, res);
-        return EXIT.OK;
-      }
-      case 'get-resource-policy': {
-        const repo = repositoryOption(values.repository);
-        print(await call('GET', repo === undefined ? '/kbs/v0/resource-policy' : `/kbs/v0/resource-policy/${repo}`));
-        return EXIT.OK;
-      }
-      case 'delete-resource-policy': {
-        const repo = repositoryOption(values.repository);
-        await call('DELETE', repo === undefined ? '/kbs/v0/resource-policy' : `/kbs/v0/resource-policy/${repo}`);
-        out(`resource policy ${repo === undefined ? '(global)' : `of ${repo}`} deleted`, { deleted: repo ?? 'global' });
-        return EXIT.OK;
-      }
-      case 'set-attestation-policy': {
-        if (values['policy-file'] === undefined) throw new UsageError('set-attestation-policy needs --policy-file');
-        const text = await readFile(values['policy-file'], 'utf8');
-        const res = await call('POST', '/kbs/v0/attestation-policy', { json: { type: 'cel', ...(values.id !== undefined ? { policy_id: values.id } : {}), policy: b64url(text) } });
-        const r = res as { policy_id?: string; version?: number };
-        out(`attestation policy ${String(r.policy_id)} version ${String(r.version)} set`, res);
-        return EXIT.OK;
-      }
-      case 'get-attestation-policy': {
-        print(await call('GET', values.id === undefined ? '/kbs/v0/attestation-policy' : `/kbs/v0/attestation-policy/${encodeURIComponent(values.id)}`));
-        return EXIT.OK;
-      }
-      case 'delete-attestation-policy': {
-        if (values.id === undefined) throw new UsageError('delete-attestation-policy needs --id');
-        await call('DELETE', `/kbs/v0/attestation-policy/${encodeURIComponent(values.id)}`);
-        out(`attestation policy ${values.id} deleted`, { deleted: values.id });
-        return EXIT.OK;
-      }
-      case 'list-policies': {
-        print(await call('GET', '/kbs/v0/policies'));
-        return EXIT.OK;
-      }
-      case 'set-reference-value':
-      case 'set-sample-reference-value': {
-        const name = action === 'set-reference-value' ? values.name : rest[0];
-        const vals = action === 'set-reference-value' ? (values.value ?? []) : rest.slice(1);
-        if (name === undefined || vals.length === 0) throw new UsageError(`${action} needs a name and at least one value`);
-        const payload = Buffer.from(JSON.stringify({ [name]: vals })).toString('base64');
-        const res = await call('POST', '/kbs/v0/reference-value', { json: { version: '0.1.0', type: 'sample', payload } });
-        out(`reference value ${name} set (${vals.length} value${vals.length === 1 ? '' : 's'})`, res);
-        return EXIT.OK;
-      }
-      case 'get-reference-values': {
-        print(await call('GET', values.name === undefined ? '/kbs/v0/reference-value' : `/kbs/v0/reference-value/${encodeURIComponent(values.name)}`));
-        return EXIT.OK;
-      }
-      case 'delete-reference-value': {
-        if (values.name === undefined) throw new UsageError('delete-reference-value needs --name');
-        await call('DELETE', `/kbs/v0/reference-value/${encodeURIComponent(values.name)}`);
-        out(`reference value ${values.name} deleted`, { deleted: values.name });
-        return EXIT.OK;
-      }
-      default:
-        throw new UsageError(action === undefined ? 'no action given' : `unknown action '${action}'`);
-    }
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr.write(`keyhold config: ${err.message}\n${USAGE}\n`);
-      return EXIT.USAGE;
-    }
-    if (err instanceof AdminCallError) {
-      io.stderr.write(`keyhold config: ${err.message}\n`);
-      if (err.status === 401 || err.status === 403) return EXIT.DENIED;
-      if (err.status === 404) return EXIT.NOT_FOUND;
-      return EXIT.FAIL;
-    }
-    if ((err as { code?: string }).code?.startsWith('PROTOCOL_') === true) {
-      io.stderr.write(`keyhold config: ${(err as Error).message}\n`);
-      return EXIT.USAGE;
-    }
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'EACCES') {
-      io.stderr.write(`keyhold config: ${(err as Error).message}\n`);
-      return EXIT.FAIL;
-    }
-    throw err;
+    doc = JSON.parse(text);
+  } catch {
+    return { text }; // the KBS names the JSON error
   }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return { text };
+  const current = (doc as { id?: unknown }).id;
+  if (current === id) return { text };
+  return { text: JSON.stringify({ ...(doc as Record<string, unknown>), id }), ...(typeof current === 'string' ? { replacedId: current } : {}) };
+}
+
+export async function setAttestationPolicy(o: { policyFile: string; id?: string; type: string }, run: KeyholdRun): Promise<number> {
+  const { text, replacedId } = attestationDocumentFor(await readFile(o.policyFile, 'utf8'), o.id);
+  const res = await (await run.admin()).call('POST', '/kbs/v0/attestation-policy', { json: { type: o.type, ...(o.id !== undefined ? { policy_id: o.id } : {}), policy: b64url(text) } });
+  const r = res as { policy_id?: string; version?: number; active?: boolean };
+  if (replacedId !== undefined && !run.json) run.io.stderr.write(`note: ${o.policyFile} says id "${replacedId}"; stored under --id "${o.id as string}"\n`);
+  confirm(
+    run,
+    `attestation policy stored under id "${String(r.policy_id)}", version ${String(r.version)}${r.active === false ? " (not the active one: the KBS appraises with [policy] attestation_policy)" : r.active === true ? ' (active)' : ''}`,
+    res,
+  );
+  return EXIT.OK;
+}
+
+export async function getAttestationPolicy(o: { id?: string }, run: KeyholdRun): Promise<number> {
+  print(run, await (await run.admin()).call('GET', o.id === undefined ? '/kbs/v0/attestation-policy' : `/kbs/v0/attestation-policy/${encodeURIComponent(o.id)}`));
+  return EXIT.OK;
+}
+
+export async function deleteAttestationPolicy(o: { id: string }, run: KeyholdRun): Promise<number> {
+  await (await run.admin()).call('DELETE', `/kbs/v0/attestation-policy/${encodeURIComponent(o.id)}`);
+  confirm(run, `attestation policy ${o.id} deleted`, { deleted: o.id });
+  return EXIT.OK;
+}
+
+export async function listPolicies(run: KeyholdRun): Promise<number> {
+  print(run, await (await run.admin()).call('GET', '/kbs/v0/policies'));
+  return EXIT.OK;
+}
+
+export async function setReferenceValue(o: { name: string; value: string[]; asInteger?: boolean; asBool?: boolean; asSingleValue?: boolean }, run: KeyholdRun): Promise<number> {
+  // kbs-client can send integers, booleans and bare values to Trustee's RVPS; the Keyhold KBS keeps
+  // every reference value as a list of strings (policies compare strings), so these are refused
+  // rather than silently sent as strings.
+  if (o.asInteger === true || o.asBool === true || o.asSingleValue === true) {
+    throw new UsageError(`--as-integer, --as-bool and --as-single-value are not supported: Keyhold reference values are lists of strings`, {
+      hint: `send the value as a string (e.g. --value ${o.value[0] ?? 'V'}); policies read it as reference.${o.name.replace(/^tpm_/, '')}`,
+    });
+  }
+  if (o.value.length === 0) throw new UsageError('give at least one value');
+  const payload = Buffer.from(JSON.stringify({ [o.name]: o.value })).toString('base64');
+  const res = await (await run.admin()).call('POST', '/kbs/v0/reference-value', { json: { version: '0.1.0', type: 'sample', payload } });
+  confirm(run, `reference value ${o.name} set (${o.value.length} value${o.value.length === 1 ? '' : 's'})`, res ?? { names: [o.name] });
+  return EXIT.OK;
+}
+
+export async function getReferenceValues(o: { name?: string }, run: KeyholdRun): Promise<number> {
+  print(run, await (await run.admin()).call('GET', o.name === undefined ? '/kbs/v0/reference-value' : `/kbs/v0/reference-value/${encodeURIComponent(o.name)}`));
+  return EXIT.OK;
+}
+
+export async function deleteReferenceValue(o: { name: string | undefined }, run: KeyholdRun): Promise<number> {
+  if (o.name === undefined) throw new UsageError('delete-reference-value needs --name NAME');
+  await (await run.admin()).call('DELETE', `/kbs/v0/reference-value/${encodeURIComponent(o.name)}`);
+  confirm(run, `reference value ${o.name} deleted`, { deleted: o.name });
+  return EXIT.OK;
 }

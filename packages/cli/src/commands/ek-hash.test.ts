@@ -10,7 +10,11 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, spawnProcess, waitForPort, type SpawnedProcess } from '@keyhold/test-harness';
-import { run } from './ek-hash.js';
+import type { CommandIo } from '../command.js';
+import { runKeyhold } from '../program.js';
+
+/** `keyhold ek-hash ...` in process, with an empty environment. */
+const run = (argv: string[], io: CommandIo, now?: () => Date): Promise<number> => runKeyhold([...['ek-hash'], ...argv], io, {}, now !== undefined ? { now } : {});
 
 const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
 const kc = path.resolve(repoRoot, '../shared/corpus/quotes/keylime-checkquote');

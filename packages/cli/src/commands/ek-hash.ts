@@ -11,18 +11,11 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
+import { CliError, UsageError } from '@keyhold/command-line';
 import { canonicalSpkiDer, decodeUnverifiedEkCertificate, ekHash, IdentityError, parseTpm2bPublic, stripEkCertPadding, tpmPublicToSpkiDer } from '@keyhold/verifier';
-import { EXIT, type CommandIo } from '../command.js';
-
-const USAGE = `Usage: keyhold ek-hash (--ek-pub FILE | --ek-cert FILE | --tcti TCTI [--alg rsa|ecc]) [--json]
-
-Print hex SHA-256 of the EK's DER SubjectPublicKeyInfo (the node identity used by the KBS).
-  --ek-pub FILE    EK public key: PEM/DER SPKI, or TPM2B_PUBLIC (tpm2_createek -u, tpm2_readpublic -o)
-  --ek-cert FILE   EK certificate: PEM or DER (NV padding is stripped)
-  --tcti TCTI      read the EK from a TPM with tpm2_createek (e.g. device:/dev/tpmrm0, swtpm:port=2321)
-  --alg rsa|ecc    EK type for --tcti (default rsa)
-  --json           print {"ekHash", "source", ...} as JSON`;
+import { EXIT } from '../command.js';
+import type { KeyholdRun } from '../keyhold-run.js';
 
 const run_ = promisify(execFile);
 
@@ -71,61 +64,52 @@ export async function ekSpkiFromTpm(tcti: string, alg: 'rsa' | 'ecc'): Promise<U
   }
 }
 
-export async function run(argv: string[], io: CommandIo): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        'ek-pub': { type: 'string' },
-        'ek-cert': { type: 'string' },
-        tcti: { type: 'string' },
-        alg: { type: 'string', default: 'rsa' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    io.stderr.write(`keyhold ek-hash: ${(err as Error).message}\n${USAGE}\n`);
-    return EXIT.USAGE;
-  }
-  if (values.help === true) {
-    io.stderr.write(`${USAGE}\n`);
-    return EXIT.OK;
-  }
-  const sources = [values['ek-pub'], values['ek-cert'], values.tcti].filter((v) => v !== undefined);
-  if (sources.length !== 1 || (values.alg !== 'rsa' && values.alg !== 'ecc')) {
-    io.stderr.write(`keyhold ek-hash: give exactly one of --ek-pub, --ek-cert, --tcti (and --alg rsa|ecc)\n${USAGE}\n`);
-    return EXIT.USAGE;
-  }
-  try {
-    let hash: string;
-    let extra: Record<string, string> = {};
-    let source: string;
-    if (values['ek-pub'] !== undefined) {
-      source = 'ek-pub';
-      hash = ekHash(ekSpkiFromPublicFile(new Uint8Array(await readFile(values['ek-pub']))));
-    } else if (values['ek-cert'] !== undefined) {
-      source = 'ek-cert';
-      const cert = decodeUnverifiedEkCertificate(ekCertDerFromFile(new Uint8Array(await readFile(values['ek-cert']))));
-      hash = cert.ekHash;
-      extra = Object.fromEntries(
-        Object.entries({ tpmManufacturer: cert.tpmManufacturer, tpmModel: cert.tpmModel, tpmVersion: cert.tpmVersion, issuer: cert.issuer }).filter(
-          (e): e is [string, string] => e[1] !== undefined,
-        ),
-      );
-    } else {
-      source = 'tpm';
-      hash = ekHash(await ekSpkiFromTpm(values.tcti as string, values.alg as 'rsa' | 'ecc'));
+/** A tpm2-tools failure as one line naming the TCTI it tried (and what tpm2-tools said). */
+function tpmToolError(err: unknown, tcti: string): CliError {
+  const e = err as { code?: unknown; stderr?: unknown; message?: string };
+  if (e.code === 'ENOENT') return new CliError('TPM2_TOOLS_MISSING', 'tpm2-tools is not installed (tpm2_createek not found)', { cause: err, hint: 'apt-get install tpm2-tools' });
+  const said = typeof e.stderr === 'string' ? e.stderr.trim().split('\n').filter(Boolean).pop() : undefined;
+  return new CliError('TPM_UNAVAILABLE', `cannot read the EK through TCTI ${tcti}${said !== undefined ? `: ${said}` : ''}`, {
+    cause: err,
+    hint: 'check --tcti (e.g. device:/dev/tpmrm0, swtpm:host=127.0.0.1,port=2321) and that the TPM answers (tpm2_getcap -T TCTI properties-fixed)',
+  });
+}
+
+/**
+ * `keyhold ek-hash`: print hex SHA-256 of the EK's DER SubjectPublicKeyInfo (the node identity the
+ * KBS allowlist and enrolments use), from --ek-pub, --ek-cert or a TPM (--tcti).
+ */
+export async function printEkHash(o: { ekPub?: string; ekCert?: string; tcti?: string; alg: string }, run: KeyholdRun): Promise<number> {
+  const sources = [o.ekPub, o.ekCert, o.tcti].filter((v) => v !== undefined);
+  if (sources.length !== 1) throw new UsageError('give exactly one of --ek-pub, --ek-cert, --tcti');
+  if (o.alg !== 'rsa' && o.alg !== 'ecc') throw new UsageError('--alg must be rsa or ecc');
+  let hash: string;
+  let extra: Record<string, string> = {};
+  let source: string;
+  if (o.ekPub !== undefined) {
+    source = 'ek-pub';
+    hash = ekHash(ekSpkiFromPublicFile(new Uint8Array(await readFile(o.ekPub))));
+  } else if (o.ekCert !== undefined) {
+    source = 'ek-cert';
+    const cert = decodeUnverifiedEkCertificate(ekCertDerFromFile(new Uint8Array(await readFile(o.ekCert))));
+    hash = cert.ekHash;
+    extra = Object.fromEntries(
+      Object.entries({ tpmManufacturer: cert.tpmManufacturer, tpmModel: cert.tpmModel, tpmVersion: cert.tpmVersion, issuer: cert.issuer }).filter(
+        (e): e is [string, string] => e[1] !== undefined,
+      ),
+    );
+  } else {
+    source = 'tpm';
+    const tcti = o.tcti as string;
+    let spki: Uint8Array;
+    try {
+      spki = await ekSpkiFromTpm(tcti, o.alg);
+    } catch (err) {
+      if (err instanceof IdentityError) throw err;
+      throw tpmToolError(err, tcti);
     }
-    io.stdout.write(values.json === true ? `${JSON.stringify({ ekHash: hash, source, ...extra })}\n` : `${hash}\n`);
-    return EXIT.OK;
-  } catch (err) {
-    if (err instanceof IdentityError || (err as NodeJS.ErrnoException).code !== undefined) {
-      io.stderr.write(`keyhold ek-hash: ${(err as Error).message}\n`);
-      return EXIT.FAIL;
-    }
-    throw err;
+    hash = ekHash(spki);
   }
+  run.io.stdout.write(run.json ? `${JSON.stringify({ ekHash: hash, source, ...extra })}\n` : `${hash}\n`);
+  return EXIT.OK;
 }

@@ -8,7 +8,11 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { run } from './node.js';
+import type { CommandIo } from '../command.js';
+import { runKeyhold } from '../program.js';
+
+/** `keyhold node ...` in process, with an empty environment. */
+const run = (argv: string[], io: CommandIo, now?: () => Date): Promise<number> => runKeyhold([...['node'], ...argv], io, {}, now !== undefined ? { now } : {});
 
 class Capture extends Writable {
   text = '';
@@ -101,14 +105,14 @@ describe('keyhold node', () => {
     expect(JSON.parse(json.stdout).allowlist).toHaveLength(2);
   });
 
-  it('refuses malformed hashes locally (exit 2, nothing sent) and reports KBS errors (exit 1)', async () => {
+  it('refuses malformed hashes locally (exit 2, nothing sent) and reports KBS refusals (exit 3)', async () => {
     expect((await cli(['allow', '../etc'])).code).toBe(2);
     expect((await cli(['revoke', 'abc'])).code).toBe(2);
     expect((await cli(['frobnicate'])).code).toBe(2);
     expect(seen).toHaveLength(0);
     reply = () => ({ status: 403, body: { type: 'https://github.com/confidential-containers/kbs/errors/AdminForbidden', detail: 'role may not' } });
     const r = await cli(['revoke', h]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(3);
     expect(r.stderr).toContain('HTTP 403');
   });
 });

@@ -6,7 +6,11 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { appraiseIma, appraiseMeasuredBoot, parseEventLog, parseImaLog, parseMeasuredBootReferenceState, parseRuntimePolicy, replayEventLog, verifyEventLogAgainstQuote } from '@keyhold/verifier';
 import { describe, expect, it } from 'vitest';
-import { run } from './policy-create.js';
+import type { CommandIo } from '../command.js';
+import { runKeyhold } from '../program.js';
+
+/** `keyhold policy create ...` in process, with an empty environment. */
+const run = (argv: string[], io: CommandIo): Promise<number> => runKeyhold(['policy', 'create', ...argv], io, {});
 
 // Fixtures: ../shared/corpus/eventlogs (google/go-tpm-tools internal/test/eventlogs); IMA logs are generated here.
 const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
@@ -93,7 +97,66 @@ describe('keyhold policy create runtime', () => {
     const bad = await keyhold(['runtime', '--allowlist', path.join(dir, 'bad.txt')]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/IMA_POLICY_INVALID/);
-    expect((await keyhold(['runtime', '--ima-log', 'a', '--rootfs', 'b'])).code).toBe(2);
+    expect((await keyhold(['runtime'])).code).toBe(2);
+    expect((await keyhold(['runtime', '--ima-log', path.join(dir, 'absent'), '--rootfs', dir])).code).toBe(1);
     expect((await keyhold(['runtime', '--rootfs', path.join(dir, 'absent')])).code).toBe(1);
+  });
+
+  it("takes Keylime's flags: -m FILE, -a FILE, -e FILE, --algo, -o FILE, and merges the sources", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'keyhold-keylime-'));
+    const text = `${imaNgLine(sha('sha256', 'a'), '/usr/bin/a')}\n`;
+    writeFileSync(path.join(dir, 'ima.txt'), text);
+    writeFileSync(path.join(dir, 'allow.txt'), `${'cd'.repeat(32)}  /usr/bin/b\n`);
+    writeFileSync(path.join(dir, 'excludes.txt'), '/tmp/.*\n\n/var/log/.*\n');
+    const root = path.join(dir, 'root');
+    mkdirSync(path.join(root, 'opt'), { recursive: true });
+    writeFileSync(path.join(root, 'opt/tool'), 'tool');
+    const out = path.join(dir, 'policy.json');
+    const r = await keyhold(['runtime', '-m', path.join(dir, 'ima.txt'), '-a', path.join(dir, 'allow.txt'), '-e', path.join(dir, 'excludes.txt'), '--rootfs', root, '--algo', 'sha384', '-o', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('');
+    const policy = JSON.parse(readFileSync(out, 'utf8'));
+    expect(policy.excludes).toEqual(['/tmp/.*', '/var/log/.*']);
+    expect(policy.digests).toEqual({
+      '/usr/bin/a': [sha('sha256', 'a').toString('hex')],
+      '/usr/bin/b': ['cd'.repeat(32)],
+      '/opt/tool': [sha('sha384', 'tool').toString('hex')],
+    });
+    expect(appraiseIma(parseImaLog(text), parseRuntimePolicy(policy)).ok).toBe(true);
+    expect((await keyhold(['runtime', '--rootfs', root, '--algo', 'md5'])).code).toBe(2);
+  });
+
+  it('accepts sha256:-prefixed digests in policies it reads back', async () => {
+    const policy = parseRuntimePolicy({ meta: { version: 1 }, digests: { '/usr/bin/a': [`sha256:${sha('sha256', 'a').toString('hex')}`] } });
+    expect(appraiseIma(parseImaLog(`${imaNgLine(sha('sha256', 'a'), '/usr/bin/a')}\n`), policy).ok).toBe(true);
+  });
+});
+
+describe('keyhold policy import keylime-mb', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'keyhold-keylime-mb-'));
+  const run2 = async (file: string) => {
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    const sink = (into: Buffer[]): Writable => new Writable({ write: (c: Buffer, _e, cb) => (into.push(Buffer.from(c)), cb()) });
+    const code = await runKeyhold(['policy', 'import', 'keylime-mb', file], { stdout: sink(out), stderr: sink(err) }, {});
+    return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+  };
+
+  it('refuses a Keylime refstate, saying what to run instead (no partial conversion)', async () => {
+    const f = path.join(dir, 'refstate.json');
+    writeFileSync(f, JSON.stringify({ has_secureboot: true, scrtm_and_bios: [{ scrtm: { sha256: '0x00' } }], pk: [], kek: [], db: [], dbx: [], mokdig: [], mokxdig: [], kernels: [] }));
+    const r = await run2(f);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/is a Keylime measured-boot reference state; Keyhold does not convert it\n {2}hint: .*keyhold policy create measured-boot --eventlog \/sys\/kernel\/security\/tpm0\/binary_bios_measurements/);
+  });
+
+  it('tells a Keyhold reference state and other JSON apart', async () => {
+    const own = path.join(dir, 'own.json');
+    writeFileSync(own, JSON.stringify({ version: 1, secureBoot: true }));
+    expect((await run2(own)).stderr).toMatch(/already a Keyhold measured-boot reference state/);
+    const other = path.join(dir, 'other.json');
+    writeFileSync(other, '{"x":1}');
+    expect((await run2(other)).stderr).toMatch(/is not a Keylime measured-boot reference state/);
   });
 });

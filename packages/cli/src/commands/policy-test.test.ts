@@ -6,7 +6,11 @@ import { Writable } from 'node:stream';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_ATTESTATION_POLICY, AFFIRMING_RESOURCE_POLICY } from '@keyhold/policy';
-import { run } from './policy-test.js';
+import type { CommandIo } from '../command.js';
+import { runKeyhold } from '../program.js';
+
+/** `keyhold policy test ...` in process, with an empty environment. */
+const run = (argv: string[], io: CommandIo, now?: () => Date): Promise<number> => runKeyhold([...['policy', 'test'], ...argv], io, {}, now !== undefined ? { now } : {});
 
 class Capture extends Writable {
   text = '';
@@ -50,6 +54,19 @@ describe('keyhold policy test', () => {
     const deny = await cli(['--policy', f('affirming.json'), '--claims', f('warn-claims.json'), '--resource-path', 'r/k/1', '--json']);
     expect(deny.code).toBe(1);
     expect(JSON.parse(deny.stdout)).toEqual({ allow: false, policyId: 'affirming', version: 0, reason: 'policy rule evaluated to false' });
+  });
+
+  it('takes a bare CEL rule as a resource policy, as the KBS does', async () => {
+    await writeFile(f('bare.cel'), 'ear.status == "affirming" &&\n  repository == "r"\n');
+    expect(await cli(['--policy', f('bare.cel'), '--claims', f('ok-claims.json'), '--resource-path', 'r/k/1'])).toMatchObject({ code: 0, stdout: 'allow (policy local)\n' });
+    expect((await cli(['--policy', f('bare.cel'), '--claims', f('ok-claims.json'), '--resource-path', 'other/k/1'])).code).toBe(1);
+    // A JSON document without id/type/kind: a resource policy when it has a rule.
+    await writeFile(f('doc-no-id.json'), JSON.stringify({ rule: 'repository == "r"' }));
+    expect((await cli(['--policy', f('doc-no-id.json'), '--claims', f('ok-claims.json'), '--resource-path', 'r/k/1'])).code).toBe(0);
+    // A bare rule cannot be an attestation policy.
+    const att = await cli(['--policy', f('bare.cel'), '--kind', 'attestation', '--claims', f('tpm-claims.json')]);
+    expect(att.code).toBe(2);
+    expect(att.stderr).toMatch(/attestation policy must be a JSON policy document/);
   });
 
   it('reads a saved token and notes that its signature is not checked', async () => {

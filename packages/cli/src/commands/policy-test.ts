@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { decodeJwt } from 'jose';
+import { CliError, describeFileError } from '@keyhold/command-line';
 import {
   PolicyCompileError,
   PolicyError,
@@ -10,21 +10,17 @@ import {
   parsePolicyDocument,
   MAX_POLICY_DOCUMENT_CHARS,
 } from '@keyhold/policy';
-import { EXIT, type CommandIo } from '../command.js';
-
-const USAGE = `Usage:
-  keyhold policy test --policy FILE (--token FILE | --claims FILE) [--resource-path REPO/TYPE/TAG]
-                      [--query K=V]... [--reference FILE] [--tee TEE] [--json]
-      Evaluates a CEL policy locally.
-      Resource policy: input is a saved attestation token (--token, a compact JWT whose signature is
-        NOT checked here) or its claims as JSON (--claims), and --resource-path (required).
-      Attestation policy: input is the verifier's claims as JSON (--claims), optional reference
-        values (--reference, JSON {"name": [values]}) and --tee (default tpm).
-      Exit status: 0 allow / affirming, 1 deny / not affirming, 2 error (usage, file, compile error).`;
+import { EXIT } from '../command.js';
+import type { KeyholdRun } from '../keyhold-run.js';
 
 const MAX_INPUT_BYTES = 4 * 1024 * 1024;
 
-class UsageError extends Error {}
+/** Every error of `policy test` exits 2 (exit 1 means "deny"). */
+class UsageError extends CliError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('POLICY_TEST', message, { ...options, exitCode: EXIT.USAGE });
+  }
+}
 
 async function readSmall(file: string, what: string): Promise<string> {
   const st = await stat(file);
@@ -55,43 +51,45 @@ function parseQuery(pairs: string[] | undefined): Record<string, string> {
   return q;
 }
 
-export async function run(argv: string[], io: CommandIo): Promise<number> {
-  let values: ReturnType<typeof parse>['values'];
-  const parse = (args: string[]) =>
-    parseArgs({
-      args,
-      options: {
-        policy: { type: 'string' },
-        token: { type: 'string' },
-        claims: { type: 'string' },
-        reference: { type: 'string' },
-        'resource-path': { type: 'string' },
-        query: { type: 'string', multiple: true },
-        tee: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    });
-  try {
-    ({ values } = parse(argv));
-  } catch (err) {
-    io.stderr.write(`keyhold policy test: ${(err as Error).message}\n${USAGE}\n`);
-    return EXIT.USAGE;
+/**
+ * The policy file as a document, the way the KBS takes an upload: a bare CEL rule is a resource
+ * policy; a JSON document may leave out `id` and `type` (and `kind`, given with --kind, or a
+ * document with a `rule` is a resource policy).
+ */
+export function policyDocumentFrom(text: string, kind: string | undefined): unknown {
+  if (kind !== undefined && kind !== 'resource' && kind !== 'attestation') throw new UsageError('--kind must be resource or attestation');
+  if (!text.trimStart().startsWith('{')) {
+    if (kind === 'attestation') throw new UsageError('an attestation policy must be a JSON policy document (see packages/kbs/policies)');
+    return { id: 'local', type: 'cel', kind: 'resource', rule: text };
   }
-  if (values.help === true) {
-    io.stdout.write(`${USAGE}\n`);
-    return EXIT.OK;
-  }
+  let doc: unknown;
   try {
-    if (values.policy === undefined) throw new UsageError('--policy FILE is required');
+    doc = JSON.parse(text);
+  } catch (cause) {
+    throw new UsageError(`policy file is neither JSON nor a bare CEL rule: ${(cause as Error).message}`, { cause });
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return doc;
+  const d = doc as Record<string, unknown>;
+  return { id: 'local', type: 'cel', kind: kind ?? d['kind'] ?? ('rule' in d ? 'resource' : 'attestation'), ...d };
+}
+
+/**
+ * `keyhold policy test`: evaluate a CEL policy locally. Resource policy: input is a saved
+ * attestation token (--token, signature NOT checked) or its claims (--claims), and
+ * --resource-path. Attestation policy: the verifier's claims (--claims), optional reference values
+ * (--reference) and --tee. Exit 0 allow / affirming, 1 deny / not affirming, 2 any error.
+ */
+export async function testPolicy(o: Record<string, unknown>, run: KeyholdRun): Promise<number> {
+  const io = run.io;
+  const values = o as { policy: string; kind?: string; token?: string; claims?: string; reference?: string; resourcePath?: string; query?: string[]; tee?: string };
+  const json = run.json;
+  try {
     const policyText = await readSmall(values.policy, 'policy');
     if (policyText.length > MAX_POLICY_DOCUMENT_CHARS) throw new UsageError('policy file is too large');
-    const compiled = compilePolicy(parsePolicyDocument(policyText));
+    const compiled = compilePolicy(parsePolicyDocument(policyDocumentFrom(policyText, values.kind)));
     if (compiled.kind === 'resource') {
       if ((values.token === undefined) === (values.claims === undefined)) throw new UsageError('a resource policy needs exactly one of --token or --claims');
-      if (values['resource-path'] === undefined) throw new UsageError('a resource policy needs --resource-path REPO/TYPE/TAG');
+      if (values.resourcePath === undefined) throw new UsageError('a resource policy needs --resource-path REPO/TYPE/TAG');
       let tokenClaims: Record<string, unknown>;
       if (values.token !== undefined) {
         try {
@@ -100,12 +98,12 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
           if (err instanceof UsageError) throw err;
           throw new UsageError(`token file ${values.token} is not a compact JWT`);
         }
-        if (values.json !== true) io.stderr.write('note: the token signature is not verified by policy test\n');
+        if (!json) io.stderr.write('note: the token signature is not verified by policy test\n');
       } else {
         tokenClaims = await readJsonObject(values.claims as string, 'claims');
       }
-      const decision = evaluateResourcePolicy(compiled, { tokenClaims, resourcePath: values['resource-path'], query: parseQuery(values.query) });
-      if (values.json === true) io.stdout.write(`${JSON.stringify(decision)}\n`);
+      const decision = evaluateResourcePolicy(compiled, { tokenClaims, resourcePath: values.resourcePath, query: parseQuery(values.query) });
+      if (json) io.stdout.write(`${JSON.stringify(decision)}\n`);
       else io.stdout.write(`${decision.allow ? 'allow' : 'deny'} (policy ${decision.policyId})${decision.reason === undefined ? '' : `: ${decision.reason}`}\n`);
       return decision.allow ? EXIT.OK : EXIT.FAIL;
     }
@@ -114,7 +112,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     const reference = values.reference === undefined ? {} : await readJsonObject(values.reference, 'reference');
     for (const [k, v] of Object.entries(reference)) if (!Array.isArray(v)) throw new UsageError(`reference value ${k} must be a list`);
     const appraisal = evaluateAttestationPolicy(compiled, { claims, reference: reference as Record<string, unknown[]>, tee: values.tee ?? 'tpm' });
-    if (values.json === true) io.stdout.write(`${JSON.stringify(appraisal)}\n`);
+    if (json) io.stdout.write(`${JSON.stringify(appraisal)}\n`);
     else {
       const vector = Object.entries(appraisal.vector)
         .map(([k, v]) => `${k}=${v}`)
@@ -129,11 +127,11 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
     }
     if (err instanceof PolicyError) {
       const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
-      io.stderr.write(`keyhold policy test: ${err.message}${cause}\n`);
-      return EXIT.USAGE;
+      throw new UsageError(`${err.message}${cause}`, { cause: err });
     }
-    const msg = err instanceof UsageError ? err.message : err instanceof Error ? err.message : String(err);
-    io.stderr.write(`keyhold policy test: ${msg}\n`);
-    return EXIT.USAGE;
+    if (err instanceof CliError) throw err;
+    const file = describeFileError(err);
+    if (file !== undefined) throw new UsageError(file.message, { cause: err });
+    throw err;
   }
 }

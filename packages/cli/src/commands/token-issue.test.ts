@@ -5,7 +5,12 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseLifetime, run } from './token-issue.js';
+import { parseLifetime } from './token-issue.js';
+import type { CommandIo } from '../command.js';
+import { runKeyhold } from '../program.js';
+
+/** `keyhold token issue ...` in process, with an empty environment. */
+const run = (argv: string[], io: CommandIo, now?: () => Date): Promise<number> => runKeyhold(['token', 'issue', ...argv], io, {}, now !== undefined ? { now } : {});
 
 class Capture extends Writable {
   text = '';
@@ -58,7 +63,11 @@ describe('keyhold token issue', () => {
   });
 
   it('refuses keys the KBS would not accept, and bad arguments (exit 2)', async () => {
-    for (const k of ['p384.pem', 'rsa.pem', 'junk.pem', 'missing.pem']) expect((await cli(['--key', f(k), '--role', 'admin'])).code, k).toBe(2);
+    for (const k of ['p384.pem', 'rsa.pem', 'junk.pem']) expect((await cli(['--key', f(k), '--role', 'admin'])).code, k).toBe(2);
+    // A missing key file: one line naming the file (exit 1, as every unreadable file).
+    const missing = await cli(['--key', f('missing.pem'), '--role', 'admin']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe(`keyhold token issue: cannot read ${f('missing.pem')}: no such file or directory\n`);
     expect((await cli(['--key', f('ed.pem')])).code).toBe(2);
     expect((await cli(['--key', f('ed.pem'), '--role', 'admin', '--lifetime', '31d'])).code).toBe(2);
     expect((await cli(['--key', f('ed.pem'), '--role', 'a b'])).code).toBe(2);
@@ -73,5 +82,16 @@ describe('keyhold token issue', () => {
   it('parses lifetimes', () => {
     expect([parseLifetime('90s'), parseLifetime('1h'), parseLifetime('30d')]).toEqual([90, 3600, 2_592_000]);
     expect([parseLifetime('0h'), parseLifetime('1y'), parseLifetime('-1h'), parseLifetime('31d')]).toEqual([undefined, undefined, undefined, undefined]);
+    // One duration syntax (the `ms` library): decimals and words, but no bare number (unit unknown).
+    expect([parseLifetime('1.5h'), parseLifetime('2 days'), parseLifetime('100'), parseLifetime('500ms')]).toEqual([5400, 172_800, undefined, undefined]);
+  });
+
+  it('says so when --key is the public key', async () => {
+    await writeFile(f('ed.pub.pem'), ed.publicKey.export({ type: 'spki', format: 'pem' }));
+    const r = await cli(['--key', f('ed.pub.pem'), '--role', 'admin']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/ed\.pub\.pem is a PUBLIC key; --key needs the PRIVATE key/);
+    expect(r.stderr).toMatch(/hint: .*openssl genpkey/);
   });
 });

@@ -1,26 +1,20 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
-import { EXIT, type CommandIo } from '../command.js';
-
-const USAGE = `Usage:
-  keyhold token issue --key FILE --role ROLE [--lifetime 1h] [--iss ISS] [--aud AUD] [--sub SUB] [--kid NAME] [--json]
-      Mints an admin token (JWT) for the KBS admin API, signed with a PEM private key:
-      Ed25519 → alg EdDSA, EC P-256 → alg ES256. --lifetime is N followed by s, m, h or d
-      (default 1h, at most 30d). --kid should be the identity name configured on the KBS.
-      Prints the token on stdout (--json: {"token","exp","alg"}).`;
+import { UsageError } from '@keyhold/command-line';
+import { EXIT } from '../command.js';
+import { parseDurationMs } from '../duration.js';
+import type { KeyholdRun } from '../keyhold-run.js';
 
 const MAX_KEY_BYTES = 64 * 1024;
 const MAX_LIFETIME_SEC = 30 * 24 * 3600;
-const UNIT_SEC: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
-/** Parse `90s`, `15m`, `1h`, `7d`; undefined when malformed or out of range. */
+/** A token lifetime (`90s`, `15m`, `1h`, `7d`) in whole seconds; undefined when malformed, under 1 s or over 30 days. */
 export function parseLifetime(text: string): number | undefined {
-  const m = /^([1-9][0-9]{0,6})([smhd])$/.exec(text);
-  if (m === null) return undefined;
-  const sec = Number(m[1]) * (UNIT_SEC[m[2] as string] ?? 0);
-  return sec > 0 && sec <= MAX_LIFETIME_SEC ? sec : undefined;
+  const msValue = parseDurationMs(text);
+  if (msValue === undefined) return undefined;
+  const sec = Math.floor(msValue / 1000);
+  return sec >= 1 && sec <= MAX_LIFETIME_SEC ? sec : undefined;
 }
 
 function algOf(key: KeyObject): 'EdDSA' | 'ES256' | undefined {
@@ -29,63 +23,44 @@ function algOf(key: KeyObject): 'EdDSA' | 'ES256' | undefined {
   return undefined;
 }
 
-export async function run(argv: string[], io: CommandIo, now: () => Date = () => new Date()): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        key: { type: 'string' },
-        role: { type: 'string' },
-        lifetime: { type: 'string' },
-        iss: { type: 'string' },
-        aud: { type: 'string' },
-        sub: { type: 'string' },
-        kid: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    io.stderr.write(`keyhold token issue: ${(err as Error).message}\n${USAGE}\n`);
-    return EXIT.USAGE;
-  }
-  if (values.help === true) {
-    io.stdout.write(`${USAGE}\n`);
-    return EXIT.OK;
-  }
-  const fail = (msg: string): number => {
-    io.stderr.write(`keyhold token issue: ${msg}\n`);
-    return EXIT.USAGE;
-  };
-  if (values.key === undefined) return fail('--key FILE is required');
-  if (values.role === undefined || !/^[A-Za-z0-9_.-]{1,64}$/.test(values.role)) return fail('--role ROLE is required (letters, digits, _ . -)');
-  const lifetimeSec = parseLifetime(values.lifetime ?? '1h');
-  if (lifetimeSec === undefined) return fail('--lifetime must be N followed by s, m, h or d, at most 30d');
+/**
+ * `keyhold token issue`: mint an admin token (JWT) for the KBS admin API, signed with a PEM private
+ * key (Ed25519 → EdDSA, EC P-256 → ES256). Prints the token (--json: {"token","exp","alg"}).
+ */
+export async function issueToken(o: { key: string; role: string; lifetime: string; iss?: string; aud?: string; sub?: string; kid?: string }, run: KeyholdRun): Promise<number> {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(o.role)) throw new UsageError('--role must be 1-64 letters, digits, _ . -');
+  const lifetimeSec = parseLifetime(o.lifetime);
+  if (lifetimeSec === undefined) throw new UsageError(`--lifetime ${JSON.stringify(o.lifetime.slice(0, 100))}: expected a duration such as 90s, 15m, 1h or 7d, at most 30d`);
 
+  const st = await stat(o.key);
+  if (st.size > MAX_KEY_BYTES) throw new UsageError(`${o.key} is too large for a key file`);
+  const text = await readFile(o.key, 'utf8');
   let key: KeyObject;
   try {
-    const st = await stat(values.key);
-    if (st.size > MAX_KEY_BYTES) return fail(`${values.key} is too large for a key file`);
-    if ((st.mode & 0o077) !== 0) io.stderr.write(`warning: private key ${values.key} is readable by group or others (chmod 600)\n`);
-    key = createPrivateKey(await readFile(values.key, 'utf8'));
-  } catch (err) {
-    return fail(`cannot read a private key from ${values.key}: ${(err as Error).message}`);
+    key = createPrivateKey(text);
+  } catch (cause) {
+    if (/-----BEGIN [A-Z0-9 ]*PUBLIC KEY-----/.test(text)) {
+      throw new UsageError(`${o.key} is a PUBLIC key; --key needs the PRIVATE key that signs tokens`, {
+        cause,
+        hint: 'the KBS holds the public half (--admin-public-key); sign with the private half, e.g. made by: openssl genpkey -algorithm ed25519 -out admin.key.pem',
+      });
+    }
+    throw new UsageError(`cannot read a private key from ${o.key}: ${(cause as Error).message}`, { cause });
   }
+  if ((st.mode & 0o077) !== 0) run.io.stderr.write(`warning: private key ${o.key} is readable by group or others (chmod 600 ${o.key})\n`);
   const alg = algOf(key);
-  if (alg === undefined) return fail('the key must be Ed25519 or EC P-256 (the KBS accepts only EdDSA and ES256 admin tokens)');
+  if (alg === undefined) throw new UsageError('the key must be Ed25519 or EC P-256 (the KBS accepts only EdDSA and ES256 admin tokens)');
 
-  const iat = Math.floor(now().getTime() / 1000);
+  const iat = Math.floor(run.now().getTime() / 1000);
   const exp = iat + lifetimeSec;
-  const jwt = new SignJWT({ role: values.role })
-    .setProtectedHeader({ alg, typ: 'JWT', ...(values.kid === undefined ? {} : { kid: values.kid }) })
+  const jwt = new SignJWT({ role: o.role })
+    .setProtectedHeader({ alg, typ: 'JWT', ...(o.kid === undefined ? {} : { kid: o.kid }) })
     .setIssuedAt(iat)
     .setExpirationTime(exp);
-  if (values.iss !== undefined) jwt.setIssuer(values.iss);
-  if (values.aud !== undefined) jwt.setAudience(values.aud);
-  if (values.sub !== undefined) jwt.setSubject(values.sub);
+  if (o.iss !== undefined) jwt.setIssuer(o.iss);
+  if (o.aud !== undefined) jwt.setAudience(o.aud);
+  if (o.sub !== undefined) jwt.setSubject(o.sub);
   const token = await jwt.sign(key);
-  io.stdout.write(values.json === true ? `${JSON.stringify({ token, exp, alg })}\n` : `${token}\n`);
+  run.io.stdout.write(run.json ? `${JSON.stringify({ token, exp, alg })}\n` : `${token}\n`);
   return EXIT.OK;
 }

@@ -17,7 +17,23 @@ export interface RuntimePolicy {
   readonly 'verification-keys': string;
 }
 
-const hexList = z.array(z.string().regex(/^[0-9a-fA-F]+$/, 'hex digest'));
+/** Hex digits of a digest per algorithm prefix (Keylime's algorithms.Hash). */
+const DIGEST_HEX_CHARS: Readonly<Record<string, number>> = { sha1: 40, sha256: 64, sha384: 96, sha512: 128, sm3_256: 64 };
+/**
+ * A digest: bare hex as Keylime writes it, or prefixed with its algorithm as IMA's ima-ng field and
+ * some generators write it (`sha256:<hex>`); stored as bare lowercase hex.
+ */
+const digest = z
+  .string()
+  .regex(/^(?:(?:sha1|sha256|sha384|sha512|sm3_256):)?[0-9a-fA-F]+$/, 'hex digest (optionally "sha256:<hex>")')
+  // SECURITY: a prefixed digest whose length does not fit its algorithm (truncated, mislabelled) makes
+  // the policy invalid rather than an entry that can never — or wrongly — match (fail closed).
+  .refine((d) => {
+    const i = d.indexOf(':');
+    return i < 0 || DIGEST_HEX_CHARS[d.slice(0, i)] === d.length - i - 1;
+  }, 'digest length does not match its algorithm prefix')
+  .transform((d) => d.slice(d.indexOf(':') + 1).toLowerCase());
+const hexList = z.array(digest);
 const schema = z.object({
   meta: z.object({ version: z.number().int().min(1), generator: z.number().int().optional(), timestamp: z.string().optional() }),
   release: z.number().int().optional(),

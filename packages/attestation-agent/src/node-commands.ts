@@ -1,0 +1,109 @@
+import { randomBytes } from 'node:crypto';
+import { open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { UsageError, type CliIo } from '@keyhold/command-line';
+import { fitReportData, parseResourceUri, TPM_REPORT_DATA_BYTES, type ResourcePath } from '@keyhold/protocol';
+import type { AgentConfig } from './config.js';
+import { collectTpmEvidence } from './evidence/tpm-evidence.js';
+import type { NodeSession } from './node-session.js';
+import { tpm2bPublicToSpkiDer } from './tpm/public-area.js';
+import type { TpmDevice } from './tpm/device.js';
+
+export type SessionOpener = (config: AgentConfig) => Promise<NodeSession>;
+
+/** How `get-resource` prints the secret: raw bytes (keyhold-agent's default) or base64 + newline (kbs-client's). */
+export type SecretEncoding = 'raw' | 'base64';
+
+async function withSession<T>(config: AgentConfig, opener: SessionOpener, fn: (s: NodeSession) => Promise<T>): Promise<T> {
+  const session = await opener(config);
+  try {
+    return await fn(session);
+  } finally {
+    await session.close();
+  }
+}
+
+/**
+ * A resource named the way either CLI takes it — `kbs:///REPO/TYPE/TAG[?version=N]` (the agent's
+ * and ocicrypt's URI), `REPO/TYPE/TAG` or `/REPO/TYPE/TAG` (kbs-client's `--path`) — as a path.
+ */
+export function resourceArgument(text: string): ResourcePath & { version?: number } {
+  const uri = /^kbs:/i.test(text) ? text : `kbs:///${text.replace(/^\/+/, '')}`;
+  try {
+    return parseResourceUri(uri);
+  } catch (err) {
+    throw new UsageError(`${JSON.stringify(text.slice(0, 200))} is not a resource: ${(err as Error).message}`, { hint: 'write REPO/TYPE/TAG or kbs:///REPO/TYPE/TAG[?version=N]' });
+  }
+}
+
+/** `get-resource`: attest, fetch one secret, print it (raw or base64) or write it to a 0600 file. */
+export async function getResource(
+  path: ResourcePath & { version?: number },
+  out: { file: string | undefined; encoding: SecretEncoding },
+  config: AgentConfig,
+  io: CliIo,
+  opener: SessionOpener,
+): Promise<number> {
+  const secret = await withSession(config, opener, (s) => s.client.getResource(path, path.version !== undefined ? { version: path.version } : {}));
+  try {
+    if (out.file !== undefined) {
+      await writeSecretFile(out.file, secret);
+      if (config.json) io.stdout.write(`${JSON.stringify({ written: out.file, bytes: secret.length })}\n`);
+      else io.stderr.write(`keyhold-agent: wrote ${secret.length} bytes to ${out.file}\n`);
+    } else if (out.encoding === 'base64') {
+      io.stdout.write(`${Buffer.from(secret).toString('base64')}\n`);
+    } else {
+      // Zeroed below only once the stream has taken the bytes (it may hold this very buffer until then).
+      await new Promise<void>((resolve, reject) => io.stdout.write(secret, (err) => (err ? reject(err) : resolve())));
+    }
+  } finally {
+    secret.fill(0);
+  }
+  return 0;
+}
+
+/** `token`: attest and print the attestation token. */
+export async function printToken(config: AgentConfig, io: CliIo, opener: SessionOpener): Promise<number> {
+  return withSession(config, opener, async (s) => {
+    const token = await s.client.token();
+    io.stdout.write(config.json ? `${JSON.stringify({ token })}\n` : `${token}\n`);
+    return 0;
+  });
+}
+
+/** `ak`: print the AK public key (base64 DER SPKI; with --json also its name and algorithm). */
+export async function printAk(config: AgentConfig, io: CliIo, opener: SessionOpener): Promise<number> {
+  return withSession(config, opener, async (s) => {
+    const spki = Buffer.from(tpm2bPublicToSpkiDer(s.ak.ak.publicArea)).toString('base64');
+    const info = { ak_public: spki, name: Buffer.from(s.ak.ak.name).toString('hex'), alg: s.ak.ak.alg, created: s.ak.created };
+    io.stdout.write(config.json ? `${JSON.stringify(info)}\n` : `${spki}\n`);
+    return 0;
+  });
+}
+
+/** `evidence --nonce B64`: print TPM evidence JSON whose qualifying data is the nonce. */
+export async function printEvidence(nonceB64: string, config: AgentConfig, io: CliIo, opener: SessionOpener): Promise<number> {
+  if (!/^[A-Za-z0-9+/=_-]+$/.test(nonceB64)) throw new UsageError('--nonce must be base64');
+  const nonce = Buffer.from(nonceB64, 'base64');
+  return withSession(config, opener, async (s) => {
+    const ev = await collectTpmEvidence(s.tpm as TpmDevice, s.ak.ak, fitReportData(nonce, TPM_REPORT_DATA_BYTES));
+    io.stdout.write(`${JSON.stringify(ev, null, config.json ? undefined : 2)}\n`);
+    return 0;
+  });
+}
+
+/** Create FILE with mode 0600 atomically: the secret is never visible half-written or world-readable. */
+async function writeSecretFile(file: string, secret: Uint8Array): Promise<void> {
+  const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(secret);
+    await fh.sync();
+  } catch (err) {
+    await fh.close();
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  await fh.close();
+  await rename(tmp, file);
+}

@@ -1,0 +1,10 @@
+export { EXIT } from './exit-codes.js';
+export type { ExitCode } from './exit-codes.js';
+export { CliError, UsageError } from './errors.js';
+export { runProgram, commandPath, jsonRequested, writeError } from './run-program.js';
+export type { CliIo, ProgramContext, RunProgramOptions } from './run-program.js';
+export { describeFileError } from './file-errors.js';
+export { parseKbsUrl } from './kbs-url.js';
+export { explainConnectionError, speaksTls } from './connection-errors.js';
+export { readCaFile } from './ca-file.js';
+export { Command, Option, InvalidArgumentError } from 'commander';

@@ -213,7 +213,7 @@ beforeAll(async () => {
   expect(ok.code, ok.stderr).toBe(0);
   expect(ok.stdout).toBe(SECRET_A);
   const refused = await agent(tampered, 'tampered', 'get-resource', 'kbs:///a/key/1');
-  expect(refused.code).toBe(1);
+  expect(refused.code).toBe(3); // refused by the KBS (403)
   expect(refused.stderr).toContain('(PolicyDeny)');
 
   browser = await chromium.launchPersistentContext(join(dir, 'chromium-profile'), {

@@ -162,7 +162,7 @@ describe('release into the TPM', () => {
 
   it('a software tee key is refused by tpm-resident-only (403)', async () => {
     const refused = await runNodeCli(AGENT_BIN, ['get-resource', `kbs:///${RESIDENT}`, ...agentArgs()]);
-    expect(refused.code).toBe(1);
+    expect(refused.code).toBe(3); // refused by the KBS (403)
     expect(refused.stdout).toBe('');
     expect(refused.stderr).toContain('POLICY_DENY');
   });

@@ -565,6 +565,19 @@ export function runStateConformance(name: string, options: StateConformanceOptio
         expect(await state.policies.delete(ref)).toBe(true);
         expect((await pick(1).policies.put(ref, doc)).version).toBe(3);
       });
+
+      it('keeps a bounded version history per slot, newest first, seen by every instance', async () => {
+        const id = `hist-${randomBytes(4).toString('hex')}`;
+        const ref = { kind: 'attestation' as const, id };
+        const doc = (status: string) => ({ id, type: 'cel' as const, kind: 'attestation' as const, rules: { status } });
+        await state.policies.put(ref, doc('"affirming"'));
+        await pick(1).policies.put(ref, doc('"warning"'));
+        const history = await pick(2).policies.history?.(ref);
+        expect(history?.map((p) => [p.version, (p.document as { rules: { status: string } }).rules.status])).toEqual([
+          [2, '"warning"'],
+          [1, '"affirming"'],
+        ]);
+      });
     });
 
     it('a delete racing a write of another key holds on sessions, IMA checkpoints and policies too', async () => {

@@ -55,6 +55,13 @@ export class EmbeddedPolicies implements PolicyStore {
     return this.#inner.list();
   }
 
+  /** The slot's recent versions, newest first (the inner store's bounded history). */
+  async history(ref: PolicyRef, limit?: number): Promise<readonly StoredPolicy[]> {
+    if (this.#inner.history !== undefined) return this.#inner.history(ref, limit);
+    const current = await this.#inner.get(ref);
+    return current === undefined ? [] : [current];
+  }
+
   /** Add policies with their versions; occupied slots are skipped. No other writer may run meanwhile. */
   async importPolicies(policies: readonly StoredPolicy[]): Promise<{ imported: number; skipped: number }> {
     const current = await this.#currentSnapshot();

@@ -1,6 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { open, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { writeFileAtomic } from '@keyhold/atomic-file';
 import { UsageError, type CliIo } from '@keyhold/command-line';
 import { fitReportData, parseResourceUri, TPM_REPORT_DATA_BYTES, type ResourcePath } from '@keyhold/protocol';
 import type { AgentConfig } from './config.js';
@@ -94,16 +92,5 @@ export async function printEvidence(nonceB64: string, config: AgentConfig, io: C
 
 /** Create FILE with mode 0600 atomically: the secret is never visible half-written or world-readable. */
 async function writeSecretFile(file: string, secret: Uint8Array): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(secret);
-    await fh.sync();
-  } catch (err) {
-    await fh.close();
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await fh.close();
-  await rename(tmp, file);
+  await writeFileAtomic(file, secret, 0o600);
 }

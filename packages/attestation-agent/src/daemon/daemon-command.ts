@@ -1,9 +1,9 @@
 /**
- * `keyhold-agent run`: the attestation daemon. Opens the TPM and the KBS client once, then runs
- * {@link runDaemon} until SIGINT/SIGTERM (or `opts.signal`), publishing its status to the health
- * endpoint and the status file. On the way out it waits for an attestation in flight (bounded by
- * --timeout-ms; the KBS connections are closed at once), marks the status `stopped`, flushes the
- * TPM's transient handles and closes the client, and releases --node-cert-dir's lock.
+ * `keyhold-agent run`: the attestation daemon. Checks that the TPM can be opened, then runs
+ * {@link runDaemon} until SIGINT/SIGTERM (or `opts.signal`) with a TPM session per cycle, publishing
+ * its status to the health endpoint and the status file. On the way out it cuts the KBS connections
+ * of a cycle in flight, lets that cycle end (its TPM work is bounded), marks the status `stopped`,
+ * flushes the TPM's transient handles and closes the client, and releases --node-cert-dir's lock.
  */
 import { AtomicFileError } from '@keyhold/atomic-file';
 import type { CliIo } from '@keyhold/command-line';
@@ -11,8 +11,8 @@ import type { AgentConfig } from '../config.js';
 import { AgentError } from '../errors.js';
 import type { SessionOpener } from '../node-commands.js';
 import { NodeCertificates } from '../node-cert/node-certificates.js';
-import type { NodeSession } from '../node-session.js';
 import { initialStatus, type AttestationStatus } from './attestation-status.js';
+import { CycleSession } from './cycle-session.js';
 import { daemonConfigFrom, type DaemonFlags } from './daemon-config.js';
 import { startHealthServer, type HealthServer } from './health-server.js';
 import { runDaemon } from './run-daemon.js';
@@ -32,7 +32,7 @@ export async function runAttestationDaemon(flags: DaemonFlags, config: AgentConf
   }
 
   let certs: NodeCertificates | undefined;
-  let session: NodeSession | undefined;
+  let session: CycleSession | undefined;
   let health: HealthServer | undefined;
   let current: AttestationStatus = initialStatus(Date.now());
   try {
@@ -47,9 +47,12 @@ export async function runAttestationDaemon(flags: DaemonFlags, config: AgentConf
       }
     }
     const held = certs;
-    session = await opener(config, held !== undefined ? { additionalEvidence: () => held.additionalEvidence() } : {});
-    const client = session.client;
-    controller.signal.addEventListener('abort', () => client.close(), { once: true });
+    const open = () => opener(config, held !== undefined ? { additionalEvidence: () => held.additionalEvidence() } : {});
+    // Opened once here so that a TPM that cannot be reached at all fails the start (exit 1); then
+    // per cycle (cycle-session.ts).
+    session = new CycleSession(open, await open());
+    const cycles = session;
+    controller.signal.addEventListener('abort', () => cycles.abort(), { once: true });
     if (daemon.healthListen !== undefined) {
       health = await startHealthServer(daemon.healthListen, () => current);
       io.stdout.write(`${health.url}\n`);
@@ -68,7 +71,7 @@ export async function runAttestationDaemon(flags: DaemonFlags, config: AgentConf
     const statusFile = daemon.statusFile;
     await runDaemon({
       intervalMs: daemon.intervalMs,
-      kbs: client,
+      kbs: session,
       certs,
       log,
       signal: controller.signal,
@@ -89,7 +92,7 @@ export async function runAttestationDaemon(flags: DaemonFlags, config: AgentConf
     process.off('SIGTERM', stop);
     opts.signal?.removeEventListener('abort', stop);
     await health?.close();
-    await session?.close();
+    await session?.release();
     await certs?.close();
   }
 }

@@ -42,7 +42,7 @@ function clock(cycles: number) {
 
 /** A KBS stand-in: attestations answer from `script` in turn; certificates are issued by `ca` for bound keys only. */
 function fakeKbs(script: Outcome[], ca: TestCa, now: () => number, certs?: () => NodeCertificates | undefined, certOutcome?: () => Outcome | undefined) {
-  const calls = { attest: 0, forget: 0, csr: 0, bound: [] as string[] };
+  const calls = { attest: 0, forget: 0, csr: 0, release: 0, bound: [] as string[] };
   let bound = '';
   const kbs: DaemonKbs = {
     async attest() {
@@ -56,6 +56,9 @@ function fakeKbs(script: Outcome[], ca: TestCa, now: () => number, certs?: () =>
     },
     forgetToken() {
       calls.forget++;
+    },
+    async release() {
+      calls.release++;
     },
     async requestNodeCertificate(_token, csrPem) {
       calls.csr++;
@@ -97,6 +100,8 @@ describe('keyhold-agent run loop', () => {
       await certs.close();
     }
     expect(calls.attest).toBe(7);
+    // The TPM is let go at the end of every cycle.
+    expect(calls.release).toBe(7);
     expect(c.slept).toEqual(Array(7).fill(10_000));
     expect(lines.filter((l) => l.msg === 'attested')).toHaveLength(7);
     // 90 s certificates (from t=-1 s) renewed once 2/3 have passed (t=59 s): issued at t=0 and t=60 s.

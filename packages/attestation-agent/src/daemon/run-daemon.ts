@@ -37,6 +37,8 @@ export interface DaemonKbs {
   attest(): Promise<string>;
   forgetToken(): void;
   requestNodeCertificate(token: string, csrPem: string): Promise<unknown>;
+  /** Called at the end of every cycle: let go of the TPM until the next one. */
+  release?(): Promise<void>;
 }
 
 /** A structured logger (pino's shape). */
@@ -133,6 +135,16 @@ export async function runDaemon(opts: RunDaemonOptions): Promise<AttestationStat
   };
 
   while (!signal.aborted) {
+    await cycle();
+    if (signal.aborted) break;
+    await pause();
+  }
+  status = onStopped(status, now());
+  await opts.publish(status);
+  return status;
+
+  /** One attestation (and certificate renewal when due); the TPM is released at the end. */
+  async function cycle(): Promise<void> {
     const started = now();
     try {
       let token = await kbs.attest();
@@ -176,9 +188,13 @@ export async function runDaemon(opts: RunDaemonOptions): Promise<AttestationStat
         status = onError(status, now(), reason);
         log.warn({ code, reason, errors: status.consecutiveErrors }, 'attestation failed');
       }
+    } finally {
+      await kbs.release?.().catch((err: unknown) => log.warn(reasonOf(err), 'could not release the TPM'));
     }
-    if (signal.aborted) break;
+  }
 
+  /** Publish when the next attempt is due, and sleep until then (waking at the token's expiry to say so). */
+  async function pause(): Promise<void> {
     const t = now();
     const validUntilMs = status.validUntil !== undefined ? Date.parse(status.validUntil) : undefined;
     const delay = nextAttemptDelayMs({
@@ -203,7 +219,4 @@ export async function runDaemon(opts: RunDaemonOptions): Promise<AttestationStat
       }
     }
   }
-  status = onStopped(status, now());
-  await opts.publish(status);
-  return status;
 }

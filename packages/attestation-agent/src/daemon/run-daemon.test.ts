@@ -202,4 +202,22 @@ describe('keyhold-agent run loop', () => {
     expect(lines.some((l) => l.msg === 'token expired before a new attestation: not attested')).toBe(true);
     expect(lines.filter((l) => l.msg === 'attestation failed').at(-1)?.obj).toMatchObject({ code: 'KBS_UNREACHABLE' });
   });
+
+  it('a restart keeps a certificate that is still fresh for the same key (shown at once, not re-requested)', async () => {
+    const ca = await createTestCa();
+    const dir = join(root, 'restart');
+    for (const expectCsr of [1, 0]) {
+      const certs = await NodeCertificates.open({ dir, deleteKeyOnBan: false });
+      const c = clock(1);
+      const { kbs, calls } = fakeKbs(['ok'], ca, c.now, () => certs);
+      const published: AttestationStatus[] = [];
+      try {
+        await runDaemon({ intervalMs: 10_000, kbs, certs, log: silent, publish: async (s) => void published.push(s), signal: c.signal, now: c.now, sleep: c.sleep, random: () => 0.5 });
+      } finally {
+        await certs.close();
+      }
+      expect(calls.csr).toBe(expectCsr);
+      if (expectCsr === 0) expect(published[0]).toMatchObject({ state: 'starting', certificate: { serial: '01' } });
+    }
+  });
 });

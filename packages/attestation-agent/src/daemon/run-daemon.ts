@@ -15,6 +15,7 @@
  */
 import { decodeJwt } from 'jose';
 import { KbsClientError } from '../kbs-client/errors.js';
+import type { CertificateFacts } from '../node-cert/cert-files.js';
 import type { NodeCertificates } from '../node-cert/node-certificates.js';
 import {
   initialStatus,
@@ -28,6 +29,7 @@ import {
   withNextAttempt,
   type AttestationStatus,
   type AttestedFacts,
+  type CertificateStatus,
 } from './attestation-status.js';
 import { nextAttemptDelayMs } from './retry-schedule.js';
 
@@ -92,6 +94,15 @@ export function attestedFacts(token: string, fallbackExpMs: number): AttestedFac
   return { tokenExpiresAtMs: exp, nodeId: str(annotated['node_id']), spiffeId: str(annotated['spiffe_id']), earStatus: str(cpu0['ear.status']) };
 }
 
+function certificateStatus(facts: CertificateFacts, renewAtMs: number | undefined, spiffeId: string | undefined): CertificateStatus {
+  return {
+    serial: facts.serial,
+    notAfter: new Date(facts.notAfterMs).toISOString(),
+    renewAt: new Date(renewAtMs ?? facts.notAfterMs).toISOString(),
+    ...(spiffeId !== undefined ? { spiffeId } : {}),
+  };
+}
+
 function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
@@ -112,6 +123,11 @@ export async function runDaemon(opts: RunDaemonOptions): Promise<AttestationStat
   const { kbs, certs, log, signal } = opts;
   let status = initialStatus(now());
   let tokenLifetimeMs: number | undefined;
+  // A certificate left by an earlier run for the current key is shown (and renewed when due).
+  const held = certs?.held;
+  if (certs !== undefined && held !== undefined && held.spkiSha256 === certs.key?.spkiSha256) {
+    status = withCertificate(status, now(), certificateStatus(held, certs.renewAtMs(), held.uris.find((u) => u.startsWith('spiffe://'))));
+  }
   await opts.publish(status);
 
   /** The KBS said no: forget the token, remove cert.pem (and the key when banned and asked to), then publish. */
@@ -162,12 +178,7 @@ export async function runDaemon(opts: RunDaemonOptions): Promise<AttestationStat
           // The request's subject is a label only (the KBS sets the certificate's); an EK node id fits a CN.
           const label = facts.nodeId !== undefined && /^[0-9a-f]{64}$/.test(facts.nodeId) ? facts.nodeId : 'keyhold-node';
           const issued = await certs.renew(kbs, token, now(), label);
-          status = withCertificate(status, now(), {
-            serial: issued.facts.serial,
-            notAfter: new Date(issued.facts.notAfterMs).toISOString(),
-            renewAt: new Date(certs.renewAtMs() ?? issued.facts.notAfterMs).toISOString(),
-            ...(issued.spiffeId !== undefined ? { spiffeId: issued.spiffeId } : {}),
-          });
+          status = withCertificate(status, now(), certificateStatus(issued.facts, certs.renewAtMs(), issued.spiffeId));
           log.info({ node: facts.nodeId, serial: issued.facts.serial, notAfter: status.certificate?.notAfter, spiffeId: issued.spiffeId, dir: certs.dir }, 'node certificate issued');
         } catch (err) {
           if (isRefusal(err)) {

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -292,14 +292,16 @@ describe('refusals at /auth', () => {
 });
 
 describe("Trustee's trusted_ak list beside EK identity", () => {
-  it('lets a listed AK through without identity claims when the EK is not trusted, only while trusted_ak is enabled', async () => {
+  it('lets a listed AK through without EK identity claims (an ak: node id only) when the EK is not trusted, only while trusted_ak is enabled', async () => {
     const node = await makeNode({ ek: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey });
     const trustedAk = [Buffer.from(tpmPublicToSpkiDer(parseTpm2bPublic(node.ak.publicArea))).toString('base64')];
     const kbs = await extension();
     const ok = await handshake(kbs, node, { trustedAk });
     expect(ok.challengeExtra).toEqual({});
     expect(ok.appraisal.teeClaims['ek_trust']).toBe('none');
-    expect(ok.appraisal.extra).toBeUndefined();
+    // Identified by the owner-listed AK only: `ak:` + SHA-256 of its DER SPKI, no SPIFFE ID or EK trust claim.
+    const akId = `ak:${createHash('sha256').update(Buffer.from(trustedAk[0]!, 'base64')).digest('hex')}`;
+    expect(ok.appraisal.extra).toEqual({ node_id: akId });
 
     const strict = await extension({ trustedAkList: false });
     const r = await refusal(handshake(strict, node, { trustedAk, trustedAkList: false }));

@@ -82,8 +82,9 @@ export async function recordNodeAttestation(nodes: NodeState, input: RecordAttes
         next.banned = { at, reason: reason ?? verdict.status };
         transitions.push({ type: 'node.banned', reason: next.banned.reason });
       } else if (affirming) {
-        // Recovered: the last verdict was not affirming (e.g. after an unban), or its staleness was announced.
-        const failedBefore = prev?.lastVerdict !== undefined && prev.lastVerdict.status !== 'affirming';
+        // Recovered: the last verdict did not grant a token (it failed, was not affirming, or passed
+        // while the node was banned: then lastAttestedAt is older), or its staleness was announced.
+        const failedBefore = prev?.lastVerdict !== undefined && prev.lastVerdict.at !== prev.lastAttestedAt;
         const staleAnnounced = prev !== undefined && prev.staleNotified !== undefined && prev.staleNotified === staleMarker(prev);
         next.lastAttestedAt = at;
         if (failedBefore || staleAnnounced) transitions.push({ type: 'node.recovered' });

@@ -138,7 +138,17 @@ export class WebhookNotifier {
     let failures = 0;
     while (!signal.aborted) {
       try {
-        cursor ??= (await events.cursor(target.name)) ?? `${this.#startedAtMs}-0`;
+        if (cursor === undefined) {
+          const stored = await events.cursor(target.name);
+          if (stored === undefined) {
+            // A new webhook starts with the events after this notifier started; the position is
+            // stored at once, so events published while every notifier is down are not skipped.
+            cursor = `${this.#startedAtMs}-0`;
+            if (!(await events.advanceCursor(target.name, cursor, fence))) return this.#lost();
+          } else {
+            cursor = stored;
+          }
+        }
         const page = await events.read({ after: cursor, limit: PAGE });
         if (page.length === 0) {
           await events.waitForNew(cursor, this.#o.idleWaitMs ?? 5000, signal);

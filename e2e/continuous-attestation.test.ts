@@ -70,7 +70,7 @@ async function setPcrReference(value: string): Promise<void> {
 }
 
 function spkiSha256(key: KeyObject): string {
-  return createHash('sha256').update(key.export({ format: 'der', type: 'spki' })).digest('hex');
+  return createHash('sha256').update(createPublicKey(key).export({ format: 'der', type: 'spki' })).digest('hex');
 }
 
 /** A PEM CSR for `key` (P-256, self-signed), made with @peculiar/x509 as the agent makes its own. */
@@ -211,6 +211,8 @@ describe('keyhold-agent run: continuous attestation and node certificates', () =
     expect(() => serverChallenge(data, otherCaPem)).toThrow(/no trusted issuer/);
     // The agent id SPIRE assigns by default: the leaf's SHA-1 fingerprint (changes with every certificate).
     expect(defaultAgentId('spire.example', leaf)).toMatch(/^spiffe:\/\/spire\.example\/spire\/agent\/x509pop\/[0-9a-f]{40}$/);
+    // The README's stable agent_path_template "/keyhold/node/tpm/{{ .Subject.CommonName }}" rests on CN = the node id.
+    expect(leaf.subject.split('\n')).toEqual(expect.arrayContaining([`CN=${nodeId}`, 'OU=tpm', 'O=keyhold']));
 
     // The owner's view of the node.
     const view = await nodeStatus();
@@ -309,6 +311,9 @@ describe('keyhold-agent run: continuous attestation and node certificates', () =
     const view = await nodeStatus();
     expect(view.node.state).toBe('active');
     expect((view.node.certificates as { serial: string }[]).map((c) => c.serial.toLowerCase())).toContain(status.certificate.serial);
+    // Subscribers were told of the unban (and of the recovery, when the KBS sends it), signed as before.
+    await expect.poll(() => hooks.deliveries.some((d) => d.headers['keyhold-event-type'] === 'node.unbanned'), { timeout: 20_000 }).toBe(true);
+    for (const d of hooks.deliveries.filter((x) => /^node\.(unbanned|recovered)$/.test(String(x.headers['keyhold-event-type'])))) expect(verifyDelivery(d, hookSecret)).toMatchObject({ node: nodeId });
     const secret = await runNodeCli(AGENT_BIN, ['get-resource', `kbs:///${SECRET_PATH}`, '--url', kbs.url, '--tcti', swtpm.tcti, '--state-dir', join(dir, 'agent-state')]);
     expect(secret.code, secret.stderr).toBe(0);
     expect(secret.stdout).toBe(SECRET);

@@ -49,7 +49,8 @@ export function serverChallenge(data: { certificates: string[] }, trustBundlePem
     if (depth > 8) throw new Error('x509pop: certificate verification failed: chain too long');
     if (roots.some((r) => r.raw.equals(cur.raw)) && depth > 0) break;
     const issuer = pool.find((c) => cur.checkIssued(c) && cur.verify(c.publicKey));
-    if (issuer === undefined) throw new Error('x509pop: certificate verification failed: no trusted issuer');
+    // A self-signed certificate that is not one of the roots ends the chain untrusted.
+    if (issuer === undefined || issuer.raw.equals(cur.raw)) throw new Error('x509pop: certificate verification failed: no trusted issuer');
     if (roots.some((r) => r.raw.equals(issuer.raw))) break;
     cur = issuer;
   }

@@ -60,6 +60,7 @@ function hashArg(text: string | undefined, what: string): string {
 
 /** A node id: the EK hash, or `ak:` + the AK hash; anything else never reaches the URL path. */
 function nodeIdArg(text: string | undefined): string {
+  // SECURITY: the id becomes a segment of the admin URL path; only the two hex forms pass (path injection).
   if (text === undefined || !NODE_ID.test(text)) throw new UsageError("NODE_ID must be 64 hex digits (the EK hash; see 'keyhold ek-hash') or ak: + 64 hex digits");
   return text.toLowerCase();
 }

@@ -58,6 +58,7 @@ beforeAll(async () => {
     ['root', 'admin'],
     ['alice', 'owner-a'],
     ['audrey', 'auditor'],
+    ['tess', 'policy-tester'],
   ] as const) {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     keys[name] = privateKey;
@@ -76,7 +77,7 @@ beforeAll(async () => {
     attestationPolicy: celAttestationPolicy({ engine }),
     resourcePolicy: celResourcePolicy(engine),
     resources: kmsResourceStore(store),
-    adminAuth: configuredAdminAuthorizer({ identities, roles: { ...DEFAULT_ADMIN_ROLES, 'owner-a': ownerA } }),
+    adminAuth: configuredAdminAuthorizer({ identities, roles: { ...DEFAULT_ADMIN_ROLES, 'owner-a': ownerA, 'policy-tester': { rules: [{ methods: ['POST'], path: '/kbs/v0/policy-test' }] } } }),
     logger: pino({ level: 'silent' }),
     maxBodyBytes: 1024 * 1024,
     build: 'test',
@@ -180,13 +181,16 @@ describe('POST /kbs/v0/policy-test', () => {
   it('tests a resource policy against a node record: claims rebuilt from its last verdict, never evidence', async () => {
     const good = 'ab'.repeat(32);
     const banned = `ak:${'cd'.repeat(32)}`;
-    const at = '2026-01-01T00:00:00.000Z';
-    await state.nodes.compareAndSwap(good, 0, { nodeId: good, akName: null, firstSeenAt: at, state: 'active', lastVerdict: { status: 'affirming', policy: 'default@3', at } });
+    const at = new Date().toISOString();
+    await state.nodes.compareAndSwap(good, 0, { nodeId: good, akName: null, firstSeenAt: at, state: 'active', lastAttestedAt: at, lastVerdict: { status: 'affirming', policy: 'default@3', at } });
     await state.nodes.compareAndSwap(banned, 0, { nodeId: banned, akName: null, firstSeenAt: at, state: 'banned', banned: { at, reason: 'pcr07 does not match' }, lastVerdict: { status: 'contraindicated', policy: 'default@3', reason: 'pcr07 does not match', at } });
     const policy = 'ear.status == "affirming" && evidence.node_id == "' + good + '"';
     const ok = await json(await call('POST', '/kbs/v0/policy-test', 'root', { policy, kind: 'resource', node: good, resourcePath: 'a/key/1' }));
     expect(ok).toMatchObject({ allow: true, fromNode: { nodeId: good, state: 'active', verdict: { status: 'affirming', policy: 'default@3' } } });
-    expect(ok.fromNode.claims).toEqual({ submods: { cpu0: { 'ear.status': 'affirming', 'ear.appraisal-policy-id': 'default', 'ear.veraison.annotated-evidence': { node_id: good } } } });
+    expect(ok.fromNode.claims).toEqual({ submods: { cpu0: { 'ear.status': 'affirming', 'ear.appraisal-policy-id': 'default', 'ear.veraison.annotated-evidence': { node_id: good, node_state: 'active', last_attested_age_s: expect.any(Number) } } } });
+    // The freshness claims /resource adds are there too, so freshness rules can be tried.
+    const fresh = await json(await call('POST', '/kbs/v0/policy-test', 'root', { policy: 'evidence.node_state == "active" && evidence.last_attested_age_s < 60', kind: 'resource', node: good, resourcePath: 'a/key/1' }));
+    expect(fresh).toMatchObject({ allow: true });
     const no = await json(await call('POST', '/kbs/v0/policy-test', 'root', { policy: 'ear.status == "affirming"', kind: 'resource', node: banned, resourcePath: 'a/key/1' }));
     expect(no).toMatchObject({ allow: false, fromNode: { state: 'banned', note: expect.stringMatching(/refuses it before any resource policy/) } });
     // Unknown node 404; malformed id, claims and node together, attestation kind: 400.
@@ -201,6 +205,10 @@ describe('POST /kbs/v0/policy-test', () => {
     }
     const att = await call('POST', '/kbs/v0/policy-test', 'root', { policy: { rules: { status: '"affirming"' } }, kind: 'attestation', node: good });
     expect((await json(att)).detail).toMatch(/does not keep per node/);
+    // SECURITY: a role that may test policies but not read nodes gets no node verdicts through a test.
+    const tess = await call('POST', '/kbs/v0/policy-test', 'tess', { policy: 'true', kind: 'resource', node: good, resourcePath: 'a/key/1' });
+    expect(tess.status).toBe(403);
+    expect((await call('POST', '/kbs/v0/policy-test', 'tess', { policy: 'true', kind: 'resource', claims: {}, resourcePath: 'a/key/1' })).status).toBe(200);
     // SECURITY: a repository-limited owner learns nothing about nodes through a test.
     const limited = await call('POST', '/kbs/v0/resource-policy/a/test', 'alice', { policy: 'true', kind: 'resource', node: good, resourcePath: 'a/key/1' });
     expect(limited.status).toBe(403);

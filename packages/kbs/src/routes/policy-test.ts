@@ -13,6 +13,9 @@ import {
 import type { KbsEnv } from '../app-env.js';
 import { KbsError } from '../errors.js';
 import { referencesFor } from '../attestation/cel-attestation-policy.js';
+import { DEFAULT_CONTINUOUS } from '../continuous/continuous-config.js';
+import { withNodeFreshness } from '../continuous/node-freshness.js';
+import { effectiveState } from '../continuous/node-lifecycle.js';
 import { isNodeId } from '../state/node-record.js';
 import type { NodeRecord } from '../state/ports.js';
 import { readJsonBody } from './json-body.js';
@@ -69,12 +72,14 @@ function verifierClaims(claims: Record<string, unknown>): Record<string, unknown
 /**
  * The claims a release request from this node would carry, as far as the KBS knows them: the KBS
  * keeps no token or evidence per node (never tokens or secrets; the record stays small), only the
- * last verdict. So these are EAR claims with that verdict's status and policy and the node's id —
- * enough for resource rules on `ear.status`, the node or the path, not for rules on evidence (PCRs).
+ * last verdict. So these are EAR claims with that verdict's status and policy and the node's id,
+ * plus the freshness claims `/resource` adds from the record (node state, seconds since the last
+ * attestation) — enough for resource rules on `ear.status`, freshness, the node or the path, not
+ * for rules on evidence (PCRs).
  */
-function claimsFromNode(node: NodeRecord): Record<string, unknown> {
+function claimsFromNode(node: NodeRecord, nowMs: number, staleAfterMs: number): Record<string, unknown> {
   const v = node.lastVerdict;
-  return {
+  const ear = {
     submods: {
       cpu0: {
         'ear.status': v?.status ?? 'none',
@@ -83,6 +88,7 @@ function claimsFromNode(node: NodeRecord): Record<string, unknown> {
       },
     },
   };
+  return withNodeFreshness(ear, node, nowMs, staleAfterMs);
 }
 
 interface TestClaims {
@@ -97,22 +103,28 @@ async function claimsOf(c: Context<KbsEnv>, body: PolicyTestRequest, scoped: boo
     return { claims: body.claims };
   }
   if (body.claims !== undefined) throw new KbsError('BAD_REQUEST', 'give "claims" or "node", not both');
-  // SECURITY: node records (verdicts, states) are readable only by roles that may list nodes; a
-  // repository-limited owner must learn nothing about nodes through the test (information disclosure).
-  if (scoped) throw new KbsError('ADMIN_FORBIDDEN', 'this role may not test against node records');
   // SECURITY: only a well-formed node id reaches the state backend (key injection).
   if (!isNodeId(body.node)) throw new KbsError('BAD_REQUEST', 'node must be a node id (64 hex, or ak:<hex>)');
+  // SECURITY: node records (verdicts, states) only for roles that may read them; a
+  // repository-limited owner learns nothing about nodes through a test (information disclosure).
+  if (scoped || c.get('admin')?.allows?.('GET', `/kbs/v0/admin/nodes/${body.node}`) === false) {
+    throw new KbsError('ADMIN_FORBIDDEN', 'this role may not read node records');
+  }
   if (body.kind !== 'resource') {
     throw new KbsError('BAD_REQUEST', 'an attestation policy needs evidence claims, which the KBS does not keep per node; send "claims" (e.g. from a recent attestation token)');
   }
-  const node = await c.get('deps').state.nodes.get(body.node);
+  const deps = c.get('deps');
+  const node = await deps.state.nodes.get(body.node);
   if (node === undefined) throw new KbsError('RESOURCE_NOT_FOUND', 'no record for this node');
-  const claims = claimsFromNode(node);
+  const nowMs = deps.now?.() ?? Date.now();
+  const staleAfterMs = deps.continuous?.settings.staleAfterMs ?? DEFAULT_CONTINUOUS.staleAfterMs;
+  const claims = claimsFromNode(node, nowMs, staleAfterMs);
+  const state = effectiveState(node, nowMs, staleAfterMs);
   const note =
-    node.state === 'banned' || node.state === 'revoked'
-      ? `the node is ${node.state}: the KBS refuses it before any resource policy runs`
-      : 'claims rebuilt from the node record (last verdict status and node id; no evidence is kept per node)';
-  return { claims, fromNode: { nodeId: node.nodeId, state: node.state, ...(node.lastVerdict !== undefined ? { verdict: node.lastVerdict } : {}), claims, note } };
+    state === 'banned' || state === 'revoked'
+      ? `the node is ${state}: the KBS refuses it before any resource policy runs`
+      : 'claims rebuilt from the node record (last verdict status, node id and freshness; no evidence is kept per node)';
+  return { claims, fromNode: { nodeId: node.nodeId, state, ...(node.lastVerdict !== undefined ? { verdict: node.lastVerdict } : {}), claims, note } };
 }
 
 async function runTest(c: Context<KbsEnv>, onlyRepository: string | undefined): Promise<Response> {

@@ -6,6 +6,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { generateKeyPairSync } from 'node:crypto';
+import { importAdminKey } from '../auth/admin-key.js';
+import { decodeUnverifiedJwt } from '../auth/decode-unverified.js';
 import { AdminSession } from '../auth/session.js';
 import { ApiError, AdminApi } from './admin-api.js';
 import { followEvents, parseKbsEvent, type FollowStatus, type KbsEvent } from './follow-events.js';
@@ -23,7 +26,7 @@ afterEach(async () => {
 });
 
 /** Serve `handler` for each request (numbered from 0); returns the console's API pointed at it and the requests seen. */
-async function serve(handler: (n: number, req: IncomingMessage, res: ServerResponse) => void) {
+async function serve(handler: (n: number, req: IncomingMessage, res: ServerResponse) => void, session?: AdminSession) {
   const seen: { url: string; auth: string | undefined }[] = [];
   server = createServer((req, res) => {
     seen.push({ url: req.url ?? '', auth: req.headers.authorization });
@@ -32,7 +35,7 @@ async function serve(handler: (n: number, req: IncomingMessage, res: ServerRespo
   await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   let unauthorized: string | undefined;
-  const api = new AdminApi(AdminSession.withToken(TOKEN, []), (d) => (unauthorized = d), base);
+  const api = new AdminApi(session ?? AdminSession.withToken(TOKEN, []), (d) => (unauthorized = d), base);
   return { api, seen, unauthorized: () => unauthorized };
 }
 
@@ -69,6 +72,27 @@ describe('followEvents', () => {
     expect(seen.map((s) => s.url)).toEqual(['/kbs/v0/admin/events', '/kbs/v0/admin/events?after=2']);
     expect(seen.every((s) => s.auth === `Bearer ${TOKEN}`)).toBe(true);
     expect(f.statuses.filter((s) => s.kind === 'reconnecting').map((s) => (s as { why: string }).why)).toEqual(['the KBS ended the stream']);
+  });
+
+  it("a key session reconnects with a renewed token when the KBS ends the stream at the old token's expiry", async () => {
+    let now = Date.now();
+    const key = await importAdminKey(generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString());
+    const session = AdminSession.withKey(key, { role: 'admin', kid: 'root' }, [], () => now);
+    const { api, seen } = await serve((n, _req, res) => {
+      sse(res);
+      if (n === 0) {
+        // The KBS ends the stream when the token expires (5 minutes for minted tokens).
+        now += 300_000;
+        res.end(frame(ev(1)));
+      } else {
+        res.end(frame(ev(2)));
+      }
+    }, session);
+    const f = follow(api, (es) => es.length === 2);
+    await f.done;
+    expect(seen.map((s) => s.url)).toEqual(['/kbs/v0/admin/events', '/kbs/v0/admin/events?after=1']);
+    const [t1, t2] = seen.map((s) => decodeUnverifiedJwt(s.auth!.replace(/^Bearer /, '')).payload);
+    expect(t2!['exp']).toBe((t1!['exp'] as number) + 300);
   });
 
   it('heartbeats keep a quiet stream open; a silent one is dropped and resumed from the last id', async () => {

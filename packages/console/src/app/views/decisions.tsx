@@ -3,7 +3,8 @@ import { ApiError, type AdminApi } from '../api/admin-api.js';
 import { followEvents, parseKbsEvent, type FollowStatus, type KbsEvent } from '../api/follow-events.js';
 import type { AuditRecordView } from '../audit/verify-chain.js';
 import { Problem } from '../components/problem.js';
-import { repoPath, when } from '../components/format.js';
+import { repoPath, short, when } from '../components/format.js';
+import { ScrollBox } from '../components/scroll-box.js';
 
 interface Decision {
   readonly key: string;
@@ -27,8 +28,13 @@ const FILTERS = [
   { id: 'node.', label: 'node state changes' },
 ] as const;
 
+/** A release or denial names the outcome by its type; attestations carry their EAR status. */
+const OUTCOME: Readonly<Record<string, string>> = { release: 'allow', denial: 'deny' };
+
 function fromEvent(e: KbsEvent): Decision {
-  return { key: `e${e.id}`, at: e.at, type: e.type, subject: e.resource ?? e.node ?? e.repository ?? '', status: e.status ?? '', policy: e.policy ?? '', reason: e.reason ?? '' };
+  // What was released (or refused) to whom: the resource, and the node that asked.
+  const subject = e.resource !== undefined ? `${e.resource}${e.node !== undefined ? ` → ${short(e.node, 20)}` : ''}` : (e.node ?? e.repository ?? '');
+  return { key: `e${e.id}`, at: e.at, type: e.type, subject, status: e.status ?? OUTCOME[e.type] ?? '', policy: e.policy ?? '', reason: e.reason ?? '' };
 }
 
 function fromAudit(r: AuditRecordView): Decision {
@@ -140,7 +146,7 @@ export function DecisionsView({ api, repositories }: { api: AdminApi; repositori
         </p>
       </div>
       {mode.kind === 'failed' && <Problem error={mode.error} what="decisions" />}
-      <div class="table-wrap">
+      <ScrollBox label="Decisions">
         <table data-testid="decisions-table">
           <caption>
             {shown.length} decision{shown.length === 1 ? '' : 's'} (newest first)
@@ -170,7 +176,7 @@ export function DecisionsView({ api, repositories }: { api: AdminApi; repositori
             ))}
           </tbody>
         </table>
-      </div>
+      </ScrollBox>
     </>
   );
 }

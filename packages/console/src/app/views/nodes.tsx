@@ -3,6 +3,7 @@ import { ApiError, type AdminApi } from '../api/admin-api.js';
 import { Loading, Problem } from '../components/problem.js';
 import { useLoad } from '../components/use-load.js';
 import { short, when } from '../components/format.js';
+import { ScrollBox } from '../components/scroll-box.js';
 
 /** A node record as `GET /kbs/v0/admin/nodes` returns it (tolerant of older KBSes' enrolment records). */
 export interface NodeView {
@@ -171,11 +172,11 @@ function NodeDetail({ api, nodeId, may, onClose, onChanged }: { api: AdminApi; n
             <dd>{(node.certificates ?? []).length === 0 ? '—' : (node.certificates ?? []).map((c) => `${short(c.serial, 16)} until ${when(c.notAfter)}`).join('; ')}</dd>
           </dl>
           {stateOf(node) === 'banned' && canUnban && (
-            <button type="button" class="danger" onClick={() => setConfirming(true)}>
+            <button type="button" class="danger spaced" onClick={() => setConfirming(true)}>
               Unban…
             </button>
           )}
-          <div class="table-wrap">
+          <ScrollBox label="Attestation history">
             <table data-testid="node-history">
               <caption>Attestation history (newest first)</caption>
               <thead>
@@ -201,7 +202,7 @@ function NodeDetail({ api, nodeId, may, onClose, onChanged }: { api: AdminApi; n
                 ))}
               </tbody>
             </table>
-          </div>
+          </ScrollBox>
           {confirming && (
             <UnbanDialog
               api={api}
@@ -270,7 +271,7 @@ export function NodesView({ api }: { api: AdminApi }) {
         </p>
       )}
       {first !== undefined && (
-        <div class="table-wrap">
+        <ScrollBox label="Nodes">
           <table data-testid="nodes-table">
             <caption>
               {rows.length === 0 ? 'No nodes recorded' : `${rows.length} node${rows.length === 1 ? '' : 's'}`}
@@ -293,7 +294,7 @@ export function NodesView({ api }: { api: AdminApi }) {
               {rows.map((n) => (
                 <tr key={n.nodeId}>
                   <th scope="row">
-                    <button type="button" class="link" onClick={() => setSelected(n.nodeId)} aria-label={`Details of node ${n.nodeId}`}>
+                    <button type="button" class="link" onClick={() => setSelected(n.nodeId)} aria-label={`${short(n.nodeId)}: details of node ${n.nodeId}`}>
                       <code>{short(n.nodeId)}</code>
                     </button>
                   </th>
@@ -304,13 +305,13 @@ export function NodesView({ api }: { api: AdminApi }) {
                   <td>{when(n.lastVerdict?.at ?? n.lastAttestedAt ?? n.enrolledAt)}</td>
                   <td class="wrap">{failingReason(n)}</td>
                   <td>{n.ekTrust ?? '—'}</td>
-                  <td class="wrap">{n.spiffeId ?? '—'}</td>
+                  <td>{n.spiffeId !== undefined ? <span title={n.spiffeId}>{short(n.spiffeId, 44)}</span> : '—'}</td>
                   <td>{when(certExpiry(n))}</td>
                 </tr>
               ))}
             </tbody>
           </table>
-        </div>
+        </ScrollBox>
       )}
       {next !== undefined && (
         <button type="button" class="secondary" onClick={() => void loadMore()}>

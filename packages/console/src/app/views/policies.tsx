@@ -5,6 +5,7 @@ import { diffLines } from '../policy/line-diff.js';
 import { Loading, Problem } from '../components/problem.js';
 import { useLoad } from '../components/use-load.js';
 import { repoPath, short, when } from '../components/format.js';
+import { ScrollBox } from '../components/scroll-box.js';
 
 interface Slot {
   readonly kind: 'attestation' | 'resource';
@@ -217,7 +218,7 @@ function PolicyTest({ api, slot, document, repositories }: { api: AdminApi; slot
                 </option>
               ))}
             </select>
-            <p class="hint">The KBS rebuilds the claims from the node's record: its last verdict's status and its node id. It keeps no evidence or tokens per node, so rules on PCRs or other evidence need pasted claims.</p>
+            <p class="hint">The KBS rebuilds the claims from the node's record: its last verdict's status, its node id and its freshness (state, seconds since its last attestation). It keeps no evidence or tokens per node, so rules on PCRs or other evidence need pasted claims.</p>
           </>
         ) : (
           <>
@@ -303,7 +304,7 @@ export function PoliciesView({ api, repositories }: { api: AdminApi; repositorie
             {selected !== undefined && versions.state === 'error' && <Problem error={versions.error} what="the policy's versions" />}
             {selected !== undefined && versions.state === 'ok' && (
               <>
-                <div class="table-wrap">
+                <ScrollBox label="Policy versions">
                   <table data-testid="versions-table">
                     <caption>
                       Versions of {selected.label} (newest first{list.length === 0 ? '; none stored: the built-in policy applies' : ''})
@@ -325,7 +326,7 @@ export function PoliciesView({ api, repositories }: { api: AdminApi; repositorie
                       ))}
                     </tbody>
                   </table>
-                </div>
+                </ScrollBox>
                 {list.length > 0 && (
                   <div class="toolbar">
                     <label for="diff-from">Compare version</label>

@@ -28,6 +28,7 @@ import { readWebhookSecret } from './notify/notify-config.js';
 import { WebhookNotifier, type WebhookTarget } from './notify/webhook-notifier.js';
 import { openNodeCaProvider } from './node-ca/node-ca-provider.js';
 import { StaleSweeper } from './continuous/stale-sweeper.js';
+import { NodeRecordCache } from './continuous/record-attestation.js';
 import type { ContinuousDeps } from './continuous/continuous-deps.js';
 
 export const BUILD = 'keyhold-kbs 0.1.0';
@@ -190,5 +191,5 @@ async function startContinuous(
   const notifier = new WebhookNotifier({ state: o.state, targets, holder, logger: o.logger, ...(o.metrics !== undefined ? { metrics: o.metrics } : {}) });
   notifier.start();
   o.closers.push(() => notifier.stop());
-  return { settings: config.continuous, trustDomain, events, nodeCa };
+  return { settings: config.continuous, trustDomain, events, nodeCa, nodeCache: new NodeRecordCache() };
 }

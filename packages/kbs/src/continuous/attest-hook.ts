@@ -27,7 +27,7 @@ function spiffeOf(c: Context<KbsEnv>, nodeId: string): string | undefined {
 async function record(c: Context<KbsEnv>, nodeId: string, outcome: AttestationOutcome, tee: string): Promise<RecordedAttestation> {
   const deps = c.get('deps');
   const settings = settingsOf(c);
-  const recorded = await recordNodeAttestation(deps.state.nodes, { nodeId, outcome, now: new Date(deps.now?.() ?? Date.now()), banOnFailure: settings.banOnFailure });
+  const recorded = await recordNodeAttestation(deps.state.nodes, { nodeId, outcome, now: new Date(deps.now?.() ?? Date.now()), banOnFailure: settings.banOnFailure }, deps.continuous?.nodeCache);
   const spiffeId = spiffeOf(c, nodeId);
   const base = { node: nodeId, tee, ...(spiffeId !== undefined ? { spiffeId } : {}) };
   emitEvent(c, {

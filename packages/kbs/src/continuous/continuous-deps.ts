@@ -1,6 +1,7 @@
 import type { EventPublisher } from '../notify/event-publisher.js';
 import type { NodeCaProvider } from '../node-ca/node-ca-provider.js';
 import type { ContinuousSettings } from './continuous-config.js';
+import type { NodeRecordCache } from './record-attestation.js';
 
 /**
  * What continuous attestation (issue 13) adds to the KBS's dependencies: the `[continuous]`
@@ -13,6 +14,8 @@ export interface ContinuousDeps {
   readonly trustDomain: string;
   readonly events?: EventPublisher;
   readonly nodeCa?: NodeCaProvider;
+  /** Expected-version hints for the per-attestation compare-and-swap (see NodeRecordCache). */
+  readonly nodeCache?: NodeRecordCache;
   /** Heartbeat of the admin event stream (default 15 s; tests shorten it). */
   readonly sseHeartbeatMs?: number;
 }

@@ -117,6 +117,21 @@ describe('bans', () => {
     for (const bad of ['ak:zz', 'ak:' + 'a'.repeat(63), 'ak:' + 'a'.repeat(65), 'AK:x', 'node']) expect((await adminCall(kbs, 'POST', `/kbs/v0/admin/nodes/${bad}/unban`)).status, bad).toBe(400);
   });
 
+  it('a ban written by another replica wins over this replica\'s cached record (the swap fails, the record is read again)', async () => {
+    kbs = await testKbs();
+    const node = await trustedAkNode(kbs);
+    expect((await attest(kbs, node)).status).toBe(200);
+    expect(kbs.deps.continuous!.nodeCache!.get(node.nodeId)?.version).toBe(1);
+    const cur = (await kbs.state.nodes.get(node.nodeId))!;
+    const { version, ...rest } = cur;
+    await kbs.state.nodes.compareAndSwap(node.nodeId, version, { ...rest, state: 'banned', banned: { at: new Date().toISOString(), reason: 'banned elsewhere' } });
+    const r = await attest(kbs, node);
+    expect({ status: r.status, type: r.type }).toEqual({ status: 403, type: 'NodeBanned' });
+    expect(r.detail).toMatch(/banned elsewhere/);
+    expect(await kbs.state.nodes.get(node.nodeId)).toMatchObject({ state: 'banned', version: 3, lastVerdict: { status: 'affirming' } });
+    expect((await events(kbs)).filter((e) => e.type === 'node.banned')).toEqual([]);
+  });
+
   it('evidence refused after the node was identified bans it too (e.g. a required event log withheld)', async () => {
     kbs = await testKbs({ extensions: [new MeasuredBootExtension({ requireEventLog: true, allowSha1: false })] });
     const node = await trustedAkNode(kbs);

@@ -3,7 +3,8 @@ import { spiffeIdOf } from '../attestation/tpm/identity-extension.js';
 
 /**
  * The node id of a node trusted only through the owner's `trusted_ak` list (no EK proven):
- * `ak:` + hex SHA-256 of the AK's DER SubjectPublicKeyInfo (what the verified quote carries).
+ * `ak:` + hex SHA-256 of the AK's DER SubjectPublicKeyInfo as listed (the quote's `ak_public`
+ * must equal a `trusted_ak` value byte for byte, so the id is the hash of the listed bytes).
  * Nodes that proved an EK are identified by the EK hash (64 hex) instead.
  */
 export function akNodeId(akSpkiDer: Uint8Array): string {

@@ -8,7 +8,6 @@ import { SignJWT } from 'jose';
 import { pino } from 'pino';
 import { fitReportData, runtimeDataDigest, type TeePubkey } from '@keyhold/protocol';
 import { collectTpmEvidence, createSoftwareTpm, generateTeeKeyPair, loadOrCreateAk, type TpmDevice, type TpmKey } from '@keyhold/attestation-agent';
-import { canonicalSpkiDer } from '@keyhold/verifier';
 import { configuredAdminAuthorizer } from '../admin/configured-authorizer.js';
 import type { AdminRoleConfig } from '../admin-auth/acl.js';
 import { DEFAULT_ADMIN_ROLES } from '../admin-auth/acl.js';
@@ -27,6 +26,7 @@ import type { KbsState } from '../state/ports.js';
 import { EarSigner } from '../token/ear-signer.js';
 import { DEFAULT_CONTINUOUS, type ContinuousSettings } from './continuous-config.js';
 import { akNodeId } from './node-identity.js';
+import { NodeRecordCache } from './record-attestation.js';
 
 export const SECRET_TEXT = 'continuous-test-secret-value';
 
@@ -100,6 +100,7 @@ export async function testKbs(o: TestKbsOptions = {}): Promise<TestKbs> {
       settings,
       trustDomain,
       events,
+      nodeCache: new NodeRecordCache(),
       nodeCa: await openNodeCaProvider({ config: { files: undefined, ttlMs: 3600_000 }, state: state.nodeCa, signingKey, trustDomain }),
       ...(o.sseHeartbeatMs !== undefined ? { sseHeartbeatMs: o.sseHeartbeatMs } : {}),
     },
@@ -143,7 +144,7 @@ export async function trustedAkNode(kbs: Pick<TestKbs, 'state'>): Promise<Softwa
   const ev = await collectTpmEvidence(tpm, ak, new Uint8Array(32));
   const listed = (await kbs.state.referenceValues.snapshot()).get(TRUSTED_AK_REFERENCE) ?? [];
   await kbs.state.referenceValues.set({ [TRUSTED_AK_REFERENCE]: [...listed, ev.ak_public] });
-  return { tpm, ak, akPublic: ev.ak_public, nodeId: akNodeId(canonicalSpkiDer(new Uint8Array(Buffer.from(ev.ak_public, 'base64')))) };
+  return { tpm, ak, akPublic: ev.ak_public, nodeId: akNodeId(new Uint8Array(Buffer.from(ev.ak_public, 'base64'))) };
 }
 
 export interface FlowResult {

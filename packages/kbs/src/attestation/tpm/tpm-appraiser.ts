@@ -1,5 +1,5 @@
 import { fitReportData, tpmInitDataDigest, TPM_REPORT_DATA_BYTES } from '@keyhold/protocol';
-import { appraiseTpmEvidence, canonicalSpkiDer, type TpmAppraisal } from '@keyhold/verifier';
+import { appraiseTpmEvidence, type TpmAppraisal } from '@keyhold/verifier';
 import { akNodeId } from '../../continuous/node-identity.js';
 import { KbsError } from '../../errors.js';
 import { AR4SI, type TrustworthinessVector } from '../../token/ear-claims.js';
@@ -101,13 +101,9 @@ export class TpmAppraiser implements TeeAppraiser {
     // further (costlier) appraisal of what the untrusted node sent.
     if (!listed && !ekBound) throw new KbsError('ATTESTATION_FAILED', 'AK is not trusted (not in trusted_ak and not bound to a trusted EK)');
     // The node is identified from here on: by its EK (identity extension) or by the owner-listed AK.
-    if (!ekBound) {
-      try {
-        extra[NODE_ID] = akNodeId(canonicalSpkiDer(new Uint8Array(Buffer.from(claims.ak_public, 'base64'))));
-      } catch (err) {
-        throw asAttestationFailure(err);
-      }
-    }
+    // The AK's DER bytes equal an owner-listed value byte for byte (isListed), so hashing them as
+    // sent is stable (no re-encoding: importing the key costs a millisecond per attestation).
+    if (!ekBound) extra[NODE_ID] = akNodeId(new Uint8Array(Buffer.from(claims.ak_public, 'base64')));
     if (typeof extra[NODE_ID] === 'string') input.identified?.({ nodeId: extra[NODE_ID] });
     for (const ext of extensions) if (ext.establishesIdentity !== true) await runExtension(ext);
     mergeVector(vector, { 'instance-identity': AR4SI.TRUSTED_INSTANCE });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSoftwareTpm, IdentityContributor, loadOrCreateAk, TpmAttester, type TpmDevice, type TpmKey } from '@keyhold/attestation-agent';
 import { ekHash, parseTpm2bPublic, tpmPublicToSpkiDer } from '@keyhold/verifier';
 import { KbsError } from '../../errors.js';
-import { revokeNode } from '../../identity/node-records.js';
+import { revokeNode, unbanNode } from '../../identity/node-records.js';
 import { newSession } from '../../session/new-session.js';
 import { openMemoryState } from '../../state/index.js';
 import type { KbsState } from '../../state/ports.js';
@@ -288,6 +288,20 @@ describe('refusals at /auth', () => {
     await kbs.state.ekAllowlist.add(fresh.ekHash);
     const r = await refusal(handshake(kbs, fresh, { between: async () => void (await revokeNode(kbs.state.nodes, fresh.ekHash, new Date())) }));
     expect(r.code).toBe('NODE_REVOKED');
+  });
+
+  it('refuses a banned node at /auth with NODE_BANNED naming the reason (issue 13), and again after the owner lifts the ban it passes', async () => {
+    const node = await makeNode();
+    const kbs = await extension();
+    await kbs.state.ekAllowlist.add(node.ekHash);
+    await handshake(kbs, node);
+    const cur = (await kbs.state.nodes.get(node.ekHash))!;
+    const { version, ...rest } = cur;
+    await kbs.state.nodes.compareAndSwap(node.ekHash, version, { ...rest, state: 'banned', banned: { at: new Date().toISOString(), reason: 'pcr07 does not match the reference value tpm_pcr07' } });
+    const r = await refusal(handshake(kbs, node));
+    expect(r).toEqual({ code: 'NODE_BANNED', message: 'this node is banned until the owner lifts the ban: pcr07 does not match the reference value tpm_pcr07' });
+    expect((await unbanNode(kbs.state.nodes, node.ekHash))?.changed).toBe(true);
+    await handshake(kbs, node);
   });
 });
 

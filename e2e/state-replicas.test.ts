@@ -85,6 +85,10 @@ beforeAll(async () => {
     'auth_burst = 100000',
     'admin_per_sec = 100000',
     'admin_burst = 100000',
+    // A contraindicated appraisal here yields a token and a 403 at release (Trustee's behaviour);
+    // bans across replicas are e2e/continuous-replicas.test.ts's subject.
+    '[continuous]',
+    'ban_on_failure = false',
     '',
   ].join('\n');
   for (let i = 0; i < 3; i++) replicas.push(await startReplica(i));
@@ -149,7 +153,8 @@ describe('any request of a flow on any replica', () => {
     expect((again.auth.json as { 'extra-params': unknown })['extra-params']).toBe('');
     expect(ev(again.token!)['tpm']['credential_activation']).toBe('enrolled');
     const nodes = (await http(`${url(1)}/kbs/v0/admin/nodes`, { headers: adminHeaders })).json as { nodes: { nodeId: string; state: string }[] };
-    expect(nodes.nodes).toEqual([expect.objectContaining({ nodeId: idNode.ekHash, state: 'active' })]);
+    // EK-identified nodes (the `trusted_ak` node has an `ak:` record of its own since issue 13).
+    expect(nodes.nodes.filter((n) => !n.nodeId.startsWith('ak:'))).toEqual([expect.objectContaining({ nodeId: idNode.ekHash, state: 'active' })]);
   });
 
   it('the real keyhold-agent on swtpm enrols by credential activation and gets the secret through the balancer', async () => {

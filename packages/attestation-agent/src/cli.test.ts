@@ -191,3 +191,21 @@ describe('keyhold-agent --cert-file (https KBS)', () => {
     expect(r.err).toMatch(/KBS_UNREACHABLE: the KBS certificate at 127\.0\.0\.1:\d+ is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\)\n {2}hint: .*--cert-file/);
   });
 });
+
+describe('keyhold-agent run (flags; the daemon itself runs in e2e/continuous-attestation)', () => {
+  it('refuses bad daemon flags with exit 2 before opening the TPM', async () => {
+    for (const [argv, re] of [
+      [['run', '--interval', '60'], /--interval must be a duration/],
+      [['run', '--interval', '100ms'], /--interval must be a duration/],
+      [['run', '--delete-key-on-ban'], /--delete-key-on-ban needs --node-cert-dir/],
+      [['run', '--health-listen', '0.0.0.0:9464'], /loopback/],
+      [['run', '--log-level', 'loud'], /--log-level/],
+    ] as const) {
+      const r = await agent([...argv]);
+      expect(r.code, r.err).toBe(2);
+      expect(r.err).toMatch(re);
+      expect(r.calls).toHaveLength(0);
+    }
+    expect((await agent(['run', '--help'])).out.toString()).toMatch(/--node-cert-dir[\s\S]*--health-listen/);
+  });
+});

@@ -97,6 +97,23 @@ function buildProgram(ctx: ProgramContext, env: NodeJS.ProcessEnv, opts: AgentCl
       }),
     );
 
+  program
+    .command('run')
+    .description('attestation daemon: re-attest on an interval, keep a fresh token and (with --node-cert-dir) a node certificate for SPIRE x509pop')
+    .option('--interval <duration>', 'time between attestations, jittered ±10% (e.g. 60s, 5m; default 60s)')
+    .option('--node-cert-dir <dir>', 'keep key.pem (0600), cert.pem and bundle.pem here: the node key is bound into each attestation and certified by the KBS; renewed at 2/3 of the lifetime')
+    .option('--delete-key-on-ban', 'delete key.pem when the KBS answers NodeBanned/NodeRevoked (cert.pem is removed on any refusal)')
+    .option('--status-file <file>', 'write the status JSON here (atomically) on every change')
+    .option('--health-listen <addr>', 'serve GET /health on this loopback HOST:PORT: 200 while attested, 503 otherwise (port 0: any; the URL is printed on stdout)')
+    .option('--log-level <level>', 'fatal, error, warn, info (default), debug, trace or silent; logs go to stderr (JSON, or pretty on a terminal)')
+    .addHelpText('after', '\nRuns until SIGINT/SIGTERM, then exits 0. One log line per attestation. On a 401/403 from the KBS the node is at once not attested,\nits token is dropped and cert.pem removed; NodeBanned/NodeRevoked stop renewals. Errors without an answer back off exponentially (capped).')
+    .action(
+      ctx.action(async (o: { interval?: string; nodeCertDir?: string; deleteKeyOnBan?: boolean; statusFile?: string; healthListen?: string; logLevel?: string }, cmd: Command) => {
+        const { runAttestationDaemon } = await import('./daemon/daemon-command.js');
+        return runAttestationDaemon(o, await config(cmd), io, await opener());
+      }),
+    );
+
   const image = program.command('image').description('encrypted container images');
   image
     .command('decrypt')

@@ -30,7 +30,11 @@ export type AgentErrorCode =
   /** The sealed JWE cache (`--cache-dir`) has no usable entry or cannot be written. */
   | 'CACHE_FAILED'
   /** The confidential-VM platform (Azure IMDS) did not provide the VCEK or TD quote. */
-  | 'CVM_PLATFORM_UNAVAILABLE';
+  | 'CVM_PLATFORM_UNAVAILABLE'
+  /** The node-certificate directory, key or certificate files cannot be used (`run --node-cert-dir`). */
+  | 'NODE_CERT_FILES'
+  /** The KBS answered the node-certificate request with something that is not the certificate asked for. */
+  | 'NODE_CERT_INVALID';
 
 export class AgentError extends Error {
   override readonly name: string = 'AgentError';

@@ -11,7 +11,7 @@ export type { AgentErrorCode } from './errors.js';
 export { agentConfigFrom } from './config.js';
 export type { AgentConfig } from './config.js';
 export { openNodeSession, readInitData } from './node-session.js';
-export type { NodeSession } from './node-session.js';
+export type { NodeSession, NodeSessionOptions } from './node-session.js';
 export { runAgentCli } from './cli.js';
 export { BootLogContributor, readBounded, DEFAULT_EVENT_LOG_FILE, DEFAULT_IMA_LOG_FILE, MAX_EVENT_LOG_BYTES, MAX_IMA_LOG_BYTES } from './attester/boot-log-contributor.js';
 export type { BootLogContributorOptions } from './attester/boot-log-contributor.js';

@@ -3,11 +3,11 @@ import { UsageError, type CliIo } from '@keyhold/command-line';
 import { fitReportData, parseResourceUri, TPM_REPORT_DATA_BYTES, type ResourcePath } from '@keyhold/protocol';
 import type { AgentConfig } from './config.js';
 import { collectTpmEvidence } from './evidence/tpm-evidence.js';
-import type { NodeSession } from './node-session.js';
+import type { NodeSession, NodeSessionOptions } from './node-session.js';
 import { tpm2bPublicToSpkiDer } from './tpm/public-area.js';
 import type { TpmDevice } from './tpm/device.js';
 
-export type SessionOpener = (config: AgentConfig) => Promise<NodeSession>;
+export type SessionOpener = (config: AgentConfig, opts?: Pick<NodeSessionOptions, 'additionalEvidence'>) => Promise<NodeSession>;
 
 /** How `get-resource` prints the secret: raw bytes (keyhold-agent's default) or base64 + newline (kbs-client's). */
 export type SecretEncoding = 'raw' | 'base64';

@@ -43,8 +43,16 @@ export async function readInitData(file: string): Promise<{ wire: InitData; pars
   }
 }
 
+/** What a command may add to the session it opens. */
+export interface NodeSessionOptions {
+  /** An open TPM to use instead of the config's TCTI (tests). */
+  tpm?: TpmDevice;
+  /** Trustee `additional_evidence` bound into each attestation (`run --node-cert-dir`: the node-key binding). */
+  additionalEvidence?: () => string;
+}
+
 /** Open the TPM named by the config, load the AK, bind init-data, and build the KBS client. */
-export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevice } = {}): Promise<NodeSession> {
+export async function openNodeSession(config: AgentConfig, opts: NodeSessionOptions = {}): Promise<NodeSession> {
   const tpm = opts.tpm ?? (await openTpmDevice({ tcti: config.tcti }));
   let ak: LoadedAk | undefined;
   let identity: IdentityContributor | undefined;
@@ -83,6 +91,7 @@ export async function openNodeSession(config: AgentConfig, opts: { tpm?: TpmDevi
       ...(cache !== undefined ? { cache } : {}),
       timeoutMs: config.timeoutMs,
       ...(initData !== undefined ? { initData: initData.wire } : {}),
+      ...(opts.additionalEvidence !== undefined ? { additionalEvidence: opts.additionalEvidence } : {}),
     });
     const loaded = ak;
     return {

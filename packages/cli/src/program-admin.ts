@@ -131,8 +131,8 @@ export function defineAdminCommands(program: Command, ctx: ProgramContext, run: 
 
   const node = program
     .command('node')
-    .description('EK allowlist and enrolled nodes of a KBS')
-    .addHelpText('after', "\nEK_HASH / NODE_ID: hex SHA-256 of the EK's DER SPKI (see 'keyhold ek-hash').");
+    .description('EK allowlist, enrolled nodes and continuous attestation (state, bans) of a KBS')
+    .addHelpText('after', "\nEK_HASH: hex SHA-256 of the EK's DER SPKI (see 'keyhold ek-hash'). NODE_ID: the EK hash, or ak: + hex SHA-256 of the AK's SPKI for nodes trusted by their AK only.");
   const nodeMod = () => import('./commands/node.js');
   node
     .command('allow')
@@ -149,17 +149,28 @@ export function defineAdminCommands(program: Command, ctx: ProgramContext, run: 
   node
     .command('revoke')
     .description('revoke an enrolled node: nothing is released to it afterwards')
-    .argument('<nodeId>', '64 hex digits')
+    .argument('<nodeId>', '64 hex digits, or ak: + 64 hex digits')
     .action(ctx.action(async (id: string) => (await nodeMod()).revokeNode(id, run)));
   node
     .command('remove')
     .description("delete a node's enrolment (it must activate again; lifts a revocation)")
-    .argument('<nodeId>', '64 hex digits')
+    .argument('<nodeId>', '64 hex digits, or ak: + 64 hex digits')
     .action(ctx.action(async (id: string) => (await nodeMod()).removeNode(id, run)));
   node
     .command('list')
-    .description('enrolled nodes and allowlisted EKs')
+    .description('enrolled nodes and allowlisted EKs (every page)')
     .action(ctx.action(async () => (await nodeMod()).listNodes(run)));
+  node
+    .command('status')
+    .description('continuous attestation: every node (state, last verdict and when, reason, SPIFFE ID, certificate expiry), or one node with its history')
+    .argument('[nodeId]', '64 hex digits, or ak: + 64 hex digits')
+    .option('--state <state>', 'only nodes in this state: active, stale, banned or revoked')
+    .action(ctx.action(async (id: string | undefined, o: { state?: string }) => (await nodeMod()).nodeStatus(id, o, run)));
+  node
+    .command('unban')
+    .description('clear a ban (after a failed appraisal): the node may attest and be released to again; audited')
+    .argument('<nodeId>', '64 hex digits, or ak: + 64 hex digits')
+    .action(ctx.action(async (id: string) => (await nodeMod()).unbanNode(id, run)));
 
   program
     .command('audit')

@@ -7,6 +7,7 @@ import type { AttestationPolicy } from './attestation/attestation-policy.js';
 import type { EarSigner } from './token/ear-signer.js';
 import type { KbsState } from './state/ports.js';
 import type { OwnerServices } from './owners/owner-services.js';
+import type { ContinuousDeps } from './continuous/continuous-deps.js';
 
 /** Counters the routes bump; the metrics adapter decides how they are exported. */
 export interface KbsMetrics {
@@ -35,6 +36,12 @@ export interface KbsDeps {
   metrics?: KbsMetrics;
   /** Workload-owner services: CEL policy admin, audit trail, rate limits, Prometheus metrics (issue 5). */
   owners?: OwnerServices;
+  /**
+   * Continuous attestation (issue 13): `[continuous]` settings, events, the node CA. Without it,
+   * node records are still kept, but nothing is banned, no event is emitted and no node
+   * certificate is issued (in-process apps and tests that do not need them).
+   */
+  continuous?: ContinuousDeps;
   now?: () => number;
 }
 

@@ -16,7 +16,6 @@ import {
   handleAddEkCa,
   handleListEkAllowlist,
   handleListEkCa,
-  handleListNodes,
   handleRemoveEkAllowlist,
   handleRemoveEkCa,
   handleRemoveNode,
@@ -25,6 +24,9 @@ import {
 import { adminMiddleware } from './admin/admin-middleware.js';
 import { ownerMiddleware } from './owners/owner-middleware.js';
 import { registerOwnerRoutes } from './routes/owner-routes.js';
+import { handleGetNode, handleListNodes, handleUnbanNode } from './routes/admin-nodes.js';
+import { handleAdminEvents, handleRepositoryEvents } from './routes/admin-events.js';
+import { handleGetNodeCa, handleNodeCertificate } from './routes/node-certificate.js';
 
 const RESOURCE = '/kbs/v0/resource/:repository/:type/:tag';
 
@@ -74,11 +76,18 @@ export function createApp(deps: KbsDeps): Hono<KbsEnv> {
   app.get('/kbs/v0/admin/ek-allowlist', admin, handleListEkAllowlist);
   app.delete('/kbs/v0/admin/ek-allowlist/:ekHash', admin, handleRemoveEkAllowlist);
   app.get('/kbs/v0/admin/nodes', admin, handleListNodes);
+  app.get('/kbs/v0/admin/nodes/:nodeId', admin, handleGetNode);
+  app.post('/kbs/v0/admin/nodes/:nodeId/unban', admin, handleUnbanNode);
   app.post('/kbs/v0/admin/nodes/:nodeId/revoke', admin, handleRevokeNode);
   app.delete('/kbs/v0/admin/nodes/:nodeId', admin, handleRemoveNode);
   app.post('/kbs/v0/admin/ek-ca', admin, handleAddEkCa);
   app.get('/kbs/v0/admin/ek-ca', admin, handleListEkCa);
   app.delete('/kbs/v0/admin/ek-ca/:sha256', admin, handleRemoveEkCa);
+  // Continuous attestation (issue 13): the event stream, node certificates for SPIRE x509pop.
+  app.get('/kbs/v0/admin/events', admin, handleAdminEvents);
+  app.get('/kbs/v0/resources/:repository/events', admin, handleRepositoryEvents);
+  app.get('/kbs/v0/node-ca', handleGetNodeCa);
+  app.post('/kbs/v0/node-certificate', handleNodeCertificate);
   registerOwnerRoutes(app, admin);
 
   app.notFound((c) => c.json(errorInformation('InvalidRequestPath', `no endpoint ${c.req.method} ${c.req.path.slice(0, 200)}`), 404));

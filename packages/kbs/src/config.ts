@@ -8,6 +8,9 @@ import { OWNER_CONFIG_FIELDS, ownerConfigFrom, type OwnerConfig } from './owners
 import { STATE_CONFIG_FIELDS, stateConfigFrom, type StateConfig } from './state-wiring/state-config.js';
 import { CVM_CONFIG_SCHEMA, cvmConfigFrom, type CvmConfig } from './attestation/az-vtpm/cvm-config.js';
 import { formatConfigIssue, formatTomlSyntaxError } from './config-location.js';
+import { CONTINUOUS_CONFIG_FIELDS, continuousConfigFrom, type ContinuousSettings } from './continuous/continuous-config.js';
+import { NOTIFY_CONFIG_FIELDS, notifyConfigFrom, type WebhookConfig } from './notify/notify-config.js';
+import { NODE_CA_CONFIG_FIELDS, nodeCaConfigFrom, type NodeCaConfig } from './node-ca/node-ca-config.js';
 
 /** Secret storage backend settings (see the README's "Storage backends"). */
 const StorageSchema = z.discriminatedUnion('backend', [
@@ -91,6 +94,10 @@ const FileSchema = z
     ...STATE_CONFIG_FIELDS,
     /** The owner console at /console (issue 16). */
     console: z.object({ enabled: z.boolean().optional() }).strict().optional(),
+    /** Continuous attestation (issue 13): [continuous], [[notify.webhook]], [node_ca]. */
+    ...CONTINUOUS_CONFIG_FIELDS,
+    ...NOTIFY_CONFIG_FIELDS,
+    ...NODE_CA_CONFIG_FIELDS,
   })
   .strict();
 
@@ -123,6 +130,12 @@ export interface KbsConfig {
   readonly cvm: CvmConfig;
   /** `[console] enabled` (default true): serve the owner console at /console. */
   readonly console: { readonly enabled: boolean };
+  /** `[continuous]`: bans, staleness, sweeping, event retention (issue 13). */
+  readonly continuous: ContinuousSettings;
+  /** `[[notify.webhook]]` (issue 13). */
+  readonly webhooks: readonly WebhookConfig[];
+  /** `[node_ca]`: node certificates for SPIRE x509pop (issue 13). */
+  readonly nodeCa: NodeCaConfig;
 }
 
 /** Measured boot and IMA settings (`[tpm]` keys; see the README's "Measured boot and IMA"). */
@@ -233,6 +246,9 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
     workers,
     cvm: cvmConfigFrom(file.cvm),
     console: { enabled: file.console?.enabled ?? true },
+    continuous: fromSection(() => continuousConfigFrom(file.continuous)),
+    webhooks: fromSection(() => notifyConfigFrom(file.notify)),
+    nodeCa: fromSection(() => nodeCaConfigFrom(file.node_ca)),
   };
   return deepFreeze(config);
 }

@@ -18,6 +18,7 @@ export type KbsErrorCode =
   | 'TOKEN_INVALID'
   | 'POLICY_DENY'
   | 'NODE_REVOKED'
+  | 'NODE_BANNED'
   | 'RESOURCE_NOT_FOUND'
   | 'POLICY_NOT_FOUND'
   | 'JWE_FAILED'
@@ -66,6 +67,7 @@ export const ERROR_TABLE: { readonly [C in KbsErrorCode]: ErrorMapping } = {
   TOKEN_INVALID: { status: 401, variant: 'TokenVerifierError' },
   POLICY_DENY: { status: 403, variant: 'PolicyDeny' },
   NODE_REVOKED: { status: 403, variant: 'NodeRevoked' },
+  NODE_BANNED: { status: 403, variant: 'NodeBanned' },
   RESOURCE_NOT_FOUND: { status: 404, variant: 'ResourceNotFound' },
   POLICY_NOT_FOUND: { status: 404, variant: 'ResourceNotFound' },
   JWE_FAILED: { status: 400, variant: 'JweError' },

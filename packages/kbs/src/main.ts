@@ -1,4 +1,6 @@
+import { randomBytes, type KeyObject } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { serve, type ServerType } from '@hono/node-server';
 import { pino, type Logger } from 'pino';
@@ -21,6 +23,13 @@ import { openOwnerServices } from './owners/open-owner-services.js';
 import { openConfiguredState } from './state-wiring/open-state.js';
 import { CONSOLE_ASSETS_DIR } from '@keyhold/console';
 import { registerConsole } from './console/serve-console.js';
+import { EventPublisher } from './notify/event-publisher.js';
+import { readWebhookSecret } from './notify/notify-config.js';
+import { WebhookNotifier, type WebhookTarget } from './notify/webhook-notifier.js';
+import { openNodeCaProvider } from './node-ca/node-ca-provider.js';
+import { StaleSweeper } from './continuous/stale-sweeper.js';
+import { NodeRecordCache } from './continuous/record-attestation.js';
+import type { ContinuousDeps } from './continuous/continuous-deps.js';
 
 export const BUILD = 'keyhold-kbs 0.1.0';
 
@@ -61,8 +70,9 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
         'redis state with a token signing key generated in the data dir: every replica must use the same key (set token_signing_key to one shared PEM file, or share the data dir)',
       );
     }
+    const signingKey = await loadOrCreateSigningKey(config.tokenSigningKeyFile, generatedSigningKeyPath(config));
     const signer = await EarSigner.create({
-      privateKey: await loadOrCreateSigningKey(config.tokenSigningKeyFile, generatedSigningKeyPath(config)),
+      privateKey: signingKey,
       issuer: config.tokenIssuer,
       lifetimeMs: config.tokenLifetimeMs,
     });
@@ -111,6 +121,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
       extensions: [identity, ...measuredBootExtensions, new TeeKeyResidencyExtension()],
     });
     const cvmAppraisers = await openAzVtpmAppraisers(config.cvm, measuredBootExtensions);
+    const continuous = await startContinuous(config, { state, signingKey, logger, metrics: owners.services.metrics, closers });
     const deps: KbsDeps = {
       state,
       sessionTtlMs: config.sessionTtlMs,
@@ -124,6 +135,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
       maxBodyBytes: config.maxBodyBytes,
       build: BUILD,
       owners: owners.services,
+      continuous,
     };
     const app = createApp(deps);
     registerConsole(app, { enabled: config.console.enabled, assetsDir: CONSOLE_ASSETS_DIR });
@@ -148,4 +160,36 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
     await closeAll();
     throw err;
   }
+}
+
+/**
+ * Continuous attestation (issue 13): the event publisher (durable for the events a webhook wants),
+ * the node CA, the stale sweeper and the webhook notifier (the last two run on whichever replica
+ * holds their lease). Their stop functions are pushed onto `closers`.
+ */
+async function startContinuous(
+  config: KbsConfig,
+  o: { state: KbsDeps['state']; signingKey: KeyObject; logger: Logger; metrics: NonNullable<KbsDeps['owners']>['metrics']; closers: (() => Promise<void>)[] },
+): Promise<ContinuousDeps> {
+  const replica = `${hostname()}/${process.pid}`;
+  const holder = `${replica}/${randomBytes(4).toString('hex')}`;
+  const trustDomain = config.tpmIdentity.trustDomain;
+  const targets: WebhookTarget[] = [];
+  for (const h of config.webhooks) targets.push({ name: h.name, url: h.url, secret: await readWebhookSecret(h), events: new Set(h.events), timeoutMs: h.timeoutMs });
+  const events = new EventPublisher({
+    events: o.state.events,
+    replica,
+    durable: (e) => targets.some((t) => t.events.has(e.type)),
+    ...(o.metrics !== undefined ? { metrics: o.metrics } : {}),
+    logger: o.logger,
+  });
+  o.closers.push(() => events.close());
+  const nodeCa = await openNodeCaProvider({ config: config.nodeCa, state: o.state.nodeCa, signingKey: o.signingKey, trustDomain });
+  const sweeper = new StaleSweeper({ state: o.state, events, settings: config.continuous, holder, trustDomain, logger: o.logger });
+  sweeper.start();
+  o.closers.push(() => sweeper.stop());
+  const notifier = new WebhookNotifier({ state: o.state, targets, holder, logger: o.logger, ...(o.metrics !== undefined ? { metrics: o.metrics } : {}) });
+  notifier.start();
+  o.closers.push(() => notifier.stop());
+  return { settings: config.continuous, trustDomain, events, nodeCa, nodeCache: new NodeRecordCache() };
 }

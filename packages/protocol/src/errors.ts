@@ -42,6 +42,8 @@ export const KBS_ERROR_VARIANTS = [
   'RateLimited',
   'AdminAuthAccess',
   'NodeRevoked',
+  /** A failed appraisal banned the node until the owner lifts the ban (Keyhold, issue 13). */
+  'NodeBanned',
   'StorageUnavailable',
   'InternalError',
 ] as const;

@@ -20,10 +20,13 @@ export class KbsClientError extends Error {
   readonly status: number | undefined;
   /** Trustee error variant from the KBS body, when it sent one. */
   readonly variant: KbsErrorVariant | undefined;
-  constructor(code: KbsClientErrorCode, message: string, options?: { cause?: unknown; status?: number; variant?: KbsErrorVariant }) {
+  /** The last segment of the error body's `type` as sent (e.g. `NodeBanned`), known variant or not. */
+  readonly errorType: string | undefined;
+  constructor(code: KbsClientErrorCode, message: string, options?: { cause?: unknown; status?: number; variant?: KbsErrorVariant; errorType?: string }) {
     super(message, options);
     this.code = code;
     this.status = options?.status;
     this.variant = options?.variant;
+    this.errorType = options?.errorType;
   }
 }

@@ -32,6 +32,8 @@ export interface EvidenceRequest {
   challengeExtra: Record<string, unknown>;
   /** The tee key `teePubkey` describes (TPM keys add their certification to the evidence). */
   teeKey?: TeeKey;
+  /** Trustee's `additional_evidence` string sent beside the evidence and bound into `reportData` ("" or absent: none). */
+  additionalEvidence?: string;
 }
 
 /** A TEE-specific evidence source the client drives through the handshake. */
@@ -39,7 +41,8 @@ export interface Attester {
   readonly tee: string;
   /** Extra-params for the `/auth` request (e.g. EK and AK publics). */
   requestExtraParams?(): Promise<Record<string, unknown>>;
-  evidence(req: EvidenceRequest): Promise<{ primary: unknown; additional?: string }>;
+  /** The TEE evidence; the additional evidence comes from the client's `additionalEvidence` option. */
+  evidence(req: EvidenceRequest): Promise<{ primary: unknown }>;
 }
 
 export interface KbsClientOptions {
@@ -61,9 +64,18 @@ export interface KbsClientOptions {
   now?: () => number;
   /** Per-request timeout. */
   timeoutMs?: number;
+  /**
+   * Trustee's `additional_evidence` for each handshake ("" when absent), read at the start of each
+   * one. It is part of the runtime data the quote covers (`HASH(JCS({additional-evidence, nonce,
+   * tee-pubkey}))`), so the KBS knows the TEE produced it — `run --node-cert-dir` binds its node
+   * key this way.
+   */
+  additionalEvidence?: () => string;
 }
 
 const COOKIE = 'kbs-session-id';
+/** A node certificate and its chain are a few KiB; a larger answer is not one. */
+const NODE_CERT_ANSWER_MAX_BYTES = 256 * 1024;
 
 
 /**
@@ -99,6 +111,16 @@ export class KbsClient {
   /** Drop idle connections to the KBS. */
   close(): void {
     this.#agent.destroy();
+  }
+
+  /** Forget the cached token (the KBS refused it, or it must not be used any more); the next call attests. */
+  forgetToken(): void {
+    this.#token = undefined;
+  }
+
+  /** When the cached token expires (ms since the epoch), undefined when there is none. */
+  get tokenExpiresAtMs(): number | undefined {
+    return this.#token?.expMs;
   }
 
   /** A valid attestation token: the cached one, or a fresh handshake. */
@@ -148,6 +170,16 @@ export class KbsClient {
     return plaintext;
   }
 
+  /**
+   * `POST /kbs/v0/node-certificate` with `token` and a PEM PKCS#10 request: the KBS's JSON answer,
+   * unchecked (the caller decodes and checks it against its key). Refusals throw {@link KbsClientError}.
+   */
+  async requestNodeCertificate(token: string, csrPem: string): Promise<unknown> {
+    const path = '/kbs/v0/node-certificate';
+    const res = await this.#call('POST', path, { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, JSON.stringify({ csr: csrPem }), NODE_CERT_ANSWER_MAX_BYTES);
+    return this.#json(res, path);
+  }
+
   async #handshake(): Promise<string> {
     const attester = this.#opts.attester;
     const extra = (await attester.requestExtraParams?.()) ?? {};
@@ -160,16 +192,17 @@ export class KbsClient {
     const challengeExtra = typeof ch.data['extra-params'] === 'object' ? ch.data['extra-params'] : {};
     const hashAlgorithm = selectedBindingHash(challengeExtra);
     const teeKey = await this.#teeKeys.create();
-    let ev: { primary: unknown; additional?: string };
-    const additionalPlaceholder = '';
+    let ev: { primary: unknown };
+    const additionalEvidence = this.#opts.additionalEvidence?.() ?? '';
     try {
       ev = await attester.evidence({
         nonce: ch.data.nonce,
         teePubkey: teeKey.publicJwk,
-        reportData: runtimeDataDigest({ nonce: ch.data.nonce, teePubkey: teeKey.publicJwk, additionalEvidence: additionalPlaceholder }, hashAlgorithm),
+        reportData: runtimeDataDigest({ nonce: ch.data.nonce, teePubkey: teeKey.publicJwk, additionalEvidence }, hashAlgorithm),
         hashAlgorithm,
         challengeExtra,
         teeKey,
+        additionalEvidence,
       });
     } catch (cause) {
       if (cause instanceof KbsClientError) throw cause;
@@ -178,7 +211,7 @@ export class KbsClient {
     const attestation = {
       ...(this.#opts.initData !== undefined ? { 'init-data': this.#opts.initData } : {}),
       'runtime-data': { nonce: ch.data.nonce, 'tee-pubkey': teeKey.publicJwk },
-      'tee-evidence': { primary_evidence: ev.primary, additional_evidence: ev.additional ?? additionalPlaceholder },
+      'tee-evidence': { primary_evidence: ev.primary, additional_evidence: additionalEvidence },
     };
     const attRes = await this.#call('POST', '/kbs/v0/attest', { 'content-type': 'application/json', cookie: `${COOKIE}=${cookie}` }, JSON.stringify(attestation));
     const tokenJson = await this.#json(attRes, '/kbs/v0/attest');
@@ -196,13 +229,13 @@ export class KbsClient {
     return tok.data.token;
   }
 
-  #call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: string): Promise<HttpAnswer> {
+  #call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: string, maxBodyBytes?: number): Promise<HttpAnswer> {
     return httpExchange(this.#base + path, {
       method,
       headers,
       ...(body !== undefined ? { body } : {}),
       timeoutMs: this.#opts.timeoutMs ?? 30_000,
-      maxBodyBytes: this.#opts.maxBodyBytes ?? 64 * 1024 * 1024,
+      maxBodyBytes: maxBodyBytes ?? this.#opts.maxBodyBytes ?? 64 * 1024 * 1024,
       agent: this.#agent,
     });
   }
@@ -219,10 +252,12 @@ export class KbsClient {
     }
     let detail = `HTTP ${res.statusCode}`;
     let variant;
+    let errorType: string | undefined;
     try {
       const info = ErrorInformationSchema.parse(JSON.parse(text));
       variant = errorVariantOf(info);
-      detail = `${info.detail} (${info.type.split('/').pop() ?? ''})`;
+      errorType = (info.type.split('/').pop() ?? '').slice(0, 64);
+      detail = `${info.detail} (${errorType})`;
     } catch {
       /* not an error body */
     }
@@ -238,7 +273,7 @@ export class KbsClient {
               : res.statusCode === 401
                 ? 'UNAUTHORIZED'
                 : 'KBS_REFUSED';
-    throw new KbsClientError(code, `${what}: ${detail}`, { status: res.statusCode, ...(variant !== undefined ? { variant } : {}) });
+    throw new KbsClientError(code, `${what}: ${detail}`, { status: res.statusCode, ...(variant !== undefined ? { variant } : {}), ...(errorType !== undefined ? { errorType } : {}) });
   }
 }
 

@@ -82,7 +82,7 @@ function Console({ session, signOut }: { session: AdminSession; signOut: (messag
           {title}
         </h2>
         {view === 'nodes' && <NodesView api={api} />}
-        {view === 'decisions' && <DecisionsView api={api} />}
+        {view === 'decisions' && <DecisionsView api={api} repositories={session.repositories} />}
         {view === 'policies' && <PoliciesView api={api} repositories={session.repositories} />}
         {view === 'resources' && <ResourcesView api={api} repositories={session.repositories} />}
         {view === 'audit' && <AuditView api={api} />}

@@ -32,7 +32,8 @@ const METHOD = /^(\*|[A-Z]+)$/;
 const MAX_PATH_CHARS = 2048;
 // SECURITY: only plain path characters are authorized, so an ACL regex and the router can never
 // disagree about a percent-encoded, dot-dot or backslash path (path confusion, CWE-22/CWE-863).
-const PLAIN_PATH = /^(\/[A-Za-z0-9_.-]+)+\/?$|^\/$/;
+// `:` is plain (node ids `ak:<hex>`): the router matches it literally and never decodes to it.
+const PLAIN_PATH = /^(\/[A-Za-z0-9_.:-]+)+\/?$|^\/$/;
 const REPOSITORY_IN_PATH = /^\/kbs\/v0\/(?:resource|resource-policy|resources)\/([A-Za-z0-9_-][A-Za-z0-9_.-]*)(?:\/|$)/;
 
 export interface CompiledRole {

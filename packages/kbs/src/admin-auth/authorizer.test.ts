@@ -208,4 +208,12 @@ describe('ACL matrix (role × endpoint × repository)', () => {
     expect(await codeOf(auditor, 'GET', '/x/kbs/v0/audit')).toBe('ADMIN_FORBIDDEN');
     expect(await codeOf(auditor, 'GET', '/kbs/v0/audit-x')).toBe('ADMIN_FORBIDDEN');
   });
+
+  it('authorizes `ak:` node ids raw (`:` is plain), never percent-encoded; a limited owner reaches no node endpoint', async () => {
+    const admin = bearer(await token(alice.privateKey));
+    const id = `ak:${'ab'.repeat(32)}`;
+    expect(await codeOf(admin, 'POST', `/kbs/v0/admin/nodes/${id}/unban`)).toMatch(/^ok:/);
+    expect(await codeOf(admin, 'GET', `/kbs/v0/admin/nodes/ak%3A${'ab'.repeat(32)}`)).toBe('ADMIN_FORBIDDEN');
+    expect(await codeOf(bearer(await token(carol.privateKey)), 'GET', `/kbs/v0/admin/nodes/${id}`)).toBe('ADMIN_FORBIDDEN');
+  });
 });

@@ -43,6 +43,10 @@ export interface AdminPrincipal {
   readonly role: string;
   /** Repositories the role is limited to; undefined when unlimited (routes filter listings by it). */
   readonly repositories: readonly string[] | undefined;
+  /** The token's `exp` in milliseconds; undefined for the insecure allow-all mode. */
+  readonly expiresAtMs?: number;
+  /** Whether the role may call `method path` (the ACL check `authorize` applies). */
+  readonly allows: (method: string, path: string) => boolean;
 }
 
 export interface AdminAuthorizer {
@@ -94,7 +98,7 @@ export function createAdminAuthorizer(config: AdminAuthConfig): AdminAuthorizer 
     return {
       warning: 'INSECURE: admin authorization is disabled (insecureAllowAll); every admin request is accepted without a token',
       async authorize() {
-        return { identity: 'insecure-allow-all', role: 'admin', repositories: admin?.repositories === undefined ? undefined : [...admin.repositories] };
+        return { identity: 'insecure-allow-all', role: 'admin', repositories: admin?.repositories === undefined ? undefined : [...admin.repositories], allows: () => true };
       },
     };
   }
@@ -169,10 +173,20 @@ export function createAdminAuthorizer(config: AdminAuthConfig): AdminAuthorizer 
         throw new AdminAuthError('ADMIN_FORBIDDEN', `admin token asks for a role that identity ${identity.name} does not have`);
       }
       checkAcl(identity.role, request.method, request.path);
+      const role = identity.role;
       return {
         identity: identity.name,
-        role: identity.role.name,
-        repositories: identity.role.repositories === undefined ? undefined : [...identity.role.repositories],
+        role: role.name,
+        repositories: role.repositories === undefined ? undefined : [...role.repositories],
+        ...(typeof payload.exp === 'number' ? { expiresAtMs: payload.exp * 1000 } : {}),
+        allows: (method, path) => {
+          try {
+            checkAcl(role, method, path);
+            return true;
+          } catch {
+            return false;
+          }
+        },
       };
     },
   };

@@ -4,6 +4,10 @@ export interface AdminPrincipal {
   role: string;
   /** Repositories the role is limited to; undefined when unlimited (listings are filtered by it). */
   repositories?: readonly string[] | undefined;
+  /** When the caller's token expires (ms since the epoch); long-lived answers (event streams) end then. */
+  expiresAtMs?: number | undefined;
+  /** Whether the caller's role may call `method path` (the same ACL check the middleware applies); advisory for listings. */
+  allows?: ((method: string, path: string) => boolean) | undefined;
 }
 
 export interface AdminRequest {

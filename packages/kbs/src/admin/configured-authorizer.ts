@@ -16,7 +16,7 @@ export function configuredAdminAuthorizer(config: AdminAuthConfig): AdminAuthori
     async authorize(req) {
       try {
         const p = await inner.authorize(req);
-        return { identity: p.identity, role: p.role, repositories: p.repositories };
+        return { identity: p.identity, role: p.role, repositories: p.repositories, expiresAtMs: p.expiresAtMs, allows: p.allows };
       } catch (err) {
         if (!(err instanceof AdminAuthError)) throw err;
         throw new KbsError(err.code === 'ADMIN_FORBIDDEN' ? 'ADMIN_FORBIDDEN' : 'ADMIN_UNAUTHORIZED', err.message, { cause: err });

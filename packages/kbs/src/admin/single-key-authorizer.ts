@@ -23,7 +23,12 @@ export function singleKeyAdminAuthorizer(publicKey: KeyObject, opts: { now?: () 
           requiredClaims: ['exp'],
           ...(opts.now !== undefined ? { currentDate: new Date(opts.now()) } : {}),
         });
-        return { identity: typeof payload.sub === 'string' ? payload.sub : 'admin', role: 'admin' };
+        return {
+          identity: typeof payload.sub === 'string' ? payload.sub : 'admin',
+          role: 'admin',
+          ...(typeof payload.exp === 'number' ? { expiresAtMs: payload.exp * 1000 } : {}),
+          allows: () => true,
+        };
       } catch (cause) {
         throw new KbsError('ADMIN_UNAUTHORIZED', 'admin token is invalid or expired', { cause });
       }

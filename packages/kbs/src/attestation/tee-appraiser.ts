@@ -38,6 +38,12 @@ export interface TeeAppraisalInput {
   now: Date;
   /** The runtime data's `tee-pubkey` (what `expectedReportData` binds; secrets are wrapped to it). */
   teePubkey?: unknown;
+  /**
+   * Called once the node's identity is proven in this appraisal (its quote verified and was signed
+   * by an AK the owner trusts), before any later check that may still refuse the evidence; so a
+   * refusal after this point is attributable to the node (continuous attestation, issue 13).
+   */
+  identified?: (node: { readonly nodeId: string }) => void;
 }
 
 export interface TeeAppraisal {

@@ -15,6 +15,12 @@ export interface KbsMetrics {
   policyDenial(labels: { readonly kind: 'resource' | 'attestation'; readonly scope: string }): void;
   release(repository: string): void;
   rateLimitHit(scope: string): void;
+  /** Events stored in the state's event log (issue 13). */
+  eventsPublished(count: number): void;
+  /** Events dropped before they were stored: `buffer_full`, `backend` (unavailable after retries), `invalid`. */
+  eventsDropped(reason: 'buffer_full' | 'backend' | 'invalid', count: number): void;
+  /** Webhook delivery attempts: `ok` (2xx), `failed` (retried later). */
+  webhookDelivery(result: 'ok' | 'failed'): void;
   /** Prometheus text exposition. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -60,6 +66,19 @@ export function createMetrics(options: MetricsOptions = {}): KbsMetrics {
     labelNames: ['scope'] as const,
     registers: [registry],
   });
+  const eventsPublished = new Counter({ name: 'keyhold_kbs_events_published_total', help: 'Events stored in the event log', registers: [registry] });
+  const eventsDropped = new Counter({
+    name: 'keyhold_kbs_events_dropped_total',
+    help: 'Events dropped before they were stored (buffer_full, backend, invalid); requests never wait for events',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const webhookDeliveries = new Counter({
+    name: 'keyhold_kbs_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by result (ok, failed: retried with backoff)',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
   const seenRepositories = new Set<string>();
 
   return {
@@ -80,6 +99,15 @@ export function createMetrics(options: MetricsOptions = {}): KbsMetrics {
     },
     rateLimitHit(scope) {
       rateLimited.inc({ scope });
+    },
+    eventsPublished(count) {
+      eventsPublished.inc(count);
+    },
+    eventsDropped(reason, count) {
+      eventsDropped.inc({ reason }, count);
+    },
+    webhookDelivery(result) {
+      webhookDeliveries.inc({ result });
     },
     render() {
       return registry.metrics();

@@ -32,8 +32,8 @@ function quantileMs(buckets: readonly { le: number; count: number }[], q: number
 }
 
 /**
- * GET /kbs/v0/admin/health — what the console's Health view charts: this replica, whether secret
- * storage, the policy store and the audit trail answer, cumulative counters (attestations, policy
+ * GET /kbs/v0/admin/health — what the console's Health view charts: this replica, whether the state
+ * backend (`state.ping()`: embedded or Redis), secret storage, the policy store and the audit trail answer, cumulative counters (attestations, policy
  * denials, releases) and protocol-request latency (p50/p99 and the cumulative histogram buckets, so
  * a client can compute per-interval quantiles from two samples). Counts, never values. Admin.
  */
@@ -41,7 +41,8 @@ export async function handleAdminHealth(c: Context<KbsEnv>): Promise<Response> {
   const deps = c.get('deps');
   const metrics = deps.owners?.metrics;
   if (metrics === undefined) throw new KbsError('INVALID_RESOURCE_PATH', 'metrics are not enabled on this KBS');
-  const [storageOk, policiesOk] = await Promise.all([
+  const [stateOk, storageOk, policiesOk] = await Promise.all([
+    probe(() => deps.state.ping()),
     probe(async () => deps.resources.versions?.(PROBE)),
     probe(async () => deps.owners?.policies?.listPolicies()),
   ]);
@@ -59,6 +60,7 @@ export async function handleAdminHealth(c: Context<KbsEnv>): Promise<Response> {
     replica: hostname(),
     build: deps.build,
     time: new Date((deps.now ?? Date.now)()).toISOString(),
+    state: { backend: deps.state.backend, ok: stateOk },
     storage: { backend: deps.resources.backend ?? 'unknown', ok: storageOk },
     policies: { ok: deps.owners?.policies === undefined ? null : policiesOk },
     audit: audit === undefined ? { enabled: false } : { enabled: true, head: audit.head() ?? null },

@@ -9,7 +9,7 @@
  *   GET    /kbs/v0/admin/ek-allowlist          → {"ekHashes":[...],"entries":[{ekHash,note?,addedAt}]}
  *   POST   /kbs/v0/admin/nodes/:nodeId/revoke  → the node record (+ "revoked": true)
  *   DELETE /kbs/v0/admin/nodes/:nodeId         → 204 (record removed: the node must re-activate), 404
- *   GET    /kbs/v0/admin/nodes[?state=&after=&limit=] → {"nodes":[record + "revoked"...],"next"?}
+ *   (listing, one node's record and history, unban: admin-nodes.ts; node ids: EK hash or `ak:<hex>`)
  *   POST   /kbs/v0/admin/ek-ca                 PEM or DER body (application/octet-stream) → {"added":[...],"alreadyPresent":[...]}
  *   GET    /kbs/v0/admin/ek-ca                 → {"certificates":[...]}
  *   DELETE /kbs/v0/admin/ek-ca/:sha256         → 204 (an uploaded certificate removed), 404 (absent, or from the configured ek_ca_dir)
@@ -20,9 +20,11 @@ import type { KbsEnv } from '../app-env.js';
 import { KbsError } from '../errors.js';
 import { normaliseEkHash } from '../identity/ek-hash.js';
 import { IdentityStoreError } from '../identity/errors.js';
-import { nodeView, removeNode, revokeNode } from '../identity/node-records.js';
-import type { NodeLifecycle } from '../state/ports.js';
+import { removeNode, revokeNode } from '../identity/node-records.js';
+import { emitEvent } from '../notify/emit-event.js';
+import { auditEvent } from '../owners/record-event.js';
 import { readJsonBody } from './json-body.js';
+import { apiNode, nodeIdParam } from './admin-nodes.js';
 
 const AllowSchema = z.strictObject({
   ekHash: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex characters'),
@@ -39,9 +41,6 @@ async function store<T>(fn: () => Promise<T>): Promise<T> {
     throw new KbsError('STORAGE_UNAVAILABLE', 'identity store is unavailable, retry later', { cause: err });
   }
 }
-
-const NODE_STATES: readonly NodeLifecycle[] = ['active', 'stale', 'banned', 'revoked'];
-const MAX_NODE_PAGE = 1000;
 
 function hashParam(c: Context<KbsEnv>, name: string): string {
   try {
@@ -76,37 +75,24 @@ export async function handleListEkAllowlist(c: Context<KbsEnv>): Promise<Respons
 
 export async function handleRevokeNode(c: Context<KbsEnv>): Promise<Response> {
   const deps = c.get('deps');
-  const nodeId = hashParam(c, 'nodeId');
-  const rec = await store(() => revokeNode(deps.state.nodes, nodeId, new Date(deps.now?.() ?? Date.now())));
-  c.get('log').info({ node: nodeId, admin: c.get('admin')?.identity }, 'node revoked');
-  return c.json(nodeView(rec));
+  const nodeId = nodeIdParam(c);
+  const now = deps.now?.() ?? Date.now();
+  const before = await deps.state.nodes.get(nodeId);
+  const rec = await store(() => revokeNode(deps.state.nodes, nodeId, new Date(now)));
+  const admin = c.get('admin')?.identity;
+  await auditEvent(c, 'admin', { actor: admin, action: 'node.revoke', node: nodeId, verdict: 'ok' });
+  if (before?.state !== 'revoked') emitEvent(c, { type: 'node.revoked', node: nodeId, ...(admin !== undefined ? { reason: `by ${admin}` } : {}) });
+  c.get('log').info({ node: nodeId, admin }, 'node revoked');
+  return c.json(apiNode(c, rec, now));
 }
 
 export async function handleRemoveNode(c: Context<KbsEnv>): Promise<Response> {
   const nodes = c.get('deps').state.nodes;
-  const nodeId = hashParam(c, 'nodeId');
+  const nodeId = nodeIdParam(c);
   if (!(await store(() => removeNode(nodes, nodeId)))) throw new KbsError('RESOURCE_NOT_FOUND', 'no enrolment record for this node');
+  await auditEvent(c, 'admin', { actor: c.get('admin')?.identity, action: 'node.remove', node: nodeId, verdict: 'ok' });
   c.get('log').info({ node: nodeId, admin: c.get('admin')?.identity }, 'node record removed');
   return c.body(null, 204);
-}
-
-export async function handleListNodes(c: Context<KbsEnv>): Promise<Response> {
-  const q = c.req.query();
-  const state = q['state'];
-  if (state !== undefined && !(NODE_STATES as readonly string[]).includes(state)) throw new KbsError('BAD_REQUEST', `state must be one of ${NODE_STATES.join(', ')}`);
-  let after: string | undefined;
-  if (q['after'] !== undefined) {
-    // SECURITY: the cursor is a node id and nothing else reaches the backend (key injection).
-    if (!/^[0-9a-f]{64}$/.test(q['after'])) throw new KbsError('BAD_REQUEST', 'after must be a node id');
-    after = q['after'];
-  }
-  let limit = MAX_NODE_PAGE;
-  if (q['limit'] !== undefined) {
-    if (!/^[1-9][0-9]{0,5}$/.test(q['limit'])) throw new KbsError('BAD_REQUEST', 'limit must be a positive integer');
-    limit = Math.min(MAX_NODE_PAGE, Number(q['limit']));
-  }
-  const page = await c.get('deps').state.nodes.list({ limit, ...(state !== undefined ? { state: state as NodeLifecycle } : {}), ...(after !== undefined ? { after } : {}) });
-  return c.json({ nodes: page.nodes.map(nodeView), ...(page.next !== undefined ? { next: page.next } : {}) });
 }
 
 export async function handleAddEkCa(c: Context<KbsEnv>): Promise<Response> {

@@ -6,6 +6,7 @@ import { DEFAULT_RESOURCE_POLICY, MAX_POLICY_DOCUMENT_CHARS, PolicyError, type P
 import type { KbsEnv } from '../app-env.js';
 import { KbsError } from '../errors.js';
 import { auditEvent } from '../owners/record-event.js';
+import { emitEvent } from '../notify/emit-event.js';
 import { readJsonBody } from './json-body.js';
 
 // Trustee's admin bodies (PROTOCOL-NOTES §3); `policy` is base64url of the policy text.
@@ -104,6 +105,7 @@ export async function handleSetAttestationPolicy(c: Context<KbsEnv>): Promise<Re
   }
   const id = stored.ref.kind === 'attestation' ? stored.ref.id : '';
   await auditEvent(c, 'admin', { actor: admin?.identity, action: 'attestation-policy.put', policyId: id, policyVersion: stored.version, verdict: 'ok' });
+  emitEvent(c, { type: 'policy.changed', policy: `${id}@${stored.version}`, status: 'attestation-policy.put' });
   c.get('log').info({ policy: id, version: stored.version, admin: admin?.identity }, 'attestation policy stored');
   return c.json({ policy_id: id, version: stored.version, active: id === activeAttestationId(c) });
 }
@@ -138,6 +140,7 @@ export async function handleDeleteAttestationPolicy(c: Context<KbsEnv>): Promise
   if (!existed) throw new KbsError('POLICY_NOT_FOUND', `no attestation policy ${id.slice(0, 128)}`);
   const admin = c.get('admin');
   await auditEvent(c, 'admin', { actor: admin?.identity, action: 'attestation-policy.delete', policyId: id, verdict: 'ok' });
+  emitEvent(c, { type: 'policy.changed', policy: id, status: 'attestation-policy.delete' });
   return c.body(null, 204);
 }
 
@@ -164,6 +167,7 @@ export async function handleSetResourcePolicy(c: Context<KbsEnv>): Promise<Respo
     policyVersion: stored.version,
     verdict: 'ok',
   });
+  emitEvent(c, { type: 'policy.changed', policy: `${stored.document.id}@${stored.version}`, status: 'resource-policy.put', ...(repository !== undefined ? { repository } : {}) });
   c.get('log').info({ policy: stored.document.id, version: stored.version, repository, admin: admin?.identity }, 'resource policy stored');
   return c.json({ policy_id: stored.document.id, version: stored.version, scope: repository === undefined ? 'global' : 'repository', ...(repository !== undefined ? { repository } : {}) });
 }
@@ -189,6 +193,7 @@ export async function handleDeleteResourcePolicy(c: Context<KbsEnv>): Promise<Re
   if (!existed) throw new KbsError('POLICY_NOT_FOUND', `no resource policy stored ${repository === undefined ? 'globally' : `for ${repository}`}`);
   const admin = c.get('admin');
   await auditEvent(c, 'admin', { actor: admin?.identity, action: repository === undefined ? 'resource-policy.delete' : `resource-policy.delete:${repository}`, verdict: 'ok' });
+  emitEvent(c, { type: 'policy.changed', status: 'resource-policy.delete', ...(repository !== undefined ? { repository } : {}) });
   return c.body(null, 204);
 }
 

@@ -10,6 +10,8 @@ import { earClaims } from '../token/ear-claims.js';
 import { readJsonBody } from './json-body.js';
 import { auditEvent, errorCode } from '../owners/record-event.js';
 import { nodeLabel } from '../owners/client-address.js';
+import { emitUnidentifiedAttestation, recordAttestationVerdict, recordRefusedAttestation } from '../continuous/attest-hook.js';
+import { NODE_KEY_CLAIM, nodeKeyBindingOf } from '../node-ca/node-key-binding.js';
 
 /**
  * POST /kbs/v0/attest — appraise the evidence bound to this session's nonce and issue an EAR token.
@@ -49,12 +51,16 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
   const appraiser = deps.appraisers.get(session.tee);
   if (appraiser === undefined) throw new KbsError('UNSUPPORTED_TEE', 'tee is not supported');
   const additionalEvidence = body['tee-evidence'].additional_evidence;
+  // A node-certificate key the attester binds (node-ca/node-key-binding.ts); malformed → 400.
+  const nodeKey = nodeKeyBindingOf(additionalEvidence);
   // The digest the evidence must carry: binds the nonce, the tee key and the additional evidence.
   const expectedReportData = runtimeDataDigest({ nonce: runtime.nonce, teePubkey: runtime['tee-pubkey'], additionalEvidence }, session.hashAlgorithm);
 
   // One view of the reference values for the whole appraisal and policy decision.
   const references = await deps.state.referenceValues.snapshot();
   let appraisal;
+  /** The node, once the appraiser proved its identity (continuous attestation records it). */
+  let identified: string | undefined;
   try {
     appraisal = await appraiser.appraise({
       evidence: body['tee-evidence'].primary_evidence,
@@ -64,6 +70,9 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
       references,
       now: new Date(now),
       teePubkey: runtime['tee-pubkey'],
+      identified: (n) => {
+        identified = n.nodeId;
+      },
     });
   } catch (err) {
     deps.metrics?.count('attest_fail', session.tee);
@@ -71,8 +80,14 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
     if (err instanceof KbsError) {
       log.warn({ code: err.code, reason: err.message, tee: session.tee }, 'attestation refused');
     }
-    await auditEvent(c, 'attest', { tee: session.tee, verdict: 'failed', reason: err instanceof KbsError ? `${err.code}: ${err.message}` : errorCode(err) });
-    throw err;
+    const reason = err instanceof KbsError ? `${err.code}: ${err.message}` : errorCode(err);
+    await auditEvent(c, 'attest', { tee: session.tee, node: identified, verdict: 'failed', reason });
+    if (identified === undefined) {
+      emitUnidentifiedAttestation(c, session.tee, 'failed', reason);
+      throw err;
+    }
+    // An identified node's failure is recorded on its record (and may ban it: 403 NodeBanned).
+    throw await recordRefusedAttestation(c, identified, err, session.tee);
   }
 
   const verdict = await deps.attestationPolicy.evaluate({ tee: session.tee, appraisal, references });
@@ -88,13 +103,18 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
     teePubkey: runtime['tee-pubkey'],
     ...(appraisal.initDataHex !== undefined ? { initDataHex: appraisal.initDataHex } : {}),
     ...(initData !== undefined ? { initDataClaims: initData.data } : {}),
-    ...(appraisal.extra !== undefined ? { extra: appraisal.extra } : {}),
+    ...(appraisal.extra !== undefined || nodeKey !== undefined ? { extra: { ...appraisal.extra, ...(nodeKey !== undefined ? { [NODE_KEY_CLAIM]: nodeKey } : {}) } } : {}),
     build: deps.build,
   });
   const node = nodeLabel({ ...(appraisal.extra ?? {}), [session.tee]: appraisal.teeClaims }, session.tee);
   deps.owners?.metrics?.attestation({ tee: session.tee, status: verdict.status });
   if (verdict.status !== 'affirming') deps.owners?.metrics?.policyDenial({ kind: 'attestation', scope: verdict.version === undefined || verdict.version === 0 ? 'default' : 'global' });
   await auditEvent(c, 'attest', { tee: session.tee, node, verdict: verdict.status, policyId: verdict.policyId, policyVersion: verdict.version ?? 0, reason: verdict.reason });
+  const policy = `${verdict.policyId}@${verdict.version ?? 0}`;
+  // Every attestation of an identified node updates its record (one compare-and-swap); a banned or
+  // revoked node, or one this verdict banned, gets no token (403 NodeBanned / NodeRevoked).
+  if (identified !== undefined) await recordAttestationVerdict(c, identified, { status: verdict.status, policy, reason: verdict.reason }, session.tee);
+  else emitUnidentifiedAttestation(c, session.tee, verdict.status, verdict.reason, policy);
   const token = await deps.signer.sign(claims);
   // What `/resource` by cookie needs, on whichever replica it lands.
   await deps.state.sessions.recordAttestation(session.id, { claims: claims as Record<string, unknown>, teePubkey: runtime['tee-pubkey'] });

@@ -58,6 +58,7 @@ beforeAll(async () => {
     ['root', 'admin'],
     ['alice', 'owner-a'],
     ['audrey', 'auditor'],
+    ['tess', 'policy-tester'],
   ] as const) {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
     keys[name] = privateKey;
@@ -76,7 +77,7 @@ beforeAll(async () => {
     attestationPolicy: celAttestationPolicy({ engine }),
     resourcePolicy: celResourcePolicy(engine),
     resources: kmsResourceStore(store),
-    adminAuth: configuredAdminAuthorizer({ identities, roles: { ...DEFAULT_ADMIN_ROLES, 'owner-a': ownerA } }),
+    adminAuth: configuredAdminAuthorizer({ identities, roles: { ...DEFAULT_ADMIN_ROLES, 'owner-a': ownerA, 'policy-tester': { rules: [{ methods: ['POST'], path: '/kbs/v0/policy-test' }] } } }),
     logger: pino({ level: 'silent' }),
     maxBodyBytes: 1024 * 1024,
     build: 'test',
@@ -173,11 +174,45 @@ describe('POST /kbs/v0/policy-test', () => {
       { policy: '{"id":"x","type":"rego","kind":"resource","rule":"true"}', kind: 'resource', claims: {}, resourcePath: 'a/k/1' },
     ];
     for (const b of bodies) expect((await call('POST', '/kbs/v0/policy-test', 'root', b)).status, JSON.stringify(b)).toBe(400);
-    const node = await call('POST', '/kbs/v0/policy-test', 'root', { policy: 'true', kind: 'resource', node: 'n1', resourcePath: 'a/k/1' });
-    expect(node.status).toBe(400);
-    expect((await json(node)).detail).toMatch(/keeps no claims per node/);
     const text = await app.request('/kbs/v0/policy-test', { method: 'POST', body: '{}' });
     expect(text.status).toBe(401);
+  });
+
+  it('tests a resource policy against a node record: claims rebuilt from its last verdict, never evidence', async () => {
+    const good = 'ab'.repeat(32);
+    const banned = `ak:${'cd'.repeat(32)}`;
+    const at = new Date().toISOString();
+    await state.nodes.compareAndSwap(good, 0, { nodeId: good, akName: null, firstSeenAt: at, state: 'active', lastAttestedAt: at, lastVerdict: { status: 'affirming', policy: 'default@3', at } });
+    await state.nodes.compareAndSwap(banned, 0, { nodeId: banned, akName: null, firstSeenAt: at, state: 'banned', banned: { at, reason: 'pcr07 does not match' }, lastVerdict: { status: 'contraindicated', policy: 'default@3', reason: 'pcr07 does not match', at } });
+    const policy = 'ear.status == "affirming" && evidence.node_id == "' + good + '"';
+    const ok = await json(await call('POST', '/kbs/v0/policy-test', 'root', { policy, kind: 'resource', node: good, resourcePath: 'a/key/1' }));
+    expect(ok).toMatchObject({ allow: true, fromNode: { nodeId: good, state: 'active', verdict: { status: 'affirming', policy: 'default@3' } } });
+    expect(ok.fromNode.claims).toEqual({ submods: { cpu0: { 'ear.status': 'affirming', 'ear.appraisal-policy-id': 'default', 'ear.veraison.annotated-evidence': { node_id: good, node_state: 'active', last_attested_age_s: expect.any(Number) } } } });
+    // The freshness claims /resource adds are there too, so freshness rules can be tried.
+    const fresh = await json(await call('POST', '/kbs/v0/policy-test', 'root', { policy: 'evidence.node_state == "active" && evidence.last_attested_age_s < 60', kind: 'resource', node: good, resourcePath: 'a/key/1' }));
+    expect(fresh).toMatchObject({ allow: true });
+    const no = await json(await call('POST', '/kbs/v0/policy-test', 'root', { policy: 'ear.status == "affirming"', kind: 'resource', node: banned, resourcePath: 'a/key/1' }));
+    expect(no).toMatchObject({ allow: false, fromNode: { state: 'banned', note: expect.stringMatching(/refuses it before any resource policy/) } });
+    // Unknown node 404; malformed id, claims and node together, attestation kind: 400.
+    expect((await call('POST', '/kbs/v0/policy-test', 'root', { policy: 'true', kind: 'resource', node: 'ef'.repeat(32), resourcePath: 'a/k/1' })).status).toBe(404);
+    for (const b of [
+      { policy: 'true', kind: 'resource', node: '../../x', resourcePath: 'a/k/1' },
+      { policy: 'true', kind: 'resource', node: good, claims: {}, resourcePath: 'a/k/1' },
+      { policy: { rules: { status: '"affirming"' } }, kind: 'attestation', node: good },
+    ]) {
+      const r = await call('POST', '/kbs/v0/policy-test', 'root', b);
+      expect(r.status, JSON.stringify(b)).toBe(400);
+    }
+    const att = await call('POST', '/kbs/v0/policy-test', 'root', { policy: { rules: { status: '"affirming"' } }, kind: 'attestation', node: good });
+    expect((await json(att)).detail).toMatch(/does not keep per node/);
+    // SECURITY: a role that may test policies but not read nodes gets no node verdicts through a test.
+    const tess = await call('POST', '/kbs/v0/policy-test', 'tess', { policy: 'true', kind: 'resource', node: good, resourcePath: 'a/key/1' });
+    expect(tess.status).toBe(403);
+    expect((await call('POST', '/kbs/v0/policy-test', 'tess', { policy: 'true', kind: 'resource', claims: {}, resourcePath: 'a/key/1' })).status).toBe(200);
+    // SECURITY: a repository-limited owner learns nothing about nodes through a test.
+    const limited = await call('POST', '/kbs/v0/resource-policy/a/test', 'alice', { policy: 'true', kind: 'resource', node: good, resourcePath: 'a/key/1' });
+    expect(limited.status).toBe(403);
+    expect(await limited.text()).not.toContain('affirming');
   });
 
   it('a repository-limited owner tests only resource policies for its own paths', async () => {
@@ -199,11 +234,23 @@ describe('GET /kbs/v0/admin/health', () => {
     const text = await r.text();
     expect(text).not.toContain(SECRET);
     const h = JSON.parse(text);
-    expect(h).toMatchObject({ build: 'test', storage: { backend: 'embedded', ok: true }, policies: { ok: true }, audit: { enabled: true, head: { seq: expect.any(Number) } } });
+    expect(h).toMatchObject({ build: 'test', state: { backend: 'embedded', ok: true }, storage: { backend: 'embedded', ok: true }, policies: { ok: true }, audit: { enabled: true, head: { seq: expect.any(Number) } } });
     expect(h.counters).toEqual({ attestations: 0, denials: 0, releases: 0 });
     expect(h.latencyBuckets.at(-1)).toEqual({ le: '+Inf', count: 1 });
     expect(typeof h.latencyMs.p99).toBe('number');
     expect((await call('GET', '/kbs/v0/admin/health', 'alice')).status).toBe(403);
     expect((await call('GET', '/kbs/v0/admin/health', 'audrey')).status).toBe(403);
+  });
+
+  it('reports a state backend that does not answer as not ok (the summary itself still answers)', async () => {
+    const ping = state.ping;
+    state.ping = () => Promise.reject(Object.assign(new Error('down'), { code: 'STATE_UNAVAILABLE' }));
+    try {
+      const r = await call('GET', '/kbs/v0/admin/health', 'root');
+      expect(r.status).toBe(200);
+      expect((await json(r)).state).toEqual({ backend: 'embedded', ok: false });
+    } finally {
+      state.ping = ping;
+    }
   });
 });

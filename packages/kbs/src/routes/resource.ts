@@ -11,6 +11,9 @@ import { appraisalReasonOf } from '../attestation/appraisal-reason.js';
 import { assertNodeNotRevoked } from '../attestation/tpm/node-revocation.js';
 import { auditEvent } from '../owners/record-event.js';
 import { nodeOfClaims } from '../owners/client-address.js';
+import { withNodeFreshness } from '../continuous/node-freshness.js';
+import { DEFAULT_CONTINUOUS } from '../continuous/continuous-config.js';
+import { emitEvent } from '../notify/emit-event.js';
 
 /** The resource path of a `/kbs/v0/resource/<repo>/<type>/<tag>` request, validated. */
 export function resourcePathOf(c: Context<KbsEnv>): ResourcePath {
@@ -24,7 +27,7 @@ export function resourcePathOf(c: Context<KbsEnv>): ResourcePath {
 }
 
 /** Claims of the caller's attestation: from an attested session cookie or a bearer EAR token. */
-async function attestationClaims(c: Context<KbsEnv>): Promise<Record<string, unknown>> {
+export async function attestationClaims(c: Context<KbsEnv>): Promise<Record<string, unknown>> {
   const deps = c.get('deps');
   const auth = c.req.header('authorization');
   if (auth !== undefined) {
@@ -48,21 +51,26 @@ export async function handleGetResource(c: Context<KbsEnv>): Promise<Response> {
   const log = c.get('log');
   const path = resourcePathOf(c);
   const claims = await attestationClaims(c);
-  await assertNodeNotRevoked(claims, deps.state.nodes);
+  // Refuses revoked and banned nodes (every replica reads the same record); the record gives freshness.
+  const nodeRecord = await assertNodeNotRevoked(claims, deps.state.nodes);
   const query = c.req.query();
   let version: number | undefined;
   if (query['version'] !== undefined) {
     if (!/^[1-9][0-9]{0,8}$/.test(query['version'])) throw new KbsError('BAD_REQUEST', 'version must be a positive integer');
     version = Number(query['version']);
   }
-  const decision = await deps.resourcePolicy.evaluate({ claims, plugin: 'resource', path, query });
+  const staleAfterMs = deps.continuous?.settings.staleAfterMs ?? DEFAULT_CONTINUOUS.staleAfterMs;
+  const policyClaims = withNodeFreshness(claims, nodeRecord, deps.now?.() ?? Date.now(), staleAfterMs);
+  const decision = await deps.resourcePolicy.evaluate({ claims: policyClaims, plugin: 'resource', path, query });
   const pathText = formatResourcePath(path);
   const node = nodeOfClaims(claims);
   const audited = { node, resourcePath: pathText, policyId: decision.policyId, policyVersion: decision.version ?? 0 };
+  const evented = { ...(node !== undefined ? { node } : {}), repository: path.repository, resource: pathText, policy: `${decision.policyId}@${decision.version ?? 0}` };
   if (!decision.allow) {
     deps.metrics?.count('deny', path.repository);
     deps.owners?.metrics?.policyDenial({ kind: 'resource', scope: decision.scope ?? 'default' });
     await auditEvent(c, 'deny', { ...audited, verdict: 'deny', reason: decision.reason });
+    emitEvent(c, { type: 'denial', ...evented, ...(decision.reason !== undefined ? { reason: decision.reason } : {}) });
     log.info({ resource: pathText, policy: decision.policyId, reason: decision.reason }, 'release denied');
     // The first failed appraisal step (measured boot, IMA) is named whatever policy engine decided.
     const why = appraisalReasonOf(claims);
@@ -74,6 +82,7 @@ export async function handleGetResource(c: Context<KbsEnv>): Promise<Response> {
   const jwe = await wrapSecret(secret, claimAt(claims, TEE_PUBKEY_PATH));
   // Recorded before the secret leaves: if the trail cannot be written, nothing is released.
   await auditEvent(c, 'release', { ...audited, verdict: 'allow' });
+  emitEvent(c, { type: 'release', ...evented });
   deps.metrics?.count('release', path.repository);
   deps.owners?.metrics?.release(path.repository);
   log.info({ resource: pathText, policy: decision.policyId }, 'released');

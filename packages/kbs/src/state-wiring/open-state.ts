@@ -25,6 +25,7 @@ export async function openConfiguredState(config: KbsConfig): Promise<OpenedStat
       sessionLimits,
       ekCaDir: id.ekCaDir,
       ekCaDirRequired: !id.ekCaDirIsDefault,
+      eventRetention: config.continuous.eventRetention,
     });
     return { state, auditTruncatedTornBytes: 0, removedTempFiles: [] };
   }
@@ -37,6 +38,7 @@ export async function openConfiguredState(config: KbsConfig): Promise<OpenedStat
     ekAllowlistDir: id.ekAllowlistDir,
     enrolmentDir: id.enrolmentDir,
     auditFile: config.owners.auditFile ?? null,
+    eventRetention: config.continuous.eventRetention,
   });
   return { state, auditTruncatedTornBytes: state.auditTruncatedTornBytes, removedTempFiles: state.removedTempFiles };
 }

@@ -15,13 +15,16 @@ import { KbsError, type KbsErrorCode } from '../errors.js';
 import { IdentityStoreError } from '../identity/errors.js';
 import { StateError, type StateErrorCode } from './errors.js';
 import { updateNode } from './node-update.js';
-import type { KbsState, NewSession, NodeRecordInput, SessionLimits } from './ports.js';
+import type { KbsEvent, KbsEventInput, KbsState, NewSession, NodeRecordInput, SessionLimits, StoredNodeCa } from './ports.js';
+import { compareEventIds } from './event-record.js';
 import { openStateAuditLog } from './state-audit-log.js';
 
 const run = promisify(execFile);
 
 export interface OpenOptions {
   readonly sessionLimits?: SessionLimits;
+  /** Events retained (default: the backend's 10 000). */
+  readonly eventRetention?: number;
 }
 
 export interface StateConformanceOptions {
@@ -580,6 +583,128 @@ export function runStateConformance(name: string, options: StateConformanceOptio
       });
     });
 
+    describe('events, leases and the node CA', () => {
+      const ev = (type: KbsEventInput['type'], extra: Partial<KbsEventInput> = {}): KbsEventInput => ({ type, at: new Date().toISOString(), ...extra });
+      const sorted = (ids: readonly string[]): boolean => ids.every((id, i) => i === 0 || compareEventIds(ids[i - 1]!, id) < 0);
+
+      it('publishes in order with increasing ids; reads after an id, the latest N; every instance sees them', async () => {
+        const scope = freshScope();
+        const a = await open(scope);
+        const others = multiInstance ? [await open(scope)] : [];
+        try {
+          const first = await a.events.publish([ev('attestation', { node: 'n1', status: 'affirming' }), ev('release', { repository: 'r', resource: 'r/k/1' })]);
+          expect(first.map((e) => e.type)).toEqual(['attestation', 'release']);
+          expect(first[0]).toMatchObject({ node: 'n1', status: 'affirming' });
+          const more: KbsEvent[] = [];
+          for (let i = 0; i < 5; i++) more.push(...(await (others[i % Math.max(1, others.length)] ?? a).events.publish([ev('denial', { reason: `r${i}` })])));
+          const all = [...first, ...more];
+          expect(sorted(all.map((e) => e.id))).toBe(true);
+          for (const s of [a, ...others]) {
+            expect((await s.events.read({ limit: 100 })).map((e) => e.id)).toEqual(all.map((e) => e.id));
+            expect((await s.events.read({ after: all[2]!.id, limit: 2 })).map((e) => e.id)).toEqual([all[3]!.id, all[4]!.id]);
+            expect((await s.events.latest(3)).map((e) => e.reason)).toEqual(['r2', 'r3', 'r4']);
+            expect(await s.events.read({ after: all[6]!.id, limit: 10 })).toEqual([]);
+          }
+          expect(await a.events.publish([])).toEqual([]);
+        } finally {
+          for (const s of [a, ...others]) await s.close();
+        }
+      });
+
+      it('refuses malformed events, ids, names and limits as TypeError', async () => {
+        await expect(state.events.publish([{ type: 'nope' as 'release', at: 'x' }])).rejects.toBeInstanceOf(TypeError);
+        await expect(state.events.publish([{ ...ev('release'), reason: 'x'.repeat(5000) }])).rejects.toBeInstanceOf(TypeError);
+        await expect(state.events.publish([{ ...ev('release'), token: 'secret' } as KbsEventInput])).rejects.toBeInstanceOf(TypeError);
+        await expect(state.events.read({ after: '1-2-3', limit: 1 })).rejects.toBeInstanceOf(TypeError);
+        await expect(state.events.read({ after: "1-0')", limit: 1 })).rejects.toBeInstanceOf(TypeError);
+        await expect(state.events.read({ limit: 0 })).rejects.toBeInstanceOf(TypeError);
+        await expect(state.events.latest(1001)).rejects.toBeInstanceOf(TypeError);
+        await expect(state.events.cursor('Bad Name')).rejects.toBeInstanceOf(TypeError);
+        await expect(state.leases.acquire('x}y', 'h', 1000)).rejects.toBeInstanceOf(TypeError);
+        await expect(state.leases.acquire('ok', 'h', 0)).rejects.toBeInstanceOf(TypeError);
+      });
+
+      it('keeps a bounded number of events (the newest)', async () => {
+        const s = await open(freshScope(), { eventRetention: 50 });
+        try {
+          for (let i = 0; i < 6; i++) await s.events.publish(Array.from({ length: 50 }, (_, j) => ev('attestation', { reason: `${i * 50 + j}` })));
+          const kept = await s.events.read({ limit: 1000 });
+          // Redis trims approximately (whole stream nodes): at least the retention, never unbounded.
+          expect(kept.length).toBeGreaterThanOrEqual(50);
+          expect(kept.length).toBeLessThanOrEqual(200);
+          expect(kept[kept.length - 1]!.reason).toBe('299');
+          expect((await s.events.latest(50)).map((e) => Number(e.reason))).toEqual(Array.from({ length: 50 }, (_, i) => 250 + i));
+        } finally {
+          await s.close();
+        }
+      });
+
+      it('waitForNew wakes on a publish from any instance, else times out; an abort ends it', async () => {
+        const [newest] = await state.events.publish([ev('attestation')]);
+        const t0 = Date.now();
+        await state.events.waitForNew(newest!.id, 150);
+        expect(Date.now() - t0).toBeGreaterThanOrEqual(100);
+        const waiting = state.events.waitForNew(newest!.id, 10_000);
+        await sleep(50);
+        const t1 = Date.now();
+        await pick(1).events.publish([ev('node.stale', { node: ekHash() })]);
+        await waiting;
+        expect(Date.now() - t1).toBeLessThan(3000);
+        const ac = new AbortController();
+        const aborted = state.events.waitForNew((await state.events.latest(1))[0]!.id, 10_000, ac.signal);
+        ac.abort();
+        await aborted;
+        // An older id: resolves at once.
+        await state.events.waitForNew(newest!.id, 10_000);
+      });
+
+      it('leases: one holder across instances, renewal by the holder, takeover after expiry, release', async () => {
+        const name = `l${randomBytes(3).toString('hex')}`;
+        const results = await Promise.all(all.map((s, i) => s.leases.acquire(name, `holder-${i}`, 60_000)));
+        expect(results.filter(Boolean)).toHaveLength(1);
+        const winner = results.indexOf(true);
+        expect(await pick(winner).leases.acquire(name, `holder-${winner}`, 300)).toBe(true);
+        expect(await pick(winner + 1).leases.acquire(name, 'other', 60_000)).toBe(false);
+        await sleep(450);
+        expect(await pick(winner + 1).leases.acquire(name, 'other', 60_000)).toBe(true);
+        await pick(winner).leases.release(name, `holder-${winner}`);
+        expect(await pick(winner).leases.acquire(name, 'third', 60_000)).toBe(false);
+        await pick(winner + 1).leases.release(name, 'other');
+        expect(await pick(winner).leases.acquire(name, 'third', 60_000)).toBe(true);
+      });
+
+      it('delivery cursors: fenced by the lease, never backwards, seen by every instance', async () => {
+        const lease = `n${randomBytes(3).toString('hex')}`;
+        const consumer = `hook-${randomBytes(3).toString('hex')}`;
+        const [e1, e2] = await state.events.publish([ev('node.banned', { node: ekHash() }), ev('node.unbanned', { node: ekHash() })]);
+        expect(await state.events.cursor(consumer)).toBeUndefined();
+        expect(await state.events.advanceCursor(consumer, e1!.id, { lease, holder: 'a' })).toBe(false);
+        expect(await state.events.cursor(consumer)).toBeUndefined();
+        expect(await state.leases.acquire(lease, 'a', 60_000)).toBe(true);
+        expect(await state.events.advanceCursor(consumer, e2!.id, { lease, holder: 'a' })).toBe(true);
+        expect(await state.events.advanceCursor(consumer, e1!.id, { lease, holder: 'a' })).toBe(true);
+        for (const s of all) expect(await s.events.cursor(consumer)).toBe(e2!.id);
+        expect(await pick(1).events.advanceCursor(consumer, `${Date.now() + 1000}-0`, { lease, holder: 'b' })).toBe(false);
+        expect(await state.events.cursor(consumer)).toBe(e2!.id);
+        await state.leases.release(lease, 'a');
+      });
+
+      it('node CA: created once, whichever instance wins; every instance reads the winner', async () => {
+        const scope = freshScope();
+        const insts = multiInstance ? [await open(scope), await open(scope), await open(scope)] : [await open(scope)];
+        try {
+          expect(await insts[0]!.nodeCa.get()).toBeUndefined();
+          const mk = (i: number): StoredNodeCa => ({ certificatePem: `-----BEGIN CERTIFICATE-----\nMII${i}\n-----END CERTIFICATE-----\n`, wrappedKey: `key${i}`, createdAt: new Date().toISOString() });
+          const got = await Promise.all([0, 1, 2].map((i) => insts[i % insts.length]!.nodeCa.createIfAbsent(mk(i))));
+          expect(new Set(got.map((g) => g.wrappedKey)).size).toBe(1);
+          for (const s of insts) expect((await s.nodeCa.get())?.wrappedKey).toBe(got[0]!.wrappedKey);
+          await expect(insts[0]!.nodeCa.createIfAbsent({ ...mk(9), wrappedKey: 'not base64url!' })).rejects.toBeInstanceOf(TypeError);
+        } finally {
+          for (const s of insts) await s.close();
+        }
+      });
+    });
+
     it('a delete racing a write of another key holds on sessions, IMA checkpoints and policies too', async () => {
       const ima = { policyKey: 'c'.repeat(64), resetCount: 0, checkpoint: { bank: 'sha256' as const, nextIndex: 1, pcrValue: new Uint8Array(32) }, prefixChars: 1, prefixSha256: 'd'.repeat(64) };
       const doc = (id: string) => ({ id, type: 'cel' as const, kind: 'attestation' as const, rules: { status: '"affirming"' } });
@@ -621,6 +746,10 @@ export function runStateConformance(name: string, options: StateConformanceOptio
           s.policies.put({ kind: 'attestation', id: 'persist' }, { id: 'persist', type: 'cel', kind: 'attestation', rules: { status: '"affirming"' } }),
         ]);
         await s.referenceValues.delete('persist-3');
+        const [durable] = await s.events.publish([{ type: 'node.banned', at: new Date().toISOString(), node: id, reason: 'kept' }], { durable: true });
+        expect(await s.leases.acquire('persist', 'me', 60_000)).toBe(true);
+        expect(await s.events.advanceCursor('persist-hook', durable!.id, { lease: 'persist', holder: 'me' })).toBe(true);
+        const ca = await s.nodeCa.createIfAbsent({ certificatePem: '-----BEGIN CERTIFICATE-----\nx\n', wrappedKey: 'abc', createdAt: new Date().toISOString() });
         const log = await openStateAuditLog(s);
         await log.record('admin', { action: 'persist' });
         await s.close();
@@ -633,6 +762,12 @@ export function runStateConformance(name: string, options: StateConformanceOptio
           expect((await again.ekCa.snapshot()).entries.some((e) => e.subject.includes('CA 0'))).toBe(true);
           expect((await again.policies.get({ kind: 'attestation', id: 'persist' }))?.version).toBe(1);
           expect((await again.audit.last())?.fields.action).toBe('persist');
+          expect((await again.events.read({ limit: 10 })).find((e) => e.id === durable!.id)?.reason).toBe('kept');
+          expect(await again.events.cursor('persist-hook')).toBe(durable!.id);
+          expect(await again.nodeCa.get()).toEqual(ca);
+          // Ids keep increasing across a restart.
+          const [after] = await again.events.publish([{ type: 'node.recovered', at: new Date().toISOString(), node: id }]);
+          expect(compareEventIds(after!.id, durable!.id)).toBeGreaterThan(0);
         } finally {
           await again.close();
         }
@@ -679,6 +814,10 @@ export function runStateConformance(name: string, options: StateConformanceOptio
             () => state.ekAllowlist.has(ekHash()),
             () => state.rateLimits.take('fault', { ratePerSec: 1, burst: 1 }),
             () => state.imaCheckpoints.get('fault'),
+            () => pick(1).events.publish([{ type: 'node.banned', at: new Date().toISOString(), node: nodeId }]),
+            () => state.events.read({ limit: 10 }),
+            () => state.leases.acquire('fault', 'me', 1000),
+            () => state.nodeCa.get(),
           ];
           for (const op of ops) {
             const t0 = Date.now();

@@ -37,6 +37,7 @@ async function populate(s: KbsState, pems: string[]) {
   await s.policies.put({ kind: 'attestation', id: 'p' }, policyDoc('p'));
   await s.policies.put({ kind: 'attestation', id: 'p' }, policyDoc('p'));
   await s.policies.put({ kind: 'attestation', id: 'q' }, policyDoc('q'));
+  await s.nodeCa.createIfAbsent({ certificatePem: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n', wrappedKey: 'wrapped-key', createdAt: '2025-01-01T00:00:00.000Z' });
   const log = await openStateAuditLog(s);
   for (let i = 0; i < 7; i++) await log.record('admin', { action: 'copy.test', reason: String(i) });
   return { nodes, listed };
@@ -57,9 +58,11 @@ describe('copyState', () => {
         ekAllowlist: { copied: 1 },
         ekCa: { copied: 2, alreadyPresent: 0 },
         policies: { copied: 2, skipped: 0 },
+        nodeCa: { copied: 1 },
         audit: { copied: 7, rechained: false, sourceChainOk: true },
       });
-      expect(new Set(seen.map((p) => p.store))).toEqual(new Set(['policies', 'referenceValues', 'ekAllowlist', 'ekCa', 'nodes', 'audit']));
+      expect(new Set(seen.map((p) => p.store))).toEqual(new Set(['policies', 'referenceValues', 'ekAllowlist', 'ekCa', 'nodes', 'nodeCa', 'audit']));
+      expect(await dst.nodeCa.get()).toEqual(await src.nodeCa.get());
       expect(await dst.nodes.get(nodes[0]!)).toMatchObject({ state: 'revoked', revokedAt: '2025-03-01T00:00:00.000Z', version: 1 });
       for (const id of nodes.slice(1)) expect((await dst.nodes.get(id))?.akName).toBe((await src.nodes.get(id))?.akName);
       expect((await dst.referenceValues.snapshot()).all()).toEqual({ tpm_pcr7: ['aa'], trusted_ak: ['k1'] });

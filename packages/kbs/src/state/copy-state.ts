@@ -3,7 +3,7 @@ import { StateError } from './errors.js';
 import type { KbsState } from './ports.js';
 import { stateImporterOf } from './state-importer.js';
 
-export type CopyStoreName = 'policies' | 'referenceValues' | 'ekAllowlist' | 'ekCa' | 'nodes' | 'audit';
+export type CopyStoreName = 'policies' | 'referenceValues' | 'ekAllowlist' | 'ekCa' | 'nodes' | 'nodeCa' | 'audit';
 
 export interface CopyProgress {
   readonly store: CopyStoreName;
@@ -20,6 +20,8 @@ export interface CopySummary {
   readonly ekCa: { readonly copied: number; readonly alreadyPresent: number };
   /** Policies with their versions; `skipped`: the target slot was taken (merge). */
   readonly policies: { readonly copied: number; readonly skipped: number };
+  /** The generated node CA (1 when copied; 0 when the source has none or the target kept its own). */
+  readonly nodeCa: { readonly copied: number };
   /**
    * Audit records: identical (same seq and hashes) into an empty trail, re-chained onto a
    * non-empty one (merge). `sourceChainOk`: the source chain verified before the copy.
@@ -38,8 +40,10 @@ const REFERENCE_CHUNK = 100;
 
 /**
  * Copy the durable state of `from` into `to` (`keyhold-kbs migrate-state`): policies (versions
- * kept), reference values, the EK allowlist, EK CA certificates, node records and the audit trail.
- * Sessions, nonces, IMA checkpoints and rate-limit buckets are not copied (short-lived by design).
+ * kept), reference values, the EK allowlist, EK CA certificates, node records, the generated node CA
+ * (its key stays wrapped: both sides must use the same token signing key) and the audit trail.
+ * Sessions, nonces, IMA checkpoints, rate-limit buckets, events, delivery cursors and leases are not
+ * copied (short-lived by design; webhook cursors start again at the newest event).
  * Run with no KBS using either side. Unless `merge`, the target must hold none of these
  * (STATE_CONFLICT otherwise); with `merge`, existing target records win and are counted as skipped.
  */
@@ -92,6 +96,11 @@ export async function copyState(from: KbsState, to: KbsState, options: CopyState
     after = page.next;
   }
 
+  const sourceCa = await from.nodeCa.get();
+  let nodeCaCopied = 0;
+  if (sourceCa !== undefined && (await to.nodeCa.createIfAbsent(sourceCa)).wrappedKey === sourceCa.wrappedKey) nodeCaCopied = 1;
+  progress({ store: 'nodeCa', done: nodeCaCopied });
+
   const trail = await from.audit.read();
   const sourceChainOk = verifyParsedAuditLog(trail).ok;
   const audit = await importer.importAudit(trail.records);
@@ -103,6 +112,7 @@ export async function copyState(from: KbsState, to: KbsState, options: CopyState
     ekAllowlist: { copied: allow.length },
     ekCa: { copied: caCopied, alreadyPresent: caPresent },
     policies: { copied: policies.imported, skipped: policies.skipped },
+    nodeCa: { copied: nodeCaCopied },
     audit: { copied: audit.appended, rechained: audit.rechained, sourceChainOk },
   };
 }
@@ -115,5 +125,6 @@ async function nonEmptyStores(s: KbsState, uploadedCa: number): Promise<string[]
   if (uploadedCa > 0) busy.push('EK CA uploads');
   if ((await s.policies.list()).length > 0) busy.push('policies');
   if ((await s.audit.last()) !== undefined) busy.push('audit trail');
+  if ((await s.nodeCa.get()) !== undefined) busy.push('node CA');
   return busy;
 }

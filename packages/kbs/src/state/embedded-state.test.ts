@@ -11,13 +11,13 @@ afterAll(async () => {
 });
 
 runStateConformance('embedded', {
-  open: (scope, o) => openEmbeddedState({ dataDir: path.join(root, scope), sessionLimits: o?.sessionLimits ?? DEFAULT_LIMITS, nodeCompactMinBytes: 8 * 1024 }),
+  open: (scope, o) => openEmbeddedState({ dataDir: path.join(root, scope), sessionLimits: o?.sessionLimits ?? DEFAULT_LIMITS, nodeCompactMinBytes: 8 * 1024, ...(o?.eventRetention !== undefined ? { eventRetention: o.eventRetention } : {}) }),
   multiInstance: false,
   persistent: true,
 });
 
 runStateConformance('memory', {
-  open: (_scope, o) => openMemoryState({ sessionLimits: o?.sessionLimits ?? DEFAULT_LIMITS }),
+  open: (_scope, o) => openMemoryState({ sessionLimits: o?.sessionLimits ?? DEFAULT_LIMITS, ...(o?.eventRetention !== undefined ? { eventRetention: o.eventRetention } : {}) }),
   multiInstance: false,
   persistent: false,
 });

@@ -30,6 +30,7 @@ const inputSchema = z.looseObject({
   banned: z.looseObject({ at: iso, reason: z.string().max(4096) }).optional(),
   revokedAt: iso.optional(),
   certificates: z.array(z.looseObject({ serial: z.string().regex(/^[0-9a-fA-F]{1,128}$/), notAfter: iso })).max(64).optional(),
+  staleNotified: iso.optional(),
 });
 
 /** True when `nodeId` has the shape of a node id (used for keys and file names). */

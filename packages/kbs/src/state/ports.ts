@@ -38,6 +38,12 @@ export interface KbsState {
   readonly ekCa: EkCaState;
   readonly imaCheckpoints: ImaCheckpointState;
   readonly rateLimits: RateLimitState;
+  /** The event log (bounded retention), live waits and notifier delivery cursors (issue 13). */
+  readonly events: EventState;
+  /** Named leases with a time to live: one holder across replicas (stale sweeper, webhook notifier). */
+  readonly leases: LeaseState;
+  /** The generated node CA, created once and shared by every replica (issue 13). */
+  readonly nodeCa: NodeCaState;
   /** The hash-chained audit trail (appends are compare-and-append on the chain head). */
   readonly audit: AuditSink;
   /** Attestation and resource policies (versioned; versions never reused). */
@@ -134,7 +140,11 @@ export interface NodeCertificateRef {
   readonly notAfter: string;
 }
 
-/** One record per node. The id is the EK hash when the EK is known, else `ak:` + the AK name hex. */
+/**
+ * One record per node. The id is the EK hash (hex SHA-256 of the EK DER SPKI) when the node proved
+ * an EK, else `ak:` + hex SHA-256 of the AK's DER SPKI (a node trusted only through the owner's
+ * `trusted_ak` list; the quote carries the SPKI, not the TPM name).
+ */
 export interface NodeRecord {
   readonly nodeId: string;
   /** Hex SHA-256 of the EK DER SPKI, when known. */
@@ -154,6 +164,11 @@ export interface NodeRecord {
   readonly revokedAt?: string;
   /** Most recent certificates issued to the node (bounded, newest last). */
   readonly certificates?: readonly NodeCertificateRef[];
+  /**
+   * Set by the stale sweeper when it announced `node.stale`: the `lastAttestedAt` (or `firstSeenAt`
+   * when the node never attested) of the staleness it announced, so each staleness is announced once.
+   */
+  readonly staleNotified?: string;
   /** Compare-and-swap counter: 1 on creation, +1 on every write. */
   readonly version: number;
 }
@@ -255,4 +270,92 @@ export interface RateLimitDecision {
 export interface RateLimitState {
   /** Take one token from `key`'s bucket under `rule` (shared by every replica on Redis). */
   take(key: string, rule: RateLimitRule): Promise<RateLimitDecision>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events, leases and the node CA (issue 13)
+
+export const KBS_EVENT_TYPES = [
+  'attestation',
+  'release',
+  'denial',
+  'node.banned',
+  'node.revoked',
+  'node.unbanned',
+  'node.stale',
+  'node.recovered',
+  'node.certificate',
+  'policy.changed',
+] as const;
+export type KbsEventType = (typeof KBS_EVENT_TYPES)[number];
+
+/** An event to publish: what happened, never secret values, tokens or evidence. */
+export interface KbsEventInput {
+  readonly type: KbsEventType;
+  /** ISO 8601. */
+  readonly at: string;
+  /** The replica that saw it. */
+  readonly replica?: string;
+  readonly node?: string;
+  readonly spiffeId?: string;
+  readonly tee?: string;
+  readonly repository?: string;
+  /** `repo/type/tag`. */
+  readonly resource?: string;
+  /** `id@version`. */
+  readonly policy?: string;
+  readonly status?: string;
+  readonly reason?: string;
+}
+
+/** A published event. `id` is `<ms>-<seq>` (two decimal integers, ordered as a pair, like Redis stream ids). */
+export interface KbsEvent extends KbsEventInput {
+  readonly id: string;
+}
+
+export interface EventState {
+  /**
+   * Append `events` in order and return them with their ids (increasing). Retention is bounded
+   * (the oldest are dropped beyond it). Redis: always durable. Embedded: durable (fsync'd, kept
+   * across a restart) only when `durable` is set — the KBS sets it for events a webhook wants —
+   * other events live in memory. Memory state: nothing survives close.
+   */
+  publish(events: readonly KbsEventInput[], options?: { readonly durable?: boolean }): Promise<readonly KbsEvent[]>;
+  /** Retained events with an id greater than `after` (all retained when undefined), oldest first, at most `limit` (1..1000). */
+  read(options: { readonly after?: string; readonly limit: number }): Promise<readonly KbsEvent[]>;
+  /** The newest `limit` (1..1000) retained events, oldest first. */
+  latest(limit: number): Promise<readonly KbsEvent[]>;
+  /**
+   * Resolve once an event newer than `after` may exist (on any replica), after `timeoutMs`, or when
+   * `signal` aborts, whichever comes first. Never rejects. Redis: a shared short poll per process.
+   */
+  waitForNew(after: string | undefined, timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  /** A consumer's delivery cursor (the last event id it finished), undefined when it never had one. */
+  cursor(consumer: string): Promise<string | undefined>;
+  /**
+   * Set the consumer's cursor to `id` if `holder` holds lease `lease` (fenced: a replica that lost
+   * the lease cannot move it) and `id` is not behind the stored cursor. False when the lease is not held.
+   */
+  advanceCursor(consumer: string, id: string, fence: { readonly lease: string; readonly holder: string }): Promise<boolean>;
+}
+
+export interface LeaseState {
+  /** Take lease `name` for `holder` for `ttlMs`, or renew it when `holder` has it. True when `holder` holds it now. */
+  acquire(name: string, holder: string, ttlMs: number): Promise<boolean>;
+  /** Give the lease up if `holder` has it. */
+  release(name: string, holder: string): Promise<void>;
+}
+
+/** The generated node CA as stored: its certificate and its private key, wrapped (see node-ca/). */
+export interface StoredNodeCa {
+  readonly certificatePem: string;
+  /** base64url(iv(12) || ciphertext || tag(16)) of the PKCS#8 DER private key, AES-256-GCM. */
+  readonly wrappedKey: string;
+  readonly createdAt: string;
+}
+
+export interface NodeCaState {
+  get(): Promise<StoredNodeCa | undefined>;
+  /** Store `ca` unless a CA is stored already; returns the stored CA (this one, or the one that won). */
+  createIfAbsent(ca: StoredNodeCa): Promise<StoredNodeCa>;
 }

@@ -21,7 +21,7 @@ afterAll(async () => {
 });
 
 runStateConformance('redis standalone', {
-  open: (scope, o) => openRedisState({ url: standalone.url, keyPrefix: scope, sessionLimits: o?.sessionLimits ?? DEFAULT_LIMITS, operationTimeoutMs: OPERATION_TIMEOUT_MS }),
+  open: (scope, o) => openRedisState({ url: standalone.url, keyPrefix: scope, sessionLimits: o?.sessionLimits ?? DEFAULT_LIMITS, operationTimeoutMs: OPERATION_TIMEOUT_MS, ...(o?.eventRetention !== undefined ? { eventRetention: o.eventRetention } : {}) }),
   multiInstance: true,
   persistent: true,
   fault: { inject: () => standalone.kill(), heal: () => standalone.restart(), operationTimeoutMs: OPERATION_TIMEOUT_MS },
@@ -34,6 +34,7 @@ runStateConformance('redis cluster (3 masters)', {
       keyPrefix: scope,
       sessionLimits: o?.sessionLimits ?? DEFAULT_LIMITS,
       operationTimeoutMs: OPERATION_TIMEOUT_MS,
+      ...(o?.eventRetention !== undefined ? { eventRetention: o.eventRetention } : {}),
     }),
   multiInstance: true,
   persistent: true,
@@ -79,6 +80,18 @@ describe('redis state: tampered data fails closed; key layout', () => {
       await s.imaCheckpoints.set('node1', record);
       await raw.set(`{${prefix}:ima:node1}`, JSON.stringify({ ...JSON.parse((await raw.get(`{${prefix}:ima:node1}`))!), pcr: 'ab' }));
       await expectStateError(s.imaCheckpoints.get('node1'), 'STATE_CORRUPT');
+
+      // A stream entry another writer added, an event that does not fit, a cursor that is no id, a bad CA record.
+      await s.events.publish([{ type: 'node.banned', at: new Date().toISOString(), node: a }]);
+      await raw.xadd(`{${prefix}:events}:s`, '*', 'x', 'y');
+      await expectStateError(s.events.read({ limit: 10 }), 'STATE_CORRUPT');
+      await raw.del(`{${prefix}:events}:s`);
+      await raw.xadd(`{${prefix}:events}:s`, '*', 'e', JSON.stringify({ type: 'release', at: 'now', secret: 'x' }));
+      await expectStateError(s.events.latest(1), 'STATE_CORRUPT');
+      await raw.hset(`{${prefix}:events}:cur`, 'hook', 'not-an-id');
+      await expectStateError(s.events.cursor('hook'), 'STATE_CORRUPT');
+      await raw.set(`{${prefix}:nodeca}`, '{"certificatePem":"x"}');
+      await expectStateError(s.nodeCa.get(), 'STATE_CORRUPT');
     } finally {
       raw.disconnect();
       await s.close();
@@ -101,14 +114,30 @@ describe('redis state: tampered data fails closed; key layout', () => {
       await s.rateLimits.take('10.0.0.1', { ratePerSec: 1, burst: 2 });
       await (await openStateAuditLog(s)).record('admin', { action: 'layout' });
       await s.policies.put({ kind: 'attestation', id: 'l' }, { id: 'l', type: 'cel', kind: 'attestation', rules: { status: '"affirming"' } });
+      await s.events.publish([{ type: 'node.stale', at: new Date().toISOString(), node: id }]);
+      await s.leases.acquire('sweeper', 'me', 60_000);
+      await s.events.advanceCursor('hook', (await s.events.latest(1))[0]!.id, { lease: 'sweeper', holder: 'me' });
+      await s.nodeCa.createIfAbsent({ certificatePem: '-----BEGIN CERTIFICATE-----\n', wrappedKey: 'k', createdAt: new Date().toISOString() });
       const keys = (await raw.keys(`{${prefix}*`)).sort();
       const tags = new Set(keys.map((k) => k.slice(0, k.indexOf('}') + 1)));
       expect([...tags].map((t) => t.replace(/rl:[0-9a-f]{32}/, 'rl:<digest>')).sort()).toEqual(
-        [`{${prefix}:audit}`, `{${prefix}:ekallow}`, `{${prefix}:ekca}`, `{${prefix}:ima:n}`, `{${prefix}:nodes}`, `{${prefix}:policies}`, `{${prefix}:refs}`, `{${prefix}:rl:<digest>}`, `{${prefix}:sess:7}`].sort(),
+        [
+          `{${prefix}:audit}`,
+          `{${prefix}:ekallow}`,
+          `{${prefix}:ekca}`,
+          `{${prefix}:events}`,
+          `{${prefix}:ima:n}`,
+          `{${prefix}:nodeca}`,
+          `{${prefix}:nodes}`,
+          `{${prefix}:policies}`,
+          `{${prefix}:refs}`,
+          `{${prefix}:rl:<digest>}`,
+          `{${prefix}:sess:7}`,
+        ].sort(),
       );
       for (const k of keys) {
         const ttl = await raw.pttl(k);
-        if (k.includes(':sess:') || k.includes(':ima:') || k.includes(':rl:')) expect(ttl, k).toBeGreaterThan(0);
+        if (k.includes(':sess:') || k.includes(':ima:') || k.includes(':rl:') || k.includes(':lease:')) expect(ttl, k).toBeGreaterThan(0);
         else expect(ttl, k).toBe(-1);
       }
       expect(await raw.pttl(`{${prefix}:sess:7}:d`)).toBeGreaterThan(60_000);

@@ -81,19 +81,48 @@ export class AdminApi {
 
   /**
    * Read a server-sent event stream with fetch (EventSource cannot send the Authorization header).
-   * Resolves when the stream ends; returns the last event id for reconnecting.
+   * Resolves when the server ends the stream. Every received chunk (events and `: ping` comments)
+   * resets the idle timer; a stream silent for `idleMs` is dropped (ApiError 0 `StreamIdle`), so a
+   * dead connection is noticed and the caller can resume it from the last event id.
    */
-  async stream(path: string, onEvent: (e: SseEvent) => void, signal: AbortSignal): Promise<string | undefined> {
-    const res = await this.#fetch(path, { headers: { accept: 'text/event-stream' }, signal });
-    if (!/^text\/event-stream\b/.test(res.headers.get('content-type') ?? '')) throw new ApiError(res.status, 'NotAStream', 'the KBS did not answer with an event stream');
-    const parser = new SseParser();
-    const reader = res.body?.pipeThrough(new TextDecoderStream()).getReader();
-    if (reader === undefined) return undefined;
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      for (const e of parser.push(value)) onEvent(e);
+  async stream(path: string, onEvent: (e: SseEvent) => void, signal: AbortSignal, opts: { readonly idleMs?: number; readonly onOpen?: () => void } = {}): Promise<void> {
+    const ctl = new AbortController();
+    const stop = () => ctl.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    let idle = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const arm = () => {
+      if (opts.idleMs === undefined) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        idle = true;
+        ctl.abort();
+      }, opts.idleMs);
+    };
+    try {
+      arm();
+      const res = await this.#fetch(path, { headers: { accept: 'text/event-stream' }, signal: ctl.signal });
+      if (!/^text\/event-stream\b/.test(res.headers.get('content-type') ?? '')) {
+        await res.body?.cancel();
+        throw new ApiError(res.status, 'NotAStream', 'the KBS did not answer with an event stream');
+      }
+      opts.onOpen?.();
+      const parser = new SseParser();
+      const reader = res.body?.pipeThrough(new TextDecoderStream()).getReader();
+      if (reader === undefined) return;
+      for (;;) {
+        arm();
+        const { value, done } = await reader.read();
+        if (done) return;
+        for (const e of parser.push(value)) onEvent(e);
+      }
+    } catch (err) {
+      if (idle && !signal.aborted) throw new ApiError(0, 'StreamIdle', `no data or heartbeat for ${Math.round((opts.idleMs ?? 0) / 1000)} s`);
+      if (signal.aborted || err instanceof ApiError) throw err;
+      throw new ApiError(0, 'NetworkError', 'the event stream was interrupted');
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', stop);
     }
-    return parser.lastEventId;
   }
 }

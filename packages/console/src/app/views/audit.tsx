@@ -4,6 +4,7 @@ import { verifyAuditChain, type AuditRecordView, type ChainVerification } from '
 import { Loading, Problem } from '../components/problem.js';
 import { useLoad } from '../components/use-load.js';
 import { short, when } from '../components/format.js';
+import { ScrollBox } from '../components/scroll-box.js';
 
 const PAGE = 50;
 const MAX_VERIFY_RECORDS = 100_000;
@@ -86,7 +87,7 @@ export function AuditView({ api }: { api: AdminApi }) {
       {data.state === 'loading' && <Loading what="the audit trail" />}
       {data.state === 'error' && <Problem error={data.error} what="the audit trail" />}
       {data.state === 'ok' && (
-        <div class="table-wrap">
+        <ScrollBox label="Audit records">
           <table data-testid="audit-table">
             <caption>
               Records {Math.max(1, headSeq - PAGE * (page + 1) + 1)}–{Math.max(0, headSeq - PAGE * page)} of {headSeq} (newest first)
@@ -118,7 +119,7 @@ export function AuditView({ api }: { api: AdminApi }) {
               ))}
             </tbody>
           </table>
-        </div>
+        </ScrollBox>
       )}
     </>
   );

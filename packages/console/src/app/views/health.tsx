@@ -7,6 +7,8 @@ import { ratesBetween, type HealthRates, type HealthSample } from '../health/rat
 interface HealthAnswer extends Omit<HealthSample, 'atMs'> {
   readonly replica: string;
   readonly build: string;
+  /** The KBS state backend (sessions, nodes, reference values, policies, audit); absent on older KBSes. */
+  readonly state?: { readonly backend: string; readonly ok: boolean };
   readonly storage: { readonly backend: string; readonly ok: boolean };
   readonly policies: { readonly ok: boolean | null };
   readonly audit: { readonly enabled: boolean; readonly head?: { readonly seq: number } | null };
@@ -21,7 +23,7 @@ const WINDOW_S = (POLL_MS * KEEP) / 1000;
 const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
 const fmt = (v: number | null | undefined, digits = 2): string => (v === null || v === undefined ? '—' : v.toFixed(digits));
 
-/** Health: attestations/s, denials/s and p99 latency over time, and the storage backends' state. */
+/** Health: attestations/s, denials/s and p99 latency over time, and the state and storage backends' state. */
 export function HealthView({ api }: { api: AdminApi }) {
   const [latest, setLatest] = useState<HealthAnswer | undefined>();
   const [rates, setRates] = useState<HealthRates[]>([]);
@@ -62,6 +64,14 @@ export function HealthView({ api }: { api: AdminApi }) {
       {latest === undefined && error === undefined && <Loading what="health" />}
       {latest !== undefined && (
         <dl class="tiles" data-testid="health-tiles">
+          {latest.state !== undefined && (
+            <div class={`tile ${latest.state.ok ? 'tile-ok' : 'tile-bad'}`} data-testid="health-state">
+              <dt>State backend</dt>
+              <dd>
+                {latest.state.backend}: {latest.state.ok ? 'ok' : 'DOWN'}
+              </dd>
+            </div>
+          )}
           <div class={`tile ${latest.storage.ok ? 'tile-ok' : 'tile-bad'}`}>
             <dt>Secret storage</dt>
             <dd>

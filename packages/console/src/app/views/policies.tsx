@@ -4,7 +4,8 @@ import { decodeUnverifiedJwt } from '../auth/decode-unverified.js';
 import { diffLines } from '../policy/line-diff.js';
 import { Loading, Problem } from '../components/problem.js';
 import { useLoad } from '../components/use-load.js';
-import { repoPath, when } from '../components/format.js';
+import { repoPath, short, when } from '../components/format.js';
+import { ScrollBox } from '../components/scroll-box.js';
 
 interface Slot {
   readonly kind: 'attestation' | 'resource';
@@ -91,7 +92,32 @@ function Diff({ before, after }: { before: PolicyVersion; after: PolicyVersion }
   );
 }
 
-function PolicyTest({ api, slot, document }: { api: AdminApi; slot: Slot | undefined; document: unknown }) {
+interface RecentNode {
+  readonly nodeId: string;
+  readonly state?: string;
+  readonly lastVerdict?: { readonly status: string; readonly at: string };
+}
+
+const RECENT_NODES = 25;
+
+/** The nodes that attested most recently, for "test against a node" (none when the role may not list nodes). */
+async function recentNodes(api: AdminApi, signal: AbortSignal): Promise<RecentNode[]> {
+  try {
+    const page = await api.get<{ nodes: RecentNode[] }>('/kbs/v0/admin/nodes?limit=500', signal);
+    return page.nodes
+      .filter((n) => n.lastVerdict !== undefined)
+      .sort((a, b) => (b.lastVerdict?.at ?? '').localeCompare(a.lastVerdict?.at ?? ''))
+      .slice(0, RECENT_NODES);
+  } catch (err) {
+    if (err instanceof ApiError && (err.status === 403 || err.endpointMissing)) return [];
+    throw err;
+  }
+}
+
+function PolicyTest({ api, slot, document, repositories }: { api: AdminApi; slot: Slot | undefined; document: unknown; repositories: readonly string[] }) {
+  const [nodes] = useLoad((signal) => (repositories.length > 0 ? Promise.resolve([]) : recentNodes(api, signal)), [repositories.join(',')]);
+  const [source, setSource] = useState<'claims' | 'node'>('claims');
+  const [nodeId, setNodeId] = useState('');
   const [policy, setPolicy] = useState('');
   const [kind, setKind] = useState<'attestation' | 'resource'>('resource');
   const [claims, setClaims] = useState('{\n  "submods": {"cpu0": {"ear.status": "affirming"}}\n}');
@@ -122,14 +148,24 @@ function PolicyTest({ api, slot, document }: { api: AdminApi; slot: Slot | undef
     setBusy(true);
     setResult(undefined);
     try {
+      const fromNode = source === 'node' && kind === 'resource';
       let parsedClaims: unknown;
-      try {
-        parsedClaims = JSON.parse(claims);
-      } catch {
-        throw new Error('claims are not valid JSON');
+      if (!fromNode) {
+        try {
+          parsedClaims = JSON.parse(claims);
+        } catch {
+          throw new Error('claims are not valid JSON');
+        }
+      } else if (nodeId === '') {
+        throw new Error('choose a node');
       }
       const trimmed = policy.trim();
-      const body = { policy: trimmed.startsWith('{') ? (JSON.parse(trimmed) as unknown) : trimmed, kind, claims: parsedClaims, ...(kind === 'resource' ? { resourcePath } : {}) };
+      const body = {
+        policy: trimmed.startsWith('{') ? (JSON.parse(trimmed) as unknown) : trimmed,
+        kind,
+        ...(fromNode ? { node: nodeId } : { claims: parsedClaims }),
+        ...(kind === 'resource' ? { resourcePath } : {}),
+      };
       const repo = resourcePath.split('/')[0] ?? '';
       let value: Record<string, unknown>;
       try {
@@ -159,15 +195,44 @@ function PolicyTest({ api, slot, document }: { api: AdminApi; slot: Slot | undef
         </select>
         <label for="test-policy">Policy (JSON document, or a bare CEL rule for a resource policy)</label>
         <textarea id="test-policy" rows={8} spellcheck={false} value={policy} onInput={(e) => setPolicy((e.currentTarget as HTMLTextAreaElement).value)} />
-        <label for="test-claims">Claims (JSON: a token's claims, or the verifier's claims for an attestation policy)</label>
-        <textarea id="test-claims" rows={6} spellcheck={false} value={claims} onInput={(e) => setClaims((e.currentTarget as HTMLTextAreaElement).value)} />
-        <div class="inline">
-          <label for="test-token">…or take them from a recent attestation token</label>
-          <input id="test-token" type="text" autocomplete="off" spellcheck={false} value={token} onInput={(e) => setToken((e.currentTarget as HTMLInputElement).value)} placeholder="paste an EAR token: its claims are decoded here" />
-          <button type="button" class="secondary" onClick={useToken} disabled={token.trim() === ''}>
-            Use its claims
-          </button>
-        </div>
+        {kind === 'resource' && nodes.state === 'ok' && nodes.value.length > 0 && (
+          <fieldset class="choice">
+            <legend>Claims from</legend>
+            <label>
+              <input type="radio" name="test-source" value="claims" checked={source === 'claims'} onChange={() => setSource('claims')} /> claims I give
+            </label>
+            <label>
+              <input type="radio" name="test-source" value="node" checked={source === 'node'} onChange={() => setSource('node')} /> a recent node's last verdict
+            </label>
+          </fieldset>
+        )}
+        {kind === 'resource' && source === 'node' && nodes.state === 'ok' && nodes.value.length > 0 ? (
+          <>
+            <label for="test-node">Node (most recent verdicts first)</label>
+            <select id="test-node" value={nodeId} onChange={(e) => setNodeId((e.currentTarget as HTMLSelectElement).value)}>
+              <option value="">choose a node…</option>
+              {nodes.value.map((n) => (
+                <option key={n.nodeId} value={n.nodeId}>
+                  {short(n.nodeId, 20)} — {n.lastVerdict?.status} at {when(n.lastVerdict?.at)}
+                  {n.state !== undefined && n.state !== 'active' ? ` (${n.state})` : ''}
+                </option>
+              ))}
+            </select>
+            <p class="hint">The KBS rebuilds the claims from the node's record: its last verdict's status, its node id and its freshness (state, seconds since its last attestation). It keeps no evidence or tokens per node, so rules on PCRs or other evidence need pasted claims.</p>
+          </>
+        ) : (
+          <>
+            <label for="test-claims">Claims (JSON: a token's claims, or the verifier's claims for an attestation policy)</label>
+            <textarea id="test-claims" rows={6} spellcheck={false} value={claims} onInput={(e) => setClaims((e.currentTarget as HTMLTextAreaElement).value)} />
+            <div class="inline">
+              <label for="test-token">…or take them from a recent attestation token</label>
+              <input id="test-token" type="text" autocomplete="off" spellcheck={false} value={token} onInput={(e) => setToken((e.currentTarget as HTMLInputElement).value)} placeholder="paste an EAR token: its claims are decoded here" />
+              <button type="button" class="secondary" onClick={useToken} disabled={token.trim() === ''}>
+                Use its claims
+              </button>
+            </div>
+          </>
+        )}
         {kind === 'resource' && (
           <>
             <label for="test-path">Resource path</label>
@@ -186,6 +251,11 @@ function PolicyTest({ api, slot, document }: { api: AdminApi; slot: Slot | undef
               {typeof result.value['reason'] === 'string' ? `: ${result.value['reason']}` : ''}
             </p>
             {result.value['vector'] !== undefined && <pre>{pretty(result.value['vector'])}</pre>}
+            {typeof result.value['fromNode'] === 'object' && result.value['fromNode'] !== null && (
+              <p class="hint" data-testid="policy-test-node">
+                {String((result.value['fromNode'] as Record<string, unknown>)['note'])}; node state {String((result.value['fromNode'] as Record<string, unknown>)['state'])}.
+              </p>
+            )}
           </div>
         )}
         {result?.ok === false && <Problem error={result.error} what="the test" />}
@@ -234,7 +304,7 @@ export function PoliciesView({ api, repositories }: { api: AdminApi; repositorie
             {selected !== undefined && versions.state === 'error' && <Problem error={versions.error} what="the policy's versions" />}
             {selected !== undefined && versions.state === 'ok' && (
               <>
-                <div class="table-wrap">
+                <ScrollBox label="Policy versions">
                   <table data-testid="versions-table">
                     <caption>
                       Versions of {selected.label} (newest first{list.length === 0 ? '; none stored: the built-in policy applies' : ''})
@@ -256,7 +326,7 @@ export function PoliciesView({ api, repositories }: { api: AdminApi; repositorie
                       ))}
                     </tbody>
                   </table>
-                </div>
+                </ScrollBox>
                 {list.length > 0 && (
                   <div class="toolbar">
                     <label for="diff-from">Compare version</label>
@@ -283,7 +353,7 @@ export function PoliciesView({ api, repositories }: { api: AdminApi; repositorie
           </div>
         </div>
       )}
-      <PolicyTest api={api} slot={selected} document={after?.document} />
+      <PolicyTest api={api} slot={selected} document={after?.document} repositories={repositories} />
     </>
   );
 }

@@ -3,6 +3,7 @@ import type { AdminApi } from '../api/admin-api.js';
 import { Loading, Problem } from '../components/problem.js';
 import { useLoad } from '../components/use-load.js';
 import { duration, repoPath, when } from '../components/format.js';
+import { ScrollBox } from '../components/scroll-box.js';
 
 /** What the admin API says about a resource: metadata only (the console never asks for a value). */
 interface ResourceMeta {
@@ -77,7 +78,7 @@ export function ResourcesView({ api, repositories }: { api: AdminApi; repositori
       {resources.state === 'loading' && <Loading what="resources" />}
       {resources.state === 'error' && <Problem error={resources.error} what="the resource list (a repository-limited role must name its repositories)" />}
       {resources.state === 'ok' && (
-        <div class="table-wrap">
+        <ScrollBox label="Resources">
           <table data-testid="resources-table">
             <caption>
               {resources.value.length} resource{resources.value.length === 1 ? '' : 's'} (metadata only; values are never shown)
@@ -111,7 +112,7 @@ export function ResourcesView({ api, repositories }: { api: AdminApi; repositori
               ))}
             </tbody>
           </table>
-        </div>
+        </ScrollBox>
       )}
       {open !== undefined && <Versions api={api} path={open} onClose={() => setOpen(undefined)} />}
     </>

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSoftwareTpm, IdentityContributor, loadOrCreateAk, TpmAttester, type TpmDevice, type TpmKey } from '@keyhold/attestation-agent';
 import { ekHash, parseTpm2bPublic, tpmPublicToSpkiDer } from '@keyhold/verifier';
 import { KbsError } from '../../errors.js';
-import { revokeNode } from '../../identity/node-records.js';
+import { revokeNode, unbanNode } from '../../identity/node-records.js';
 import { newSession } from '../../session/new-session.js';
 import { openMemoryState } from '../../state/index.js';
 import type { KbsState } from '../../state/ports.js';
@@ -289,17 +289,33 @@ describe('refusals at /auth', () => {
     const r = await refusal(handshake(kbs, fresh, { between: async () => void (await revokeNode(kbs.state.nodes, fresh.ekHash, new Date())) }));
     expect(r.code).toBe('NODE_REVOKED');
   });
+
+  it('refuses a banned node at /auth with NODE_BANNED naming the reason (issue 13), and again after the owner lifts the ban it passes', async () => {
+    const node = await makeNode();
+    const kbs = await extension();
+    await kbs.state.ekAllowlist.add(node.ekHash);
+    await handshake(kbs, node);
+    const cur = (await kbs.state.nodes.get(node.ekHash))!;
+    const { version, ...rest } = cur;
+    await kbs.state.nodes.compareAndSwap(node.ekHash, version, { ...rest, state: 'banned', banned: { at: new Date().toISOString(), reason: 'pcr07 does not match the reference value tpm_pcr07' } });
+    const r = await refusal(handshake(kbs, node));
+    expect(r).toEqual({ code: 'NODE_BANNED', message: 'this node is banned until the owner lifts the ban: pcr07 does not match the reference value tpm_pcr07' });
+    expect((await unbanNode(kbs.state.nodes, node.ekHash))?.changed).toBe(true);
+    await handshake(kbs, node);
+  });
 });
 
 describe("Trustee's trusted_ak list beside EK identity", () => {
-  it('lets a listed AK through without identity claims when the EK is not trusted, only while trusted_ak is enabled', async () => {
+  it('lets a listed AK through without EK identity claims (an ak: node id only) when the EK is not trusted, only while trusted_ak is enabled', async () => {
     const node = await makeNode({ ek: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey });
     const trustedAk = [Buffer.from(tpmPublicToSpkiDer(parseTpm2bPublic(node.ak.publicArea))).toString('base64')];
     const kbs = await extension();
     const ok = await handshake(kbs, node, { trustedAk });
     expect(ok.challengeExtra).toEqual({});
     expect(ok.appraisal.teeClaims['ek_trust']).toBe('none');
-    expect(ok.appraisal.extra).toBeUndefined();
+    // Identified by the owner-listed AK only: `ak:` + SHA-256 of its DER SPKI, no SPIFFE ID or EK trust claim.
+    const akId = `ak:${createHash('sha256').update(Buffer.from(trustedAk[0]!, 'base64')).digest('hex')}`;
+    expect(ok.appraisal.extra).toEqual({ node_id: akId });
 
     const strict = await extension({ trustedAkList: false });
     const r = await refusal(handshake(strict, node, { trustedAk, trustedAkList: false }));

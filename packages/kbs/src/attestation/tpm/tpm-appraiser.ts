@@ -1,9 +1,13 @@
 import { fitReportData, tpmInitDataDigest, TPM_REPORT_DATA_BYTES } from '@keyhold/protocol';
 import { appraiseTpmEvidence, type TpmAppraisal } from '@keyhold/verifier';
+import { akNodeId } from '../../continuous/node-identity.js';
 import { KbsError } from '../../errors.js';
 import { AR4SI, type TrustworthinessVector } from '../../token/ear-claims.js';
 import type { ChallengeInput, ChallengeResult, TeeAppraisal, TeeAppraisalInput, TeeAppraiser } from '../tee-appraiser.js';
 import type { TpmExtension } from './tpm-extension.js';
+
+/** The annotated-evidence member naming the node (identity-extension.ts NODE_ID_CLAIM). */
+const NODE_ID = 'node_id';
 
 /** Reference value holding the owner's trusted AKs (standard base64 DER SPKI), as in Trustee. */
 export const TRUSTED_AK_REFERENCE = 'trusted_ak';
@@ -96,6 +100,11 @@ export class TpmAppraiser implements TeeAppraiser {
     // nothing — a software key can sign a perfect quote (AK substitution). Fail closed, before any
     // further (costlier) appraisal of what the untrusted node sent.
     if (!listed && !ekBound) throw new KbsError('ATTESTATION_FAILED', 'AK is not trusted (not in trusted_ak and not bound to a trusted EK)');
+    // The node is identified from here on: by its EK (identity extension) or by the owner-listed AK.
+    // The AK's DER bytes equal an owner-listed value byte for byte (isListed), so hashing them as
+    // sent is stable (no re-encoding: importing the key costs a millisecond per attestation).
+    if (!ekBound) extra[NODE_ID] = akNodeId(new Uint8Array(Buffer.from(claims.ak_public, 'base64')));
+    if (typeof extra[NODE_ID] === 'string') input.identified?.({ nodeId: extra[NODE_ID] });
     for (const ext of extensions) if (ext.establishesIdentity !== true) await runExtension(ext);
     mergeVector(vector, { 'instance-identity': AR4SI.TRUSTED_INSTANCE });
     return {

@@ -19,6 +19,10 @@ import { JournalStore } from './journal-store.js';
 import { importLegacyEnrolments } from './legacy-enrolments.js';
 import { MemoryRateLimits } from './memory-rate-limits.js';
 import { MemorySessionState } from './memory-sessions.js';
+import { EmbeddedEvents } from './embedded-events.js';
+import { EmbeddedNodeCa } from './embedded-node-ca.js';
+import { MemoryLeases } from './memory-leases.js';
+import { checkRetention, DEFAULT_EVENT_RETENTION } from '../event-record.js';
 
 export interface EmbeddedStateOptions {
   /** The KBS data directory (absolute); locked for the lifetime of the state. */
@@ -42,6 +46,8 @@ export interface EmbeddedStateOptions {
   readonly now?: () => number;
   /** Journal size that triggers node-store compaction (tests). Default 4 MiB. */
   readonly nodeCompactMinBytes?: number;
+  /** Events retained (the newest N). Default 10 000. */
+  readonly eventRetention?: number;
 }
 
 export interface EmbeddedKbsState extends KbsState {
@@ -61,6 +67,8 @@ export interface MemoryStateOptions {
   /** `ekCaDir` must exist. Default false. */
   readonly ekCaDirRequired?: boolean;
   readonly now?: () => number;
+  /** Events retained (the newest N). Default 10 000. */
+  readonly eventRetention?: number;
 }
 
 /** Lock file of the embedded state in the data dir. */
@@ -106,6 +114,7 @@ export async function openEmbeddedState(options: EmbeddedStateOptions): Promise<
   const auditFile = options.auditFile === null ? null : absolute(options.auditFile ?? path.join(dataDir, 'audit.jsonl'), 'auditFile');
   const policyFile = absolute(options.policyFile ?? path.join(dataDir, 'policies.json'), 'policyFile');
   const imaMax = options.imaCheckpointMaxNodes ?? DEFAULT_IMA_CHECKPOINT_MAX_NODES;
+  const eventRetention = checkRetention(options.eventRetention ?? DEFAULT_EVENT_RETENTION);
 
   try {
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
@@ -130,11 +139,13 @@ export async function openEmbeddedState(options: EmbeddedStateOptions): Promise<
   try {
     const removedTempFiles: string[] = [];
     const nodesDir = path.join(dataDir, 'nodes');
+    const eventsDir = path.join(dataDir, 'events');
     try {
       // Issue 12 item 5: leftovers of interrupted atomic writes; we hold the lock, so none is in flight.
       for (const [dir, maxDepth] of [
         [dataDir, 0],
         [nodesDir, 0],
+        [eventsDir, 0],
         [ekCaDir, 0],
         [ekAllowlistDir, 1],
         [enrolmentDir, 1],
@@ -153,6 +164,16 @@ export async function openEmbeddedState(options: EmbeddedStateOptions): Promise<
       ...(options.nodeCompactMinBytes !== undefined ? { compactMinBytes: options.nodeCompactMinBytes } : {}),
     });
     closers.push(() => nodeStore.close());
+    const leases = new MemoryLeases(options.now);
+    const events = await EmbeddedEvents.open({
+      dir: eventsDir,
+      retention: eventRetention,
+      leases,
+      ...(options.now !== undefined ? { now: options.now } : {}),
+      ...(options.nodeCompactMinBytes !== undefined ? { compactMinBytes: options.nodeCompactMinBytes } : {}),
+    });
+    closers.push(() => events.close());
+    const nodeCa = await EmbeddedNodeCa.open(path.join(dataDir, 'node-ca.json'));
     const referenceValues = await EmbeddedReferenceValues.open(path.join(dataDir, 'reference-values.json'));
     const ekCa = await EmbeddedEkCa.open(ekCaDir, true, options.ekCaDirRequired === true);
     const policies = await EmbeddedPolicies.open(policyFile);
@@ -181,6 +202,9 @@ export async function openEmbeddedState(options: EmbeddedStateOptions): Promise<
       ekCa,
       imaCheckpoints: new LruImaCheckpoints(imaMax),
       rateLimits: new MemoryRateLimits(),
+      events,
+      leases,
+      nodeCa,
       audit,
       policies,
       async ping() {
@@ -218,6 +242,9 @@ export async function openMemoryState(options: MemoryStateOptions): Promise<KbsS
   const policies = await EmbeddedPolicies.open(undefined);
   const audit = createMemoryAuditSink();
   const sessions = new MemorySessionState({ limits, ...(options.now !== undefined ? { now: options.now } : {}) });
+  const leases = new MemoryLeases(options.now);
+  const events = await EmbeddedEvents.open({ dir: undefined, retention: checkRetention(options.eventRetention ?? DEFAULT_EVENT_RETENTION), leases, ...(options.now !== undefined ? { now: options.now } : {}) });
+  const nodeCa = await EmbeddedNodeCa.open(undefined);
   const state: KbsState = {
     backend: 'embedded',
     sessions,
@@ -227,11 +254,15 @@ export async function openMemoryState(options: MemoryStateOptions): Promise<KbsS
     ekCa,
     imaCheckpoints: new LruImaCheckpoints(options.imaCheckpointMaxNodes ?? DEFAULT_IMA_CHECKPOINT_MAX_NODES),
     rateLimits: new MemoryRateLimits(),
+    events,
+    leases,
+    nodeCa,
     audit,
     policies,
     async ping() {},
     async close() {
       sessions.close();
+      await events.close();
       await nodeStore.close();
     },
   };

@@ -14,6 +14,9 @@ import { RedisNodeState } from './redis-nodes.js';
 import { RedisRateLimits } from './redis-rate-limits.js';
 import { RedisReferenceValues } from './redis-reference-values.js';
 import { RedisSessionState } from './redis-sessions.js';
+import { RedisEvents } from './redis-events.js';
+import { RedisNodeCa } from './redis-node-ca.js';
+import { checkRetention, DEFAULT_EVENT_RETENTION } from '../event-record.js';
 
 export interface RedisStateOptions extends RedisConnectionOptions {
   readonly sessionLimits: SessionLimits;
@@ -25,6 +28,8 @@ export interface RedisStateOptions extends RedisConnectionOptions {
   readonly ekCaDirRequired?: boolean;
   /** Milliseconds clock for session expiry (tests). */
   readonly now?: () => number;
+  /** Events retained (at least the newest N; Redis trims approximately). Default 10 000. */
+  readonly eventRetention?: number;
 }
 
 export interface RedisKbsState extends KbsState {
@@ -40,6 +45,7 @@ export interface RedisKbsState extends KbsState {
  */
 export async function openRedisState(options: RedisStateOptions): Promise<RedisKbsState> {
   const limits = checkSessionLimits(options.sessionLimits);
+  const eventRetention = checkRetention(options.eventRetention ?? DEFAULT_EVENT_RETENTION);
   if (options.ekCaDir !== undefined && !path.isAbsolute(options.ekCaDir)) throw new TypeError('ekCaDir must be an absolute path');
   const configuredCa = options.ekCaDir === undefined ? new Map() : await readCaDirectory(options.ekCaDir, { required: options.ekCaDirRequired === true });
   const storeOptions = {
@@ -52,6 +58,7 @@ export async function openRedisState(options: RedisStateOptions): Promise<RedisK
     const audit = new RedisAuditSink(client, storeOptions);
     const ekCa = new RedisEkCa(ctx, configuredCa);
     const importer = new RedisImporter(ctx, audit);
+    const events = new RedisEvents(ctx, eventRetention);
     let closed = false;
     const state: RedisKbsState = {
       backend: 'redis',
@@ -63,6 +70,9 @@ export async function openRedisState(options: RedisStateOptions): Promise<RedisK
       ekCa,
       imaCheckpoints: new RedisImaCheckpoints(ctx, options.imaCheckpointTtlMs),
       rateLimits: new RedisRateLimits(ctx),
+      events,
+      leases: events,
+      nodeCa: new RedisNodeCa(ctx),
       audit,
       policies: new RedisPolicyStore(client, storeOptions),
       async ping() {
@@ -71,6 +81,7 @@ export async function openRedisState(options: RedisStateOptions): Promise<RedisK
       async close() {
         if (closed) return;
         closed = true;
+        events.close();
         // QUIT waits for the server; never longer than one operation deadline.
         await Promise.race([client.quit().catch(() => undefined), new Promise((r) => setTimeout(r, ctx.timeoutMs).unref())]);
         client.disconnect();

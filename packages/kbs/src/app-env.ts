@@ -31,6 +31,13 @@ export interface KbsDeps {
   adminAuth: AdminAuthorizer;
   logger: Logger;
   maxBodyBytes: number;
+  /** Cap on a `POST /kbs/v0/auth` body (its extra-params); default 64 KiB, never above maxBodyBytes. */
+  maxAuthBodyBytes?: number;
+  /**
+   * `[admin] client_ca`: admin calls must come over a TLS connection whose client certificate
+   * verified against that CA (mutual TLS), in addition to the admin token.
+   */
+  requireAdminClientCertificate?: boolean;
   build: string;
   metrics?: KbsMetrics;
   /** Workload-owner services: CEL policy admin, audit trail, rate limits, Prometheus metrics (issue 5). */

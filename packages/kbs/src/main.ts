@@ -1,6 +1,5 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
 import { pino, type Logger } from 'pino';
 import { RotationScheduler } from '@keyhold/kms-adapter';
 import { createApp } from './app.js';
@@ -21,12 +20,20 @@ import { openOwnerServices } from './owners/open-owner-services.js';
 import { openConfiguredState } from './state-wiring/open-state.js';
 import { CONSOLE_ASSETS_DIR } from '@keyhold/console';
 import { registerConsole } from './console/serve-console.js';
+import { listenKbs } from './http-server/listen.js';
+import type { TlsMaterial } from './http-server/tls-material.js';
 
 export const BUILD = 'keyhold-kbs 0.1.0';
 
 export interface RunningKbs {
   url: string;
   port: number;
+  /**
+   * Read `[http_server] certificate` / `private_key` (and `[admin] client_ca`) again and serve new
+   * connections with them, without closing the listener (SIGHUP). Rejects and keeps the running
+   * material when the files do not check out; resolves undefined on plain HTTP.
+   */
+  reloadTls(): Promise<TlsMaterial['summary'] | undefined>;
   close(): Promise<void>;
 }
 
@@ -71,6 +78,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
       adminPublicKeyFile: config.adminPublicKeyFile,
       logger,
       auditTruncatedTornBytes: opened.auditTruncatedTornBytes,
+      policyLimits: config.policyLimits,
     });
     closers.push(() => owners.close());
     const store = await openSecretStore(config);
@@ -122,25 +130,31 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
       adminAuth: owners.adminAuth,
       logger,
       maxBodyBytes: config.maxBodyBytes,
+      maxAuthBodyBytes: config.maxAuthBodyBytes,
+      requireAdminClientCertificate: config.owners.admin.clientCaFile !== undefined,
       build: BUILD,
       owners: owners.services,
     };
     const app = createApp(deps);
     registerConsole(app, { enabled: config.console.enabled, assetsDir: CONSOLE_ASSETS_DIR });
-    const server = await new Promise<ServerType>((resolve, reject) => {
-      const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
-      s.once('error', reject);
-    });
-    const addr = server.address();
-    const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
-    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    const url = `http://${host}:${port}`;
-    logger.info({ url, dataDir: config.dataDir, storage: store.backend, state: state.backend }, 'keyhold-kbs listening');
+    const listener = await listenKbs({ fetch: app.fetch, host: config.host, port: config.port, http: config.httpServer, clientCaFile: config.owners.admin.clientCaFile });
+    const { url, port } = listener;
+    if (listener.tls === undefined) {
+      logger.warn({ url }, 'INSECURE: serving plain HTTP (--insecure-http / [http_server] insecure_http): tokens, cookies and released secrets cross the network in clear; use TLS ([http_server] certificate and private_key) anywhere but loopback tests');
+    } else {
+      logger.info({ tls: listener.tls, adminMutualTls: config.owners.admin.clientCaFile !== undefined }, 'TLS certificate loaded');
+    }
+    const h = config.httpServer;
+    logger.info(
+      { url, dataDir: config.dataDir, storage: store.backend, state: state.backend, requestTimeoutMs: h.requestTimeoutMs, headersTimeoutMs: h.headersTimeoutMs, maxConnections: h.maxConnections },
+      'keyhold-kbs listening',
+    );
     return {
       url,
       port,
+      reloadTls: () => listener.reloadTls(),
       async close() {
-        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await listener.close();
         await closeAll();
       },
     };

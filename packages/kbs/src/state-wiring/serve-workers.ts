@@ -87,6 +87,10 @@ export async function runWorkerPrimary(config: KbsConfig, logger: Logger, out: (
     fork();
   });
 
+  // SIGHUP reaches the primary only: each worker reloads its own TLS material.
+  process.on('SIGHUP', () => {
+    for (const x of Object.values(cluster.workers ?? {})) if (x !== undefined && !x.isDead()) x.process.kill('SIGHUP');
+  });
   process.once('SIGINT', () => stopAll(0));
   process.once('SIGTERM', () => stopAll(0));
   for (let i = 0; i < config.workers; i++) fork();

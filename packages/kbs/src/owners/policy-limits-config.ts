@@ -1,0 +1,37 @@
+/**
+ * `[policy]` cost bounds of CEL policies (issue 12), parsed once by config.ts into @keyhold/policy's
+ * `PolicyLimits` (defaults and units documented there and in the README):
+ *   max_ast_nodes, max_ast_depth, max_comprehension_nesting   refused at upload beyond these
+ *   max_evaluation_cost                                       cost units one evaluation may spend (denies beyond)
+ *   max_evaluation_ms                                         optional wall-clock backstop (0 = off)
+ *   max_string_length, max_list_length                        largest value a rule may build
+ */
+import { z } from 'zod';
+import { resolvePolicyLimits, type PolicyLimits } from '@keyhold/policy';
+
+const count = (max: number) => z.number().int().min(1).max(max).optional();
+
+export const POLICY_LIMIT_FIELDS = {
+  max_ast_nodes: count(1_000_000),
+  max_ast_depth: count(10_000),
+  max_comprehension_nesting: count(64),
+  max_evaluation_cost: count(1_000_000_000),
+  max_evaluation_ms: z.number().int().min(0).max(60_000).optional(),
+  max_string_length: count(256 * 1024 * 1024),
+  max_list_length: count(100_000_000),
+};
+
+type Fields = { readonly [K in keyof typeof POLICY_LIMIT_FIELDS]?: number | undefined };
+
+/** The limits the KBS's policy engine runs with: defaults, each overridden by its key. */
+export function policyLimitsFrom(section: Fields | undefined): PolicyLimits {
+  return resolvePolicyLimits({
+    maxAstNodes: section?.max_ast_nodes,
+    maxAstDepth: section?.max_ast_depth,
+    maxComprehensionNesting: section?.max_comprehension_nesting,
+    maxEvaluationCost: section?.max_evaluation_cost,
+    maxEvaluationMs: section?.max_evaluation_ms,
+    maxStringLength: section?.max_string_length,
+    maxListLength: section?.max_list_length,
+  });
+}

@@ -100,7 +100,7 @@ async function main(): Promise<void> {
   const kbs = spawnProcess({
     name: 'keyhold-kbs',
     command: process.execPath,
-    args: [KBS_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'kbs'), '--admin-public-key', join(dir, 'admin.pub.pem'), '--log-level', 'warn'],
+    args: [KBS_BIN, 'serve', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'kbs'), '--admin-public-key', join(dir, 'admin.pub.pem'), '--log-level', 'warn'],
   });
   try {
     await waitForPort(port, kbs, { timeoutMs: 20_000 });

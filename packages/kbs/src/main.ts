@@ -4,7 +4,8 @@ import { pino, type Logger } from 'pino';
 import { RotationScheduler } from '@keyhold/kms-adapter';
 import { createApp } from './app.js';
 import type { KbsDeps } from './app-env.js';
-import type { KbsConfig } from './config.js';
+import { ConfigError, type KbsConfig } from './config.js';
+import { NO_TRANSPORT_MESSAGE } from './http-server/http-server-config.js';
 import { TpmAppraiser } from './attestation/tpm/tpm-appraiser.js';
 import { MeasuredBootExtension } from './attestation/tpm/measured-boot-extension.js';
 import { ImaExtension } from './attestation/tpm/ima-extension.js';
@@ -48,6 +49,8 @@ export function generatedSigningKeyPath(config: KbsConfig): string {
  * StateError('STATE_LOCKED') before it listens.
  */
 export async function startKbs(config: KbsConfig, logger: Logger = pino({ level: config.logLevel })): Promise<RunningKbs> {
+  // SECURITY: no silent plain HTTP: TLS material or an explicit insecure_http / --insecure-http.
+  if (config.httpServer.tls === undefined && !config.httpServer.insecureHttp) throw new ConfigError(NO_TRANSPORT_MESSAGE);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   for (const notice of config.state.notices) logger.warn(notice);
   if (config.tpmIdentity.ekCaDirIsDefault) await mkdir(config.tpmIdentity.ekCaDir, { recursive: true, mode: 0o700 });

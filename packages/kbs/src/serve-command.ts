@@ -97,6 +97,10 @@ async function loadConfig(o: ServeFlags, env: NodeJS.ProcessEnv): Promise<KbsCon
   }
   if (config.adminPublicKeyFile !== undefined) await checkAdminPublicKeyFile(config.adminPublicKeyFile, '--admin-public-key');
   for (const id of config.owners.admin.identities) await checkAdminPublicKeyFile(id.publicKeyFile, `[admin] identity ${id.name}: public_key_file`);
+  const { NO_TRANSPORT_MESSAGE, NO_TRANSPORT_HINT } = await import('./http-server/http-server-config.js');
+  // SECURITY: tokens, cookies and released secrets never cross the network in clear by default:
+  // without a certificate, plain HTTP must be asked for (Trustee's insecure_http) (RFC 9325).
+  if (config.httpServer.tls === undefined && !config.httpServer.insecureHttp) throw new UsageError(NO_TRANSPORT_MESSAGE, { hint: NO_TRANSPORT_HINT });
   return config;
 }
 

@@ -89,6 +89,7 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
     ...(appraisal.initDataHex !== undefined ? { initDataHex: appraisal.initDataHex } : {}),
     ...(initData !== undefined ? { initDataClaims: initData.data } : {}),
     ...(appraisal.extra !== undefined ? { extra: appraisal.extra } : {}),
+    ...(verdict.reason !== undefined ? { reason: verdict.reason } : {}),
     build: deps.build,
   });
   const node = nodeLabel({ ...(appraisal.extra ?? {}), [session.tee]: appraisal.teeClaims }, session.tee);

@@ -7,6 +7,7 @@ import type { AttestationPolicy } from './attestation/attestation-policy.js';
 import type { EarSigner } from './token/ear-signer.js';
 import type { KbsState } from './state/ports.js';
 import type { OwnerServices } from './owners/owner-services.js';
+import type { StorageEndpoints } from './storage/storage-failure.js';
 
 /** Counters the routes bump; the metrics adapter decides how they are exported. */
 export interface KbsMetrics {
@@ -38,6 +39,8 @@ export interface KbsDeps {
    * verified against that CA (mutual TLS), in addition to the admin token.
    */
   requireAdminClientCertificate?: boolean;
+  /** Where the state backend and the secret store live (credential-free), for storage-failure logs. */
+  storageEndpoints?: StorageEndpoints;
   build: string;
   metrics?: KbsMetrics;
   /** Workload-owner services: CEL policy admin, audit trail, rate limits, Prometheus metrics (issue 5). */

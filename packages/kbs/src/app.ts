@@ -25,6 +25,7 @@ import {
 import { adminMiddleware } from './admin/admin-middleware.js';
 import { ownerMiddleware } from './owners/owner-middleware.js';
 import { registerOwnerRoutes } from './routes/owner-routes.js';
+import { describeStorageFailure } from './storage/storage-failure.js';
 
 const RESOURCE = '/kbs/v0/resource/:repository/:type/:tag';
 
@@ -96,7 +97,9 @@ export function renderError(err: unknown, c: Context<KbsEnv>): Response {
   else kbsErr = new KbsError('INTERNAL', 'internal error', { cause: err });
   const { status, variant } = ERROR_TABLE[kbsErr.code];
   const log = c.get('log');
-  if (status >= 500) log?.error({ code: kbsErr.code, err: describeCause(err) }, 'request failed');
+  // Which backend, where, and the chain of causes (codes, errno fields): what an operator needs to fix an outage.
+  if (kbsErr.code === 'STORAGE_UNAVAILABLE') log?.error({ code: kbsErr.code, status, storage: describeStorageFailure(err, c.get('deps')?.storageEndpoints) }, 'storage unavailable');
+  else if (status >= 500) log?.error({ code: kbsErr.code, err: describeCause(err) }, 'request failed');
   else log?.info({ code: kbsErr.code, status }, 'request refused');
   const res = c.json(errorInformation(variant, kbsErr.message), status);
   if (status === 429) res.headers.set('retry-after', String(kbsErr.retryAfterSec ?? 1));

@@ -22,6 +22,7 @@ import { openConfiguredState } from './state-wiring/open-state.js';
 import { CONSOLE_ASSETS_DIR } from '@keyhold/console';
 import { registerConsole } from './console/serve-console.js';
 import { listenKbs } from './http-server/listen.js';
+import { storageCauses, storageEndpointsOf } from './storage/storage-failure.js';
 import type { TlsMaterial } from './http-server/tls-material.js';
 
 export const BUILD = 'keyhold-kbs 0.1.0';
@@ -62,8 +63,11 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
   };
   try {
     if (opened.removedTempFiles.length > 0) logger.info({ files: opened.removedTempFiles.length }, 'removed temp files of interrupted writes');
+    const storageEndpoints = storageEndpointsOf(config);
     // Not awaited: a KBS may start while Redis is down (requests answer 503 until it is back).
-    state.ping().catch((err: unknown) => logger.warn({ state: state.backend, code: (err as { code?: string }).code }, 'state backend not reachable yet; requests that need it answer 503 until it is'));
+    state.ping().catch((err: unknown) =>
+      logger.warn({ state: state.backend, endpoint: storageEndpoints.state, causes: storageCauses(err) }, 'state backend not reachable yet; requests that need it answer 503 until it is'),
+    );
     if (state.backend === 'redis' && config.tokenSigningKeyFile === undefined) {
       // Replicas must verify each other's tokens (bearer tokens, /resource on another replica).
       logger.warn(
@@ -135,6 +139,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
       maxBodyBytes: config.maxBodyBytes,
       maxAuthBodyBytes: config.maxAuthBodyBytes,
       requireAdminClientCertificate: config.owners.admin.clientCaFile !== undefined,
+      storageEndpoints,
       build: BUILD,
       owners: owners.services,
     };

@@ -133,7 +133,7 @@ async function startKbs(): Promise<Kbs> {
   if ((decodeJwt(goodToken) as { submods?: { cpu0?: Record<string, unknown> } }).submods?.cpu0?.['ear.status'] !== 'affirming') throw new Error('fuzz set-up: the honest flow is not affirming');
 
   // The release property is not vacuous: the genuine token and session do get the secret (as a JWE).
-  for (const h of [{ authorization: `Bearer ${goodToken}` }, { cookie: `kbs-session-id=${goodCookie}` }]) {
+  for (const h of [{ authorization: `Bearer ${goodToken}` }, { cookie: `kbs-session-id=${goodCookie}` }] as Record<string, string>[]) {
     const r = await app.request(`/kbs/v0/resource/${SECRET_PATH}`, { headers: h });
     const text = await r.text();
     if (r.status !== 200 || !text.includes('"ciphertext"') || text.includes(SECRET)) throw new Error(`fuzz set-up: the genuine release failed: ${r.status} ${text.slice(0, 200)}`);
@@ -260,8 +260,7 @@ const authPick: fc.Arbitrary<AuthPick> = fc.oneof(
 );
 function authorization(k: Kbs, a: AuthPick): string | undefined {
   if (a.kind === 'none') return undefined;
-  if (a.kind === 'bearer') return `Bearer ${a.s}`;
-  if (a.kind === 'raw') return a.s;
+  if (a.kind === 'bearer' || a.kind === 'raw') return a.kind === 'bearer' ? `Bearer ${a.s}` : a.s;
   const known = [`Bearer ${k.adminToken}`, `Bearer ${k.goodToken}`, ...k.badTokens.map((t) => `Bearer ${t}`), 'Bearer', 'Basic YTpi', `bearer  ${k.goodToken} x`];
   return known[a.i % known.length];
 }

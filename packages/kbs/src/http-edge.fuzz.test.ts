@@ -251,7 +251,7 @@ const query = fc.oneof(
 );
 
 /** Authorization values: none, the real admin and attestation tokens, forgeries, garbage (resolved against the running KBS). */
-type AuthPick = { readonly kind: 'none' } | { readonly kind: 'known'; readonly i: number } | { readonly kind: 'bearer' | 'raw'; readonly s: string };
+type AuthPick = { readonly kind: 'none' } | { readonly kind: 'known'; readonly i: number } | { readonly kind: 'bearer'; readonly s: string } | { readonly kind: 'raw'; readonly s: string };
 const authPick: fc.Arbitrary<AuthPick> = fc.oneof(
   fc.constant({ kind: 'none' as const }),
   fc.nat().map((i) => ({ kind: 'known' as const, i })),

@@ -7,7 +7,7 @@
  *   max_string_length, max_list_length                        largest value a rule may build
  */
 import { z } from 'zod';
-import { resolvePolicyLimits, type PolicyLimits } from '@keyhold/policy';
+import { compileAttestationPolicy, compileResourcePolicy, DEFAULT_ATTESTATION_POLICY, DEFAULT_RESOURCE_POLICY, PolicyError, resolvePolicyLimits, type PolicyLimits } from '@keyhold/policy';
 
 const count = (max: number) => z.number().int().min(1).max(max).optional();
 
@@ -23,9 +23,12 @@ export const POLICY_LIMIT_FIELDS = {
 
 type Fields = { readonly [K in keyof typeof POLICY_LIMIT_FIELDS]?: number | undefined };
 
-/** The limits the KBS's policy engine runs with: defaults, each overridden by its key. */
+/**
+ * The limits the KBS's policy engine runs with: defaults, each overridden by its key. Throws Error
+ * (a config error) when they are too tight for the built-in default policies, which must fit them.
+ */
 export function policyLimitsFrom(section: Fields | undefined): PolicyLimits {
-  return resolvePolicyLimits({
+  const limits = resolvePolicyLimits({
     maxAstNodes: section?.max_ast_nodes,
     maxAstDepth: section?.max_ast_depth,
     maxComprehensionNesting: section?.max_comprehension_nesting,
@@ -34,4 +37,12 @@ export function policyLimitsFrom(section: Fields | undefined): PolicyLimits {
     maxStringLength: section?.max_string_length,
     maxListLength: section?.max_list_length,
   });
+  try {
+    compileAttestationPolicy(DEFAULT_ATTESTATION_POLICY, { limits });
+    compileResourcePolicy(DEFAULT_RESOURCE_POLICY, { limits });
+  } catch (err) {
+    if (!(err instanceof PolicyError)) throw err;
+    throw new Error(`[policy] max_* limits are too tight for the built-in default policies (${err.message.slice(0, 160)}); raise them`);
+  }
+  return limits;
 }

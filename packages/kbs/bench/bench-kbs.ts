@@ -133,6 +133,9 @@ export async function startBenchKbs(opts: BenchKbsOptions): Promise<BenchKbs> {
   const urls: string[] = [];
   const stop = async (): Promise<void> => {
     await Promise.all(procs.map((p) => p.stop()));
+    // BENCH_KBS_OUTPUT=FILE keeps the (last 100 KB of the) KBS processes' output, e.g. for --trace-deopt.
+    const keep = process.env['BENCH_KBS_OUTPUT'];
+    if (keep !== undefined) await writeFile(keep, procs.map((p) => p.output()).join('\n'));
     await rm(dir, { recursive: true, force: true });
   };
   try {

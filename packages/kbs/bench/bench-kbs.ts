@@ -71,16 +71,33 @@ export function pinSelf(cores: string): void {
 export interface BenchRedis {
   readonly stateToml: string;
   readonly pids: () => (number | undefined)[];
+  /** Commands served so far, by command name, summed over the servers (`INFO commandstats`). */
+  commandCounts(): Promise<Map<string, number>>;
   stop(): Promise<void>;
+}
+
+/** `INFO commandstats` of the servers at `ports`, summed per command. */
+function commandCounts(ports: readonly number[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const port of ports) {
+    const text = execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), 'info', 'commandstats'], { encoding: 'utf8' });
+    for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+  }
+  return out;
 }
 
 export async function startBenchRedis(kind: 'standalone' | 'cluster'): Promise<BenchRedis> {
   if (kind === 'cluster') {
     const c = await startRedisCluster({ masters: 3 });
-    return { stateToml: `cluster_nodes = [${c.nodes.map((n) => `"${n.host}:${n.port}"`).join(', ')}]\n`, pids: () => c.nodes.map((n) => n.pid), stop: () => c.stop() };
+    return {
+      stateToml: `cluster_nodes = [${c.nodes.map((n) => `"${n.host}:${n.port}"`).join(', ')}]\n`,
+      pids: () => c.nodes.map((n) => n.pid),
+      commandCounts: async () => commandCounts(c.nodes.map((n) => n.port)),
+      stop: () => c.stop(),
+    };
   }
   const r = await startRedis();
-  return { stateToml: `url = "${r.url}"\n`, pids: () => [r.pid], stop: () => r.stop() };
+  return { stateToml: `url = "${r.url}"\n`, pids: () => [r.pid], commandCounts: async () => commandCounts([r.port]), stop: () => r.stop() };
 }
 
 export interface BenchKbsOptions {

@@ -92,6 +92,8 @@ interface LevelResult {
   readonly kbsOtherThreadsMsPerFlow: number | undefined;
   readonly kbsCoreBusy: number;
   readonly redisCpuMsPerFlow: number | undefined;
+  /** Redis commands per flow, by command (cluster: summed over the masters). */
+  readonly redisCommandsPerFlow: Record<string, number> | undefined;
   readonly generatorCpuMsPerFlow: number;
   readonly floorRatio: number;
   readonly peakRssMiB: number;
@@ -225,6 +227,7 @@ async function runLevel(s: Scenario, kbs: BenchKbs, agents: readonly BenchAgent[
     const cpu0 = await sumCpu(pids);
     const threads0 = s.workers > 1 ? undefined : await Promise.all(pids.map(threadCpuMs));
     const redisCpu0 = redis !== undefined ? await sumCpu(redis.pids()) : 0;
+    const commands0 = await redis?.commandCounts();
     const gen0 = process.cpuUsage();
     const started = performance.now();
     await runFlows(SECONDS);
@@ -232,6 +235,13 @@ async function runLevel(s: Scenario, kbs: BenchKbs, agents: readonly BenchAgent[
     const kbsCpuMs = (await sumCpu(pids)) - cpu0;
     const gen = process.cpuUsage(gen0);
     const redisCpuMs = redis !== undefined ? (await sumCpu(redis.pids())) - redisCpu0 : undefined;
+    const commands1 = await redis?.commandCounts();
+    let redisCommandsPerFlow: Record<string, number> | undefined;
+    if (commands0 !== undefined && commands1 !== undefined) {
+      redisCommandsPerFlow = {};
+      // INFO itself is the benchmark's, not the KBS's.
+      for (const [cmd, n] of commands1) if (cmd !== 'info' && n > (commands0.get(cmd) ?? 0)) redisCommandsPerFlow[cmd] = (n - (commands0.get(cmd) ?? 0)) / Math.max(1, flows);
+    }
     let main: number | undefined;
     let other: number | undefined;
     if (threads0 !== undefined) {
@@ -272,6 +282,7 @@ async function runLevel(s: Scenario, kbs: BenchKbs, agents: readonly BenchAgent[
       kbsOtherThreadsMsPerFlow: other === undefined ? undefined : perFlow(other),
       kbsCoreBusy: kbsCpuMs / (elapsedS * 1000),
       redisCpuMsPerFlow: redisCpuMs === undefined ? undefined : perFlow(redisCpuMs),
+      redisCommandsPerFlow,
       generatorCpuMsPerFlow: perFlow((gen.user + gen.system) / 1000),
       floorRatio: perFlow(kbsCpuMs) / floorMs,
       peakRssMiB,
@@ -295,6 +306,10 @@ function report(r: LevelResult, floorMs: number): void {
   if (r.kbsMainThreadMsPerFlow !== undefined) out.write(`                       main thread ${f2(r.kbsMainThreadMsPerFlow)} ms, other threads ${f2(r.kbsOtherThreadsMsPerFlow)} ms\n`);
   out.write(`KBS CPU busy:          ${(100 * r.kbsCoreBusy).toFixed(0)}% of one core${r.pinned ? ' (its core); capacity 1000 ÷ CPU per flow = ' + (1000 / r.kbsCpuMsPerFlow).toFixed(0) + ' flows/s per KBS core' : ''}\n`);
   if (r.redisCpuMsPerFlow !== undefined) out.write(`Redis CPU per flow:    ${r.redisCpuMsPerFlow.toFixed(3)} ms\n`);
+  if (r.redisCommandsPerFlow !== undefined) {
+    const cmds = Object.entries(r.redisCommandsPerFlow).sort((a, b) => b[1] - a[1]);
+    out.write(`Redis commands per flow: ${cmds.reduce((a, [, n]) => a + n, 0).toFixed(1)} (${cmds.map(([c, n]) => `${c} ${n.toFixed(2)}`).join(', ')})\n`);
+  }
   out.write(`generator CPU per flow: ${r.generatorCpuMsPerFlow.toFixed(3)} ms (this process, all threads)\n`);
   out.write(`KBS peak RSS:          ${r.peakRssMiB.toFixed(1)} MiB (largest process)\n`);
 }

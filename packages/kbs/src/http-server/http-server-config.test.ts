@@ -65,6 +65,7 @@ describe('issue 12 config keys', () => {
     for (const bad of [
       '[http_server]\nrequest_timeout_ms = 10',
       '[http_server]\nmax_connections = 0',
+      '[http_server]\nkeep_alive_timeout_ms = 0',
       '[http_server]\ninsecure_http = "yes"',
       '[admin]\nclock_skew_s = 3600',
       '[policy]\nmax_evaluation_cost = 0',

@@ -22,7 +22,8 @@ export const HTTP_SERVER_CONFIG_FIELDS = {
       insecure_http: z.boolean().optional(),
       request_timeout_ms: ms(1000, 600_000).optional(),
       headers_timeout_ms: ms(1000, 600_000).optional(),
-      keep_alive_timeout_ms: ms(0, 600_000).optional(),
+      // 0 would disable node's keep-alive timeout: idle connections held forever.
+      keep_alive_timeout_ms: ms(100, 600_000).optional(),
       max_connections: z.number().int().min(1).max(1_000_000).optional(),
     })
     .strict()

@@ -1,4 +1,5 @@
-import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { Hono, type Context, type MiddlewareHandler, type Next } from 'hono';
+import type { Logger } from 'pino';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { requestId } from 'hono/request-id';
@@ -45,14 +46,12 @@ export function createApp(deps: KbsDeps): Hono<KbsEnv> {
           await withSecureHeaders(c, next);
         }),
   );
-  app.use('*', async (c, next) => {
+  app.use('*', (c, next) => {
     c.set('deps', deps);
     const log = deps.logger.child({ req: c.get('requestId') });
     c.set('log', log);
-    if (!log.isLevelEnabled('debug')) return next();
-    const start = performance.now();
-    await next();
-    log.debug({ method: c.req.method, route: c.req.routePath, status: c.res.status, ms: Math.round(performance.now() - start) }, 'request');
+    // Timed and logged only at debug level: otherwise no async layer of its own.
+    return log.isLevelEnabled('debug') ? logRequest(c, next, log) : next();
   });
   app.use('*', ownerMiddleware);
   const limitBody = bodyLimit({
@@ -99,6 +98,12 @@ export function createApp(deps: KbsDeps): Hono<KbsEnv> {
   app.notFound((c) => c.json(errorInformation('InvalidRequestPath', `no endpoint ${c.req.method} ${c.req.path.slice(0, 200)}`), 404));
   app.onError((err, c) => renderError(err, c as Context<KbsEnv>));
   return app;
+}
+
+async function logRequest(c: Context<KbsEnv>, next: Next, log: Logger): Promise<void> {
+  const start = performance.now();
+  await next();
+  log.debug({ method: c.req.method, route: c.req.routePath, status: c.res.status, ms: Math.round(performance.now() - start) }, 'request');
 }
 
 /** The single place errors become responses: Trustee's `{"type","detail"}` body. */

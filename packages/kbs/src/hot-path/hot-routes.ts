@@ -1,4 +1,4 @@
-import type { Context, MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler, Next } from 'hono';
 import type { KbsEnv } from '../app-env.js';
 import { nodeOutgoingOf, requestHeader } from './node-request.js';
 
@@ -47,20 +47,22 @@ const REQUEST_ID_CHARS = /[^\w\-=]/;
  * into the response head), so the handlers' responses stay plain objects that @hono/node-server
  * writes without building Fetch `Headers`; elsewhere they go through `c.header()`.
  */
-export const hotRouteHeaders: MiddlewareHandler<KbsEnv> = async (c, next) => {
+export const hotRouteHeaders: MiddlewareHandler<KbsEnv> = (c, next) => {
   let id = requestHeader(c, 'x-request-id');
   // SECURITY: a client-chosen id reaches the logs and the audit trail only when short and of a
   // harmless alphabet (log injection), exactly as Hono's requestId() checks it.
   if (id === undefined || id === '' || id.length > MAX_REQUEST_ID_CHARS || REQUEST_ID_CHARS.test(id)) id = crypto.randomUUID();
   c.set('requestId', id);
   const outgoing = nodeOutgoingOf(c);
-  if (outgoing !== undefined) {
-    outgoing.setHeader(REQUEST_ID_HEADER, id);
-    for (const [name, value] of SECURITY_HEADERS) outgoing.setHeader(name, value);
-    await next();
-    return;
-  }
+  if (outgoing === undefined) return withHeadersAfter(c, next, id);
+  outgoing.setHeader(REQUEST_ID_HEADER, id);
+  for (const [name, value] of SECURITY_HEADERS) outgoing.setHeader(name, value);
+  return next();
+};
+
+/** Without a node response: Hono's way, headers set on the response once the handler made it. */
+async function withHeadersAfter(c: Context<KbsEnv>, next: Next, id: string): Promise<void> {
   c.header(REQUEST_ID_HEADER, id);
   await next();
   for (const [name, value] of SECURITY_HEADERS) c.res.headers.set(name, value);
-};
+}

@@ -46,12 +46,29 @@ export class BenchAgent {
     this.#pcrs = pcrs;
   }
 
-  /** An agent with its own software TPM (own PCRs) whose AK is `akKey`. */
-  static async create(akKey: KeyObject, alg: 'ecc' | 'rsa'): Promise<BenchAgent> {
-    const tpm = createSoftwareTpm({ akKeys: { [alg]: akKey } });
-    const { ak } = await loadOrCreateAk(tpm, { persistentHandle: 0x81010002, persist: true, alg });
-    const pcrs = (await tpm.readPcrs('sha256', ALL_PCRS)).map((v) => Buffer.from(v).toString('hex'));
-    return new BenchAgent(tpm, ak, Buffer.from(tpm2bPublicToSpkiDer(ak.publicArea)).toString('base64'), pcrs);
+  /**
+   * `count` agents whose AK is `akKey`, on at most `maxTpms` software TPMs (agents beyond that
+   * share one round-robin: the KBS sees one AK either way, and a software TPM's creation makes an
+   * RSA EK, which costs far more than a quote). Each quote is still made for one flow's nonce.
+   */
+  static async createMany(count: number, akKey: KeyObject, alg: 'ecc' | 'rsa', maxTpms = 8): Promise<BenchAgent[]> {
+    const tpms = await Promise.all(
+      Array.from({ length: Math.min(count, maxTpms) }, async () => {
+        const tpm = createSoftwareTpm({ akKeys: { [alg]: akKey } });
+        const { ak } = await loadOrCreateAk(tpm, { persistentHandle: 0x81010002, persist: true, alg });
+        const pcrs = (await tpm.readPcrs('sha256', ALL_PCRS)).map((v) => Buffer.from(v).toString('hex'));
+        return { tpm, ak, pcrs, akPublic: Buffer.from(tpm2bPublicToSpkiDer(ak.publicArea)).toString('base64') };
+      }),
+    );
+    return Array.from({ length: count }, (_, i) => {
+      const t = tpms[i % tpms.length]!;
+      return new BenchAgent(t.tpm, t.ak, t.akPublic, t.pcrs);
+    });
+  }
+
+  /** Close the software TPMs of `agents` (each once). */
+  static async closeAll(agents: readonly BenchAgent[]): Promise<void> {
+    await Promise.all([...new Set(agents.map((a) => a.#tpm))].map((tpm) => tpm.close()));
   }
 
   /** Standard base64 DER SPKI of the AK (what `trusted_ak` lists). */
@@ -96,7 +113,4 @@ export class BenchAgent {
     return Buffer.concat([gcm.update(Buffer.from(jwe.ciphertext, 'base64url')), gcm.final()]);
   }
 
-  close(): Promise<void> {
-    return this.#tpm.close();
-  }
 }

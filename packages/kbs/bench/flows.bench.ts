@@ -364,7 +364,7 @@ async function main(): Promise<void> {
     const floorMs = floor.perFlow.cpuUs / 1000;
     result['floorMs'] = floorMs;
     const akKey = AK_ALG === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-    const agents = await Promise.all(Array.from({ length: Math.max(...LEVELS) }, () => BenchAgent.create(akKey, AK_ALG)));
+    const agents = await BenchAgent.createMany(Math.max(...LEVELS), akKey, AK_ALG);
     const needRedis = values.compare || STATE === 'redis';
     const redis = needRedis ? await startBenchRedis(REDIS_KIND) : undefined;
     const runs: LevelResult[] = [];
@@ -394,7 +394,7 @@ async function main(): Promise<void> {
       result['runs'] = runs;
     } finally {
       await redis?.stop();
-      await Promise.all(agents.map((a) => a.close()));
+      await BenchAgent.closeAll(agents);
     }
   }
   result['loadAverageEnd'] = loadavg()[0];

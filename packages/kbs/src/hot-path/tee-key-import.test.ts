@@ -112,6 +112,18 @@ describe('importTeeKey', () => {
     expect(() => encryptEcdhEsA256kw(new Uint8Array(1), offCurve)).toThrow(expect.objectContaining({ code: 'JWE_FAILED' }));
   });
 
+  it('imports an RSA key once (later calls reuse the accepted key) and never keeps a refused one', () => {
+    const a = importTeeKey({ kty: 'RSA', n: rsa2048.n, e: rsa2048.e });
+    const b = importTeeKey({ kty: 'RSA', alg: 'RSA-OAEP-256', n: rsa2048.n, e: rsa2048.e });
+    expect(a.kty === 'RSA' && b.kty === 'RSA' && a.key === b.key).toBe(true);
+    // The shape and alg checks still run on every call, before the cache.
+    expect(newAccepts({ kty: 'RSA', alg: 'RSA1_5', n: rsa2048.n, e: rsa2048.e })).toBe(false);
+    expect(newAccepts({ kty: 'RSA', n: rsa2048.n, e: rsa2048.e, kid: 'x' })).toBe(false);
+    const short = { kty: 'RSA', n: b64('c3'.repeat(128)), e: 'AQAB' };
+    expect(newAccepts(short)).toBe(false);
+    expect(newAccepts(short)).toBe(false);
+  });
+
   it('refuses every hostile shape above (only the two valid keys pass)', () => {
     const accepted = cases.filter(([, jwk]) => newAccepts(jwk)).map(([name]) => name);
     expect(accepted).toEqual(['valid EC without alg', 'valid RSA without alg']);

@@ -61,6 +61,9 @@ export function importTeeKey(jwk: unknown): TeeKey {
     if (x === undefined || y === undefined || x.length !== size || y.length !== size) throw new KbsError('JWE_FAILED', 'tee-pubkey is not a valid public key');
     return { kty: 'EC', alg: ECDH_ES_A256KW, crv: pub.crv, point: Buffer.concat([UNCOMPRESSED, x, y], 1 + 2 * size) };
   }
+  const cacheKey = `${pub.n}.${pub.e}`;
+  const cached = acceptedRsaKeys.get(cacheKey);
+  if (cached !== undefined) return cached;
   let key: KeyObject;
   try {
     // SECURITY: OpenSSL refuses malformed RSA numbers (RFC 7518 §6.3.1).
@@ -73,5 +76,18 @@ export function importTeeKey(jwk: unknown): TeeKey {
   if (key.asymmetricKeyType !== 'rsa' || modulusBits < MIN_RSA_MODULUS_BITS) {
     throw new KbsError('JWE_FAILED', `tee-pubkey RSA modulus must be at least ${MIN_RSA_MODULUS_BITS} bits`);
   }
-  return { kty: 'RSA', alg: RSA_OAEP_256, modulusBits, key };
+  const accepted: TeeKey = { kty: 'RSA', alg: RSA_OAEP_256, modulusBits, key };
+  if (acceptedRsaKeys.size >= MAX_CACHED_RSA_KEYS) acceptedRsaKeys.delete(acceptedRsaKeys.keys().next().value as string);
+  acceptedRsaKeys.set(cacheKey, accepted);
+  return accepted;
 }
+
+/**
+ * RSA tee keys that passed every check above, by modulus and exponent (the JWK's exact base64url
+ * text, after the shape and alg checks). An RSA tee key (TPM-resident keys, image decryption) is
+ * used for several `/resource` calls in a row — one per layer key of an image — and OpenSSL's JWK
+ * import costs about as much as the RSA-OAEP wrapping; only accepted keys are kept, at most 256
+ * (oldest out first). EC keys need no cache: they are never imported (see TeeKey).
+ */
+const acceptedRsaKeys = new Map<string, TeeKey>();
+const MAX_CACHED_RSA_KEYS = 256;

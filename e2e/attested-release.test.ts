@@ -297,7 +297,13 @@ describe('refusals: right status and type, no secret', () => {
         expect(r.status).toBe(200);
         const status = (decodeJwt((r.json as { token: string }).token) as any)['submods']['cpu0']['ear.status'];
         expect(status).toBe('contraindicated');
-        expectError(await getResource(kbs.url, SECRET_PATH, { cookie: s.cookie }), 403, 'PolicyDeny');
+        const denied = await getResource(kbs.url, SECRET_PATH, { cookie: s.cookie });
+        expectError(denied, 403, 'PolicyDeny');
+        // The client is told why, by name only: never the pinned or the quoted value (issue 12).
+        const detail = (denied.json as { detail: string }).detail;
+        expect(detail).toMatch(/attestation: pcr07 does not match the reference value tpm_pcr07/);
+        expect(detail.toLowerCase()).not.toContain('ab'.repeat(32));
+        expect(detail).not.toMatch(/[0-9a-f]{40}/i);
       } finally {
         const [pcr7] = await tpm.readPcrs('sha256', [7]);
         expect((await owner('set-reference-value', '--name', 'tpm_pcr07', '--value', Buffer.from(pcr7!).toString('hex'))).code).toBe(0);

@@ -1,8 +1,9 @@
 /**
  * The main job (README, first command): a node with a software TPM (swtpm, EK certificate from
  * swtpm's local CA) proves its state to a KBS running on embedded defaults and receives a secret
- * wrapped to a key bound into its quote. Every step is printed; the KBS keeps running until Ctrl-C
- * (or exits at once with --once).
+ * wrapped to a key bound into its quote. The KBS serves HTTPS with a throwaway CA and server
+ * certificate made here (openssl); the CLI and the agent trust that CA through --cert-file. Every
+ * step is printed; the KBS keeps running until Ctrl-C (or exits at once with --once).
  *
  *   node --import tsx e2e/main-job.ts [--once] [--data-dir DIR] [--listen HOST:PORT]
  */
@@ -15,6 +16,7 @@ import { decodeJwt } from 'jose';
 import { freePort, spawnProcess, startSwtpm, waitForPort, SWTPM_LOCALCA_ISSUER_CERT, SWTPM_LOCALCA_ROOT_CERT } from '@keyhold/test-harness';
 import { AGENT_BIN, CLI_BIN, KBS_BIN, REPO_ROOT } from './harness/repo.js';
 import { runNodeCli } from './harness/run-cli.js';
+import { createTlsPki, httpServerToml } from './harness/tls-pki.js';
 
 const { values } = parseArgs({
   options: { once: { type: 'boolean', default: false }, 'data-dir': { type: 'string' }, listen: { type: 'string', default: '127.0.0.1:8080' } },
@@ -66,11 +68,16 @@ async function main(): Promise<void> {
     port = await freePort(host);
     process.stdout.write(`    ${values.listen} is busy; using port ${port}\n`);
   }
-  step(`starting keyhold-kbs on ${host}:${port} (embedded KMS, in-memory sessions, in-process verifier)`);
+  step('making a throwaway TLS CA and a server certificate for the KBS (openssl; EC P-256, 3 days)');
+  const pki = await createTlsPki(join(dataDir, 'tls'), { hosts: [host] });
+  const kbsConfig = join(dataDir, 'kbs.toml');
+  await writeFile(kbsConfig, httpServerToml(pki));
+  process.stdout.write(`    CA ${pki.caFile}\n    server certificate ${pki.serverCertFile}\n`);
+  step(`starting keyhold-kbs on https://${host}:${port} (embedded KMS, in-memory sessions, in-process verifier)`);
   const kbs = spawnProcess({
     name: 'keyhold-kbs',
     command: process.execPath,
-    args: [KBS_BIN, 'serve', '--listen', `${host}:${port}`, '--data-dir', join(dataDir, 'kbs'), '--admin-public-key', admin.publicFile, '--log-level', 'info'],
+    args: [KBS_BIN, 'serve', '--listen', `${host}:${port}`, '--data-dir', join(dataDir, 'kbs'), '--admin-public-key', admin.publicFile, '--config', kbsConfig, '--log-level', 'info'],
   });
   kbs.child.stderr?.on('data', (b: Buffer) => {
     for (const line of b.toString().split('\n').filter(Boolean)) {
@@ -83,7 +90,10 @@ async function main(): Promise<void> {
     }
   });
   await waitForPort(port, kbs, { host });
-  const url = `http://${host}:${port}`;
+  // A wildcard listen address is reached on loopback (the certificate names localhost, 127.0.0.1, ::1 and the listen host).
+  const urlHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  const url = `https://${urlHost.includes(':') ? `[${urlHost}]` : urlHost}:${port}`;
+  const tlsArgs = ['--cert-file', pki.caFile];
   const stopAll = async (): Promise<void> => {
     await kbs.stop();
     await swtpm.stop();
@@ -92,10 +102,10 @@ async function main(): Promise<void> {
   try {
     const tokenFile = join(dataDir, 'admin.jwt');
     await writeFile(tokenFile, await admin.token(), { mode: 0o600 });
-    const agentArgs = ['--url', url, '--tcti', swtpm.tcti, '--ak-mode', 'stored', '--state-dir', join(dataDir, 'agent')];
+    const agentArgs = ['--url', url, ...tlsArgs, '--tcti', swtpm.tcti, '--ak-mode', 'stored', '--state-dir', join(dataDir, 'agent')];
 
     step('owner: trusting swtpm’s local CA as an EK certificate authority (keyhold ca add)');
-    const ca = await runNodeCli(CLI_BIN, ['ca', '--url', url, '--admin-token-file', tokenFile, 'add', SWTPM_LOCALCA_ISSUER_CERT, SWTPM_LOCALCA_ROOT_CERT]);
+    const ca = await runNodeCli(CLI_BIN, ['ca', '--url', url, ...tlsArgs, '--admin-token-file', tokenFile, 'add', SWTPM_LOCALCA_ISSUER_CERT, SWTPM_LOCALCA_ROOT_CERT]);
     if (ca.code !== 0) fail(`keyhold ca add failed: ${ca.stderr}`);
 
     step('agent: creating its AK under the EK (RSA-2048, restricted signing key, like tpm2_createak)');
@@ -105,13 +115,13 @@ async function main(): Promise<void> {
     process.stdout.write(`    AK name ${akInfo.name}\n`);
 
     step('owner: trusting the node’s AK (reference value trusted_ak) through the admin API');
-    const rv = await runNodeCli(CLI_BIN, ['config', '--url', url, '--admin-token-file', tokenFile, 'set-reference-value', '--name', 'trusted_ak', '--value', akInfo.ak_public]);
+    const rv = await runNodeCli(CLI_BIN, ['config', '--url', url, ...tlsArgs, '--admin-token-file', tokenFile, 'set-reference-value', '--name', 'trusted_ak', '--value', akInfo.ak_public]);
     if (rv.code !== 0) fail(`keyhold config set-reference-value failed: ${rv.stderr}`);
 
     step(`owner: uploading a demo secret to ${SECRET_PATH}`);
     const secretFile = join(dataDir, 'demo-secret.txt');
     await writeFile(secretFile, `hello from keyhold, ${new Date().toISOString()}\n`, { mode: 0o600 });
-    const put = await runNodeCli(CLI_BIN, ['config', '--url', url, '--admin-token-file', tokenFile, 'set-resource', '--path', SECRET_PATH, '--resource-file', secretFile]);
+    const put = await runNodeCli(CLI_BIN, ['config', '--url', url, ...tlsArgs, '--admin-token-file', tokenFile, 'set-resource', '--path', SECRET_PATH, '--resource-file', secretFile]);
     if (put.code !== 0) fail(`keyhold config set-resource failed: ${put.stderr}`);
 
     step(`agent: get-resource kbs:///${SECRET_PATH} (auth → quote PCRs 0-23 with the binding digest → attest → JWE release)`);
@@ -132,14 +142,15 @@ async function main(): Promise<void> {
       return;
     }
     step(`the KBS keeps running — press Ctrl-C to stop it and swtpm`);
-    const agentFlags = `--url ${url} --tcti ${swtpm.tcti} --ak-mode stored --state-dir ${join(dataDir, 'agent')}`;
+    const agentFlags = `--url ${url} --cert-file ${pki.caFile} --tcti ${swtpm.tcti} --ak-mode stored --state-dir ${join(dataDir, 'agent')}`;
     process.stdout.write(
       [
         `    KBS URL       ${url}`,
+        `    KBS CA        ${pki.caFile}  (give it to clients: --cert-file, or KEYHOLD_KBS_CA)`,
         `    admin token   ${tokenFile}  (1 hour; a new one: keyhold token issue --key ${join(dataDir, 'admin.key.pem')} --role admin > ${tokenFile})`,
         `    TCTI          ${swtpm.tcti}`,
         '    try:',
-        `      keyhold --url ${url} --admin-token-file ${tokenFile} config list-resources`,
+        `      keyhold --url ${url} --cert-file ${pki.caFile} --admin-token-file ${tokenFile} config list-resources`,
         `      keyhold-agent ${agentFlags} get-resource ${SECRET_PATH}`,
         '',
       ].join('\n'),

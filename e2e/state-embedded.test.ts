@@ -85,7 +85,7 @@ describe('embedded state: no acknowledged admin write is lost', () => {
 describe('one process per embedded data dir', () => {
   // SECURITY negative tests: a second process on the same state would split it silently.
   it('refuses a second KBS on the same data dir, naming the running one', async () => {
-    const r = await runNodeCli(KBS_BIN, ['serve', '--listen', `127.0.0.1:${await freePort()}`, '--data-dir', dataDir, '--log-level', 'warn'], { timeoutMs: 20_000 });
+    const r = await runNodeCli(KBS_BIN, ['serve', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`, '--data-dir', dataDir, '--log-level', 'warn'], { timeoutMs: 20_000 });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(String(kbs.proc.pid));
     expect(r.stderr).toMatch(/another KBS \(pid \d+\) is using the data dir/);
@@ -96,13 +96,13 @@ describe('one process per embedded data dir', () => {
   it('refuses to start when a configured ek_ca_dir does not exist (a typo must not empty the EK trust store)', async () => {
     const cfg = join(dir, 'missing-ca.toml');
     await writeFile(cfg, `[tpm]\nek_ca_dir = "${join(dir, 'no-such-ca-dir')}"\n`);
-    const r = await runNodeCli(KBS_BIN, ['serve', '--listen', `127.0.0.1:${await freePort()}`, '--data-dir', join(dir, 'ca-typo'), '--config', cfg], { timeoutMs: 20_000 });
+    const r = await runNodeCli(KBS_BIN, ['serve', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`, '--data-dir', join(dir, 'ca-typo'), '--config', cfg], { timeoutMs: 20_000 });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/EK CA directory .*no-such-ca-dir/);
   });
 
   it('refuses --workers with embedded state', async () => {
-    const r = await runNodeCli(KBS_BIN, ['serve', '--listen', `127.0.0.1:${await freePort()}`, '--data-dir', join(dir, 'other'), '--workers', '2'], { timeoutMs: 20_000 });
+    const r = await runNodeCli(KBS_BIN, ['serve', '--insecure-http', '--listen', `127.0.0.1:${await freePort()}`, '--data-dir', join(dir, 'other'), '--workers', '2'], { timeoutMs: 20_000 });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--workers 2 needs a shared state backend: set \[state\] backend = "redis"/);
   });

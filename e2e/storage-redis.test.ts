@@ -98,6 +98,18 @@ it('answers 503 with the error body while Redis is down and recovers when it ret
       expect(r.text).not.toContain(SECRET);
       expect(Date.now() - t0).toBeLessThan(10_000);
     }
+    // The KBS logs which store failed, where it is and why (issue 15), not only STORAGE_UNAVAILABLE.
+    const line = kbs.proc
+      .output()
+      .split('\n')
+      .find((l) => l.includes('"msg":"storage unavailable"'));
+    expect(line, kbs.proc.output().slice(-2000)).toBeDefined();
+    const logged = JSON.parse(line!) as { code: string; storage: { store: string; endpoint: string; causes: { name: string; code?: string }[] } };
+    expect(logged.code).toBe('STORAGE_UNAVAILABLE');
+    expect(logged.storage.endpoint).toBe(redis.url.replace(/\/$/, ''));
+    expect(logged.storage.store).toBe('secrets');
+    expect(logged.storage.causes.map((c) => c.code)).toContain('KMS_UNAVAILABLE');
+    expect(line).not.toContain(SECRET);
   } finally {
     await redis.restart();
   }

@@ -9,7 +9,8 @@ import fc from 'fast-check';
 
 type FuzzProperty = { readonly name: string; readonly property: fc.IRawProperty<unknown[], boolean> };
 const data = workerData as { mode: 'list' | 'run'; file: string; name?: string; seconds?: number; seed?: number; progress?: Int32Array };
-const mod = (await import(pathToFileURL(data.file).href)) as { properties: readonly FuzzProperty[] };
+/** `cleanup`: optional, for modules that start something (the KBS HTTP edge: a temp dir, the state). */
+const mod = (await import(pathToFileURL(data.file).href)) as { properties: readonly FuzzProperty[]; cleanup?: () => Promise<void> };
 
 if (data.mode === 'list') {
   parentPort?.postMessage({ names: mod.properties.map((p) => p.name) });
@@ -38,6 +39,7 @@ if (data.mode === 'list') {
     interruptAfterTimeLimit: (data.seconds ?? 10) * 1000,
     markInterruptAsFailure: false,
   });
+  await mod.cleanup?.();
   parentPort?.postMessage({
     kind: 'done',
     ms: performance.now() - t0,

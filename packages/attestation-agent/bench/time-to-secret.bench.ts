@@ -3,7 +3,9 @@
  * against swtpm and a local KBS, with a persisted AK (0x81010002), as ocicrypt's cmd mode starts it
  * once per layer key. Asserts nothing; prints median and p95 per variant and a breakdown.
  *
- *   node --import tsx packages/attestation-agent/bench/time-to-secret.bench.ts [--runs 20] [--profile DIR]
+ *   node --import tsx packages/attestation-agent/bench/time-to-secret.bench.ts [--runs 20] [--profile DIR] [--json]
+ *
+ * `--json` adds one `BENCH_RESULT {...}` line at the end (read by scripts/bench-summary.ts).
  *
  * --profile DIR writes a V8 CPU profile of each `bundle+ek` run to DIR.
  *
@@ -29,7 +31,7 @@ import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
 import { freePort, spawnProcess, startSwtpm, waitForPort } from '@keyhold/test-harness';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '20' }, profile: { type: 'string' } } });
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '20' }, profile: { type: 'string' }, json: { type: 'boolean', default: false } } });
 const RUNS = Number(values.runs);
 const here = dirname(fileURLToPath(import.meta.url));
 const AGENT_BIN = resolve(here, '..', 'bin', 'keyhold-agent.js');
@@ -100,7 +102,7 @@ async function main(): Promise<void> {
   const kbs = spawnProcess({
     name: 'keyhold-kbs',
     command: process.execPath,
-    args: [KBS_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'kbs'), '--admin-public-key', join(dir, 'admin.pub.pem'), '--log-level', 'warn'],
+    args: [KBS_BIN, 'serve', '--insecure-http', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'kbs'), '--admin-public-key', join(dir, 'admin.pub.pem'), '--log-level', 'warn'],
   });
   try {
     await waitForPort(port, kbs, { timeoutMs: 20_000 });
@@ -162,6 +164,11 @@ async function main(): Promise<void> {
     console.log(`\nbreakdown of bundle+ek (medians, ms): node start ${node0.toFixed(1)} (bare node -e 0; in-process hand-over at ${median(c.map((r) => r.hookAt)).toFixed(1)}), module load ${load.toFixed(1)} (--version ${median(version).toFixed(1)} − node start), TPM ${tpm.toFixed(1)} (swtpm CPU), network+KBS ${net.toFixed(1)}, rest ${(wall - node0 - load - tpm - net).toFixed(1)}`);
     const before = median(variants.dist.map((r) => r.wallMs));
     console.log(`time-to-secret: ${wall.toFixed(1)} ms median (target < 150 ms: ${wall < 150 ? 'met' : 'NOT met'}); unbundled, no EK cache ${before.toFixed(1)} ms (${(before / wall).toFixed(2)}× slower)`);
+    // --json: one machine-readable line for scripts/bench-summary.ts.
+    if (values.json) {
+      const cpu = median(c.map((r) => r.cpuMs));
+      console.log(`BENCH_RESULT ${JSON.stringify({ bench: 'agent-time-to-secret', runs: RUNS, medianMs: wall, p95Ms: pct(c.map((r) => r.wallMs), 95), agentCpuMs: cpu, nodeStartMs: node0, unbundledNoEkCacheMs: before })}`);
+    }
   } finally {
     await kbs.stop();
     await swtpm.stop();

@@ -1,3 +1,4 @@
+import { connect as tlsConnect } from 'node:tls';
 import { CliError } from './errors.js';
 
 const CERT_CODES = new Set([
@@ -26,8 +27,8 @@ function causes(err: unknown): { code?: string; message?: string }[] {
 
 /** Whether something at host:port completes a TLS handshake (any certificate), within `timeoutMs`. */
 export async function speaksTls(host: string, port: number, timeoutMs = 2000): Promise<boolean> {
-  // Loaded on demand: only a failed request pays for it.
-  const { connect: tlsConnect } = await import('node:tls');
+  // node:tls is imported statically: a dynamic import() fails inside the agent's bundle, which runs
+  // from a vm.Script with a code cache ("A dynamic import callback was not specified").
   return new Promise((resolve) => {
     const socket = tlsConnect({ host, port, rejectUnauthorized: false, ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }) });
     const done = (v: boolean): void => {

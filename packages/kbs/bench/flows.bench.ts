@@ -1,217 +1,209 @@
 /**
- * Benchmark: N concurrent simulated agents run complete KBS flows (auth → attest → resource)
- * against `keyhold-kbs` processes. Agents quote with the agent library's software TPM (an AK
- * registered as trusted; no swtpm in the loop) and decrypt the JWE like a real agent.
+ * Benchmark: simulated agents run complete KBS flows (auth → attest → resource) against
+ * `keyhold-kbs serve` processes over plain HTTP (`--insecure-http`: the KBS's own work, not TLS).
+ * The agents (bench/flow-agent.ts) are cheap — native node:crypto, a fresh tee key and a fresh
+ * software-TPM quote over each nonce, the JWE decrypted and checked — so that the KBS, not the load
+ * generator, is what is measured; the generator's own CPU per flow is printed too.
  *
- * With `--replicas N --state redis` the KBS is N processes sharing one Redis (standalone, or a
- * 3-master Cluster with `--redis cluster`) and one data dir (token signing key, embedded secrets);
- * the client spreads requests round-robin per request (no stickiness), so the steps of one flow
- * land on different replicas. `--compare` runs embedded state (one process) and then Redis state in
- * the same run and prints their ratios: throughput, KBS CPU per flow (summed over replicas) and
- * Redis CPU per flow (the redis-server processes, from /proc).
+ * Same-run baselines: the node:crypto floor of one flow's KBS crypto (`measureCryptoFloor()`, the
+ * four operations a flow cannot avoid), measured in this process before the KBS starts, with the
+ * ratio KBS CPU per flow ÷ floor; and GET /healthz requests/s on the same server and client.
  *
- * Prints flows/s, per-step latency percentiles, errors, KBS peak RSS and CPU per flow, next to a
- * baseline measured in the same run (GET /healthz requests/s on the same servers and client).
+ *   node --import tsx packages/kbs/bench/flows.bench.ts
+ *     [--concurrency 32[,200,...]]  agents in flight; a list runs each level in turn on the same KBS
+ *     [--seconds 10] [--warmup 3]   measured and unmeasured (JIT, caches) seconds per level
+ *     [--state embedded|redis] [--redis standalone|cluster] [--replicas N] [--workers N]
+ *     [--compare]                   embedded state, then Redis state, same run, with their ratios
+ *     [--pin]                       KBS on core 0, this load generator on core 1 (taskset): flows/s per KBS core
+ *     [--sessions N]                memory mode instead: open N sessions through /auth, print the KBS's RSS
+ *     [--ak ecc|rsa] [--profile DIR] [--json]
  *
- *   node --import tsx packages/kbs/bench/flows.bench.ts [--concurrency 32] [--seconds 10] [--ak ecc|rsa]
- *        [--replicas 1] [--state embedded|redis] [--redis standalone|cluster] [--compare] [--warmup 2] [--profile DIR]
- *
- * Environment: BENCH_KBS_EXTRA (TOML appended to the KBS config, `\n` for newlines) and
- * BENCH_KBS_UV (UV_THREADPOOL_SIZE for the KBS processes only).
+ * `--json` ends the output with one `BENCH_RESULT {...}` line (read by scripts/bench-summary.ts).
+ * Environment: BENCH_KBS_EXTRA (TOML appended to the KBS config, `\n` for newlines),
+ * BENCH_KBS_NODE_ARGS (node options for the KBS, e.g. `--perf-basic-prof`), BENCH_KBS_UV
+ * (UV_THREADPOOL_SIZE for the KBS only). Asserts nothing about speed: it prints figures.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { SignJWT, flattenedDecrypt, type FlattenedJWE } from 'jose';
-import { Pool } from 'undici';
-import { fitReportData, runtimeDataDigest, PROTOCOL_VERSION, TPM_REPORT_DATA_BYTES } from '@keyhold/protocol';
-import { collectTpmEvidence, createSoftwareTpm, generateTeeKeyPair, loadOrCreateAk, tpm2bPublicToSpkiDer, type TpmDevice, type TpmKey } from '@keyhold/attestation-agent';
-import { freePort, spawnProcess, startRedis, startRedisCluster, waitForPort, type SpawnedProcess } from '@keyhold/test-harness';
+import type { Pool } from 'undici';
+import { PROTOCOL_VERSION } from '@keyhold/protocol';
+import { BenchAgent, type FlatJwe } from './flow-agent.js';
+import { pinSelf, procCpuMs, rssMiB, startBenchKbs, startBenchRedis, threadCpuMs, type BenchKbs, type BenchRedis } from './bench-kbs.js';
+import { measureCryptoFloor } from './crypto-floor.js';
 
 const { values } = parseArgs({
   options: {
     concurrency: { type: 'string', default: '32' },
     seconds: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '3' },
+    'baseline-seconds': { type: 'string', default: '2' },
     ak: { type: 'string', default: 'ecc' },
     profile: { type: 'string' },
     replicas: { type: 'string', default: '1' },
+    workers: { type: 'string', default: '1' },
     state: { type: 'string', default: 'embedded' },
     redis: { type: 'string', default: 'standalone' },
     compare: { type: 'boolean', default: false },
-    warmup: { type: 'string', default: '2' },
+    pin: { type: 'boolean', default: false },
+    sessions: { type: 'string' },
+    json: { type: 'boolean', default: false },
   },
 });
-/** Seconds of unmeasured flows first, so every replica's JIT and caches are warm before counting. */
-const WARMUP_SECONDS = Number(values.warmup);
-const CONCURRENCY = Number(values.concurrency);
+const LEVELS = values.concurrency.split(',').map(Number);
 const SECONDS = Number(values.seconds);
+const WARMUP_SECONDS = Number(values.warmup);
+const BASELINE_SECONDS = Number(values['baseline-seconds']);
 const AK_ALG = values.ak === 'rsa' ? 'rsa' : 'ecc';
 const REPLICAS = Number(values.replicas);
+const WORKERS = Number(values.workers);
 const STATE = values.state === 'redis' ? 'redis' : 'embedded';
 const REDIS_KIND = values.redis === 'cluster' ? 'cluster' : 'standalone';
-if (!Number.isInteger(REPLICAS) || REPLICAS < 1) throw new TypeError('--replicas must be a positive integer');
-if (STATE === 'embedded' && REPLICAS > 1 && !values.compare) throw new TypeError('embedded state is one process: use --state redis for --replicas > 1');
-const here = dirname(fileURLToPath(import.meta.url));
-const KBS_BIN = resolve(here, '..', 'bin', 'keyhold-kbs.js');
+const SESSIONS = values.sessions === undefined ? undefined : Number(values.sessions);
+if (LEVELS.some((n) => !Number.isInteger(n) || n < 1)) throw new TypeError('--concurrency takes positive integers');
+if (!Number.isInteger(REPLICAS) || REPLICAS < 1 || !Number.isInteger(WORKERS) || WORKERS < 1) throw new TypeError('--replicas and --workers take positive integers');
+if (STATE === 'embedded' && (REPLICAS > 1 || WORKERS > 1) && !values.compare) throw new TypeError('embedded state is one process: use --state redis for --replicas or --workers > 1');
+if (SESSIONS !== undefined && (!Number.isInteger(SESSIONS) || SESSIONS < 1)) throw new TypeError('--sessions takes a positive integer');
 
-/** CPU time (user+system, all threads) a process used so far, from /proc. */
-async function procCpuMs(pid: number | undefined): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return (ticks * 1000) / 100;
+const RESOURCE = 'default/key/bench';
+const SECRET = Buffer.from('bench-secret-value-0123456789');
+const KBS_CORE = '0';
+const GENERATOR_CORE = '1';
+
+type Step = 'auth' | 'attest' | 'resource' | 'flow';
+
+/** One measured run at one concurrency level. */
+interface LevelResult {
+  readonly label: string;
+  readonly state: 'embedded' | 'redis';
+  readonly replicas: number;
+  readonly workers: number;
+  readonly pinned: boolean;
+  readonly concurrency: number;
+  readonly flows: number;
+  readonly elapsedS: number;
+  readonly flowsPerSec: number;
+  readonly baseRps: number | undefined;
+  readonly errors: Record<string, number>;
+  readonly latencyMs: Record<Step, { p50: number; p95: number; p99: number }>;
+  readonly kbsCpuMsPerFlow: number;
+  /** KBS main threads (the event loops) and every other thread (GC helpers, libuv pool, JIT). */
+  readonly kbsMainThreadMsPerFlow: number | undefined;
+  readonly kbsOtherThreadsMsPerFlow: number | undefined;
+  readonly kbsCoreBusy: number;
+  readonly redisCpuMsPerFlow: number | undefined;
+  /** Redis commands per flow, by command (cluster: summed over the masters). */
+  readonly redisCommandsPerFlow: Record<string, number> | undefined;
+  readonly generatorCpuMsPerFlow: number;
+  readonly floorRatio: number;
+  readonly peakRssMiB: number;
 }
 
-/** Per-thread user and system CPU ms of a process, keyed by thread id (the main thread's id is the pid). */
-async function threadCpuMs(pid: number | undefined): Promise<Map<number, { user: number; sys: number }>> {
-  const out = new Map<number, { user: number; sys: number }>();
-  const tids = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
-  for (const tid of tids) {
-    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    out.set(Number(tid), { user: (Number(fields[11]) * 1000) / 100, sys: (Number(fields[12]) * 1000) / 100 });
-  }
-  return out;
+function pct(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 const sumCpu = async (pids: readonly (number | undefined)[]): Promise<number> => (await Promise.all(pids.map(procCpuMs))).reduce((a, b) => a + b, 0);
 
-function pct(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-const fmt = (n: number): string => n.toFixed(2).padStart(8);
-
-/** The Redis the `redis` scenario runs on: its `[state]` lines and its server pids. */
-interface RedisTarget {
-  readonly stateToml: string;
-  readonly pids: () => (number | undefined)[];
-  stop(): Promise<void>;
+/** Cookie value of the session a `Set-Cookie` header opens. */
+function sessionCookie(setCookie: string | string[] | undefined): string | undefined {
+  return /kbs-session-id=([^;]+)/.exec(Array.isArray(setCookie) ? setCookie.join(';') : (setCookie ?? ''))?.[1];
 }
 
-async function startRedisTarget(): Promise<RedisTarget> {
-  if (REDIS_KIND === 'cluster') {
-    const c = await startRedisCluster({ masters: 3 });
-    return { stateToml: `cluster_nodes = [${c.nodes.map((n) => `"${n.host}:${n.port}"`).join(', ')}]\n`, pids: () => c.nodes.map((n) => n.pid), stop: () => c.stop() };
-  }
-  const r = await startRedis();
-  return { stateToml: `url = "${r.url}"\n`, pids: () => [r.pid], stop: () => r.stop() };
+const AUTH_BODY = JSON.stringify({ version: PROTOCOL_VERSION, tee: 'tpm', 'extra-params': {} });
+
+/** One complete flow; returns the step boundaries (performance.now()). */
+async function flow(agent: BenchAgent, next: () => Pool): Promise<[number, number, number, number]> {
+  const t0 = performance.now();
+  const a = await next().request({ path: '/kbs/v0/auth', method: 'POST', headers: { 'content-type': 'application/json' }, body: AUTH_BODY });
+  const challenge = (await a.body.json()) as { nonce: string };
+  const cookie = sessionCookie(a.headers['set-cookie']);
+  if (a.statusCode !== 200 || cookie === undefined) throw new Error(`auth ${a.statusCode}`);
+  const t1 = performance.now();
+  const teeKey = agent.newTeeKey();
+  const body = await agent.attestationBody(challenge.nonce, teeKey);
+  const at = await next().request({ path: '/kbs/v0/attest', method: 'POST', headers: { 'content-type': 'application/json', cookie: `kbs-session-id=${cookie}` }, body });
+  await at.body.dump();
+  if (at.statusCode !== 200) throw new Error(`attest ${at.statusCode}`);
+  const t2 = performance.now();
+  const r = await next().request({ path: `/kbs/v0/resource/${RESOURCE}`, method: 'GET', headers: { cookie: `kbs-session-id=${cookie}` } });
+  const jwe = (await r.body.json()) as FlatJwe;
+  if (r.statusCode !== 200) throw new Error(`resource ${r.statusCode}`);
+  if (!agent.decrypt(jwe, teeKey).equals(SECRET)) throw new Error('wrong secret');
+  return [t0, t1, t2, performance.now()];
 }
 
-interface Agent {
-  readonly tpm: TpmDevice;
-  readonly ak: TpmKey;
-}
-
-interface Result {
-  readonly label: string;
+interface Scenario {
+  readonly state: 'embedded' | 'redis';
   readonly replicas: number;
-  readonly flows: number;
-  readonly elapsedS: number;
-  readonly baseRps: number;
-  readonly errors: Map<string, number>;
-  readonly lat: Record<'auth' | 'attest' | 'resource' | 'flow', number[]>;
-  readonly kbsCpuMs: number;
-  readonly mainThread: { user: number; sys: number };
-  readonly otherThreads: { user: number; sys: number };
-  readonly redisCpuMs: number | undefined;
-  readonly genCpuMs: number;
-  readonly peakRssMiB: number;
+  readonly workers: number;
 }
 
-async function runScenario(state: 'embedded' | 'redis', replicas: number, agents: readonly Agent[], redis: RedisTarget | undefined): Promise<Result> {
-  const dir = await mkdtemp(join(tmpdir(), 'keyhold-bench-'));
-  const admin = generateKeyPairSync('ed25519');
-  await writeFile(join(dir, 'admin.pub.pem'), admin.publicKey.export({ format: 'pem', type: 'spki' }));
-  // All simulated agents share one loopback address: lift the per-address /auth rate limit, which
-  // would otherwise (correctly) throttle them. Everything else is the KBS's default configuration
-  // (embedded KMS, audit trail on, metrics on); Redis state takes a fresh key prefix.
-  const stateToml = state === 'redis' ? `[state]\nbackend = "redis"\nkey_prefix = "b${Date.now().toString(36)}"\n${redis!.stateToml}` : '';
-  await writeFile(join(dir, 'kbs.toml'), '[rate_limit]\nauth_per_sec = 1000000\nauth_burst = 1000000\n' + stateToml + (process.env['BENCH_KBS_EXTRA'] ?? '').replace(/\\n/g, '\n'));
-  const dataDir = join(dir, 'kbs');
-  await mkdir(dataDir, { recursive: true });
-  const procs: SpawnedProcess[] = [];
-  const ports: number[] = [];
+function labelOf(s: Scenario, pinned: boolean): string {
+  const where = s.workers > 1 ? `${s.workers} workers (--workers)` : `${s.replicas} ${s.replicas > 1 ? 'replicas' : 'process'}`;
+  return `${s.state === 'redis' ? `redis state (${REDIS_KIND})` : 'embedded state'}, ${where}${pinned ? ', KBS pinned to core 0, generator to core 1' : ''}`;
+}
+
+async function runLevels(s: Scenario, agents: readonly BenchAgent[], redis: BenchRedis | undefined, floorMs: number): Promise<LevelResult[]> {
+  const kbs = await startKbs(s, redis);
   try {
-    for (let i = 0; i < replicas; i++) {
-      const port = await freePort();
-      const profileArgs = values.profile !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : [];
-      const proc = spawnProcess({
-        name: `keyhold-kbs-${i}`,
-        command: process.execPath,
-        env: { ...process.env, ...(process.env['BENCH_KBS_UV'] !== undefined ? { UV_THREADPOOL_SIZE: process.env['BENCH_KBS_UV'] } : {}) },
-        // Replicas share the data dir: one generated token signing key (replica 0 creates it) and the embedded secrets.
-        args: [...profileArgs, KBS_BIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--admin-public-key', join(dir, 'admin.pub.pem'), '--log-level', 'warn', '--config', join(dir, 'kbs.toml')],
-      });
-      procs.push(proc);
-      ports.push(port);
-      await waitForPort(port, proc, { timeoutMs: 30_000 });
+    await kbs.setup([agents[0]!.akPublic], RESOURCE, SECRET);
+    process.stdout.write(`KBS started: pid ${kbs.mainPids.join(', ')}\n`);
+    const out: LevelResult[] = [];
+    for (const concurrency of LEVELS) out.push(await runLevel(s, kbs, agents.slice(0, concurrency), redis, floorMs));
+    return out;
+  } finally {
+    await kbs.stop();
+  }
+}
+
+function startKbs(s: Scenario, redis: BenchRedis | undefined): Promise<BenchKbs> {
+  return startBenchKbs({
+    state: s.state,
+    ...(redis !== undefined ? { redis } : {}),
+    replicas: s.replicas,
+    workers: s.workers,
+    ...(values.pin ? { pinCores: KBS_CORE } : {}),
+    ...(values.profile !== undefined ? { profileDir: values.profile } : {}),
+    extraToml: (process.env['BENCH_KBS_EXTRA'] ?? '').replace(/\\n/g, '\n'),
+    nodeArgs: process.env['BENCH_KBS_NODE_ARGS']?.split(' ').filter(Boolean) ?? [],
+    ...(process.env['BENCH_KBS_UV'] !== undefined ? { uvThreadpoolSize: process.env['BENCH_KBS_UV'] } : {}),
+  });
+}
+
+async function runLevel(s: Scenario, kbs: BenchKbs, agents: readonly BenchAgent[], redis: BenchRedis | undefined, floorMs: number): Promise<LevelResult> {
+  const concurrency = agents.length;
+  const pools = kbs.pools(Math.max(1, Math.ceil(concurrency / kbs.mainPids.length)));
+  let rr = 0;
+  /** Per-request round-robin over the replicas: no stickiness, a flow's steps land anywhere. */
+  const next = (): Pool => pools[rr++ % pools.length]!;
+  try {
+    let baseRps: number | undefined;
+    if (BASELINE_SECONDS > 0) {
+      const deadline = performance.now() + BASELINE_SECONDS * 1000;
+      let count = 0;
+      await Promise.all(
+        agents.map(async () => {
+          while (performance.now() < deadline) {
+            const r = await next().request({ path: '/healthz', method: 'GET' });
+            await r.body.dump();
+            count++;
+          }
+        }),
+      );
+      baseRps = count / BASELINE_SECONDS;
     }
-    const perPool = Math.max(1, Math.ceil(CONCURRENCY / replicas));
-    const pools = ports.map((p) => new Pool(`http://127.0.0.1:${p}`, { connections: perPool, pipelining: 1 }));
-    let rr = 0;
-    /** Per-request round-robin over the replicas: no stickiness, a flow's steps land anywhere. */
-    const next = (): Pool => pools[rr++ % pools.length]!;
-
-    const akSpki = Buffer.from(tpm2bPublicToSpkiDer(agents[0]!.ak.publicArea)).toString('base64');
-    const adminToken = await new SignJWT({}).setProtectedHeader({ alg: 'EdDSA' }).setExpirationTime('1h').sign(admin.privateKey);
-    const adminHeaders = { authorization: `Bearer ${adminToken}` };
-    const payload = Buffer.from(JSON.stringify({ trusted_ak: [akSpki] })).toString('base64');
-    const setup = async (r: Awaited<ReturnType<Pool['request']>>, what: string): Promise<void> => {
-      const text = await r.body.text();
-      if (r.statusCode !== 200) throw new Error(`${what}: ${r.statusCode} ${text}`);
-    };
-    await setup(await pools[0]!.request({ path: '/kbs/v0/reference-value', method: 'POST', headers: { ...adminHeaders, 'content-type': 'application/json' }, body: JSON.stringify({ version: '0.1.0', type: 'sample', payload }) }), 'reference value');
-    const SECRET = Buffer.from('bench-secret-value-0123456789');
-    await setup(await pools[0]!.request({ path: '/kbs/v0/resource/default/key/bench', method: 'POST', headers: adminHeaders, body: SECRET }), 'resource');
-
-    // Baseline in the same run: GET /healthz at the same concurrency, same round-robin.
-    const baseSeconds = Math.min(3, SECONDS);
-    const baseDeadline = performance.now() + baseSeconds * 1000;
-    let baseCount = 0;
-    await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        while (performance.now() < baseDeadline) {
-          const r = await next().request({ path: '/healthz', method: 'GET' });
-          await r.body.dump();
-          baseCount++;
-        }
-      }),
-    );
-
-    let lat: Record<'auth' | 'attest' | 'resource' | 'flow', number[]> = { auth: [] as number[], attest: [] as number[], resource: [] as number[], flow: [] as number[] };
-    let flows = 0;
     const errors = new Map<string, number>();
-    const runFlows = (seconds: number) => {
+    let lat: Record<Step, number[]> = { auth: [], attest: [], resource: [], flow: [] };
+    let flows = 0;
+    const runFlows = (seconds: number): Promise<unknown> => {
       const deadline = performance.now() + seconds * 1000;
       return Promise.all(
-        agents.map(async ({ tpm, ak }) => {
+        agents.map(async (agent) => {
           while (performance.now() < deadline) {
-            const t0 = performance.now();
             try {
-              const a = await next().request({ path: '/kbs/v0/auth', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ version: PROTOCOL_VERSION, tee: 'tpm', 'extra-params': {} }) });
-              const ch = (await a.body.json()) as { nonce: string };
-              const setCookie = a.headers['set-cookie'];
-              const cookie = /kbs-session-id=([^;]+)/.exec(Array.isArray(setCookie) ? setCookie.join(';') : (setCookie ?? ''))?.[1];
-              if (a.statusCode !== 200 || cookie === undefined) throw new Error(`auth ${a.statusCode}`);
-              const t1 = performance.now();
-              const teeKey = await generateTeeKeyPair('ec');
-              const digest = runtimeDataDigest({ nonce: ch.nonce, teePubkey: teeKey.publicJwk, additionalEvidence: '' });
-              const evidence = await collectTpmEvidence(tpm, ak, fitReportData(digest, TPM_REPORT_DATA_BYTES));
-              const body = JSON.stringify({ 'runtime-data': { nonce: ch.nonce, 'tee-pubkey': teeKey.publicJwk }, 'tee-evidence': { primary_evidence: evidence, additional_evidence: '' } });
-              const at = await next().request({ path: '/kbs/v0/attest', method: 'POST', headers: { 'content-type': 'application/json', cookie: `kbs-session-id=${cookie}` }, body });
-              await at.body.dump();
-              if (at.statusCode !== 200) throw new Error(`attest ${at.statusCode}`);
-              const t2 = performance.now();
-              const rr2 = await next().request({ path: '/kbs/v0/resource/default/key/bench', method: 'GET', headers: { cookie: `kbs-session-id=${cookie}` } });
-              const jwe = (await rr2.body.json()) as FlattenedJWE;
-              if (rr2.statusCode !== 200) throw new Error(`resource ${rr2.statusCode}`);
-              const { plaintext } = await flattenedDecrypt(jwe, teeKey.privateKey);
-              if (!Buffer.from(plaintext).equals(SECRET)) throw new Error('wrong secret');
-              const t3 = performance.now();
+              const [t0, t1, t2, t3] = await flow(agent, next);
               lat.auth.push(t1 - t0);
               lat.attest.push(t2 - t1);
               lat.resource.push(t3 - t2);
@@ -231,106 +223,183 @@ async function runScenario(state: 'embedded' | 'redis', replicas: number, agents
       flows = 0;
       // Errors are kept: a failure while warming up is still a failure.
     }
-    const kbsCpu0 = await sumCpu(procs.map((p) => p.pid));
-    const threads0 = await Promise.all(procs.map((p) => threadCpuMs(p.pid)));
+    const pids = await kbs.pids();
+    const cpu0 = await sumCpu(pids);
+    const threads0 = s.workers > 1 ? undefined : await Promise.all(pids.map(threadCpuMs));
     const redisCpu0 = redis !== undefined ? await sumCpu(redis.pids()) : 0;
-    const genCpu0 = process.cpuUsage();
+    const commands0 = await redis?.commandCounts();
+    const gen0 = process.cpuUsage();
     const started = performance.now();
     await runFlows(SECONDS);
     const elapsedS = (performance.now() - started) / 1000;
-    const kbsCpuMs = (await sumCpu(procs.map((p) => p.pid))) - kbsCpu0;
+    const kbsCpuMs = (await sumCpu(pids)) - cpu0;
+    const gen = process.cpuUsage(gen0);
     const redisCpuMs = redis !== undefined ? (await sumCpu(redis.pids())) - redisCpu0 : undefined;
-    const threads1 = await Promise.all(procs.map((p) => threadCpuMs(p.pid)));
-    const genCpu = process.cpuUsage(genCpu0);
-    let peakRssMiB = 0;
-    for (const p of procs) {
-      const status = await readFile(`/proc/${p.pid}/status`, 'utf8').catch(() => '');
-      peakRssMiB = Math.max(peakRssMiB, Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024);
+    const commands1 = await redis?.commandCounts();
+    let redisCommandsPerFlow: Record<string, number> | undefined;
+    if (commands0 !== undefined && commands1 !== undefined) {
+      redisCommandsPerFlow = {};
+      // INFO itself is the benchmark's, not the KBS's.
+      for (const [cmd, n] of commands1) if (cmd !== 'info' && n > (commands0.get(cmd) ?? 0)) redisCommandsPerFlow[cmd] = (n - (commands0.get(cmd) ?? 0)) / Math.max(1, flows);
     }
-    const mainThread = { user: 0, sys: 0 };
-    const otherThreads = { user: 0, sys: 0 };
-    procs.forEach((p, i) => {
-      for (const [tid, t1] of threads1[i]!) {
-        const t0 = threads0[i]!.get(tid) ?? { user: 0, sys: 0 };
-        const into = tid === p.pid ? mainThread : otherThreads;
-        into.user += t1.user - t0.user;
-        into.sys += t1.sys - t0.sys;
-      }
-    });
-    await Promise.all(pools.map((p) => p.close()));
+    let main: number | undefined;
+    let other: number | undefined;
+    if (threads0 !== undefined) {
+      const threads1 = await Promise.all(pids.map(threadCpuMs));
+      main = 0;
+      other = 0;
+      pids.forEach((pid, i) => {
+        for (const [tid, t1] of threads1[i]!) {
+          const t0 = threads0[i]!.get(tid) ?? { user: 0, sys: 0 };
+          const d = t1.user - t0.user + (t1.sys - t0.sys);
+          if (tid === pid) main! += d;
+          else other! += d;
+        }
+      });
+    }
+    let peakRssMiB = 0;
+    for (const pid of pids) peakRssMiB = Math.max(peakRssMiB, (await rssMiB(pid)).peak);
+    const stats = (v: number[]): { p50: number; p95: number; p99: number } => {
+      const sorted = v.sort((a, b) => a - b);
+      return { p50: pct(sorted, 50), p95: pct(sorted, 95), p99: pct(sorted, 99) };
+    };
+    const perFlow = (ms: number): number => ms / Math.max(1, flows);
     return {
-      label: state === 'redis' ? `redis state (${REDIS_KIND}), ${replicas} replica${replicas > 1 ? 's' : ''}` : 'embedded state, 1 process',
-      replicas,
+      label: labelOf(s, values.pin),
+      state: s.state,
+      replicas: s.replicas,
+      workers: s.workers,
+      pinned: values.pin,
+      concurrency,
       flows,
       elapsedS,
-      baseRps: baseCount / baseSeconds,
-      errors,
-      lat,
-      kbsCpuMs,
-      mainThread,
-      otherThreads,
-      redisCpuMs,
-      genCpuMs: (genCpu.user + genCpu.system) / 1000,
+      flowsPerSec: flows / elapsedS,
+      baseRps,
+      errors: Object.fromEntries(errors),
+      latencyMs: { auth: stats(lat.auth), attest: stats(lat.attest), resource: stats(lat.resource), flow: stats(lat.flow) },
+      kbsCpuMsPerFlow: perFlow(kbsCpuMs),
+      kbsMainThreadMsPerFlow: main === undefined ? undefined : perFlow(main),
+      kbsOtherThreadsMsPerFlow: other === undefined ? undefined : perFlow(other),
+      kbsCoreBusy: kbsCpuMs / (elapsedS * 1000),
+      redisCpuMsPerFlow: redisCpuMs === undefined ? undefined : perFlow(redisCpuMs),
+      redisCommandsPerFlow,
+      generatorCpuMsPerFlow: perFlow((gen.user + gen.system) / 1000),
+      floorRatio: perFlow(kbsCpuMs) / floorMs,
       peakRssMiB,
     };
   } finally {
-    await Promise.all(procs.map((p) => p.stop()));
-    await rm(dir, { recursive: true, force: true });
+    await Promise.all(pools.map((p) => p.close()));
   }
 }
 
-function report(r: Result): void {
+function report(r: LevelResult, floorMs: number): void {
   const out = process.stdout;
-  const perFlow = (ms: number): string => (ms / r.flows).toFixed(2);
-  out.write(`--- ${r.label}\n`);
-  out.write(`complete flows:        ${r.flows} in ${r.elapsedS.toFixed(2)} s = ${(r.flows / r.elapsedS).toFixed(1)} flows/s\n`);
-  out.write(`baseline GET /healthz: ${r.baseRps.toFixed(0)} req/s (same servers, same client)\n`);
-  out.write(`ratio: ${((3 * r.flows) / r.elapsedS / r.baseRps).toFixed(3)} (flow requests/s ÷ healthz req/s)\n`);
-  out.write(`errors:                ${[...r.errors].map(([k, v]) => `${k}×${v}`).join(', ') || 0} (warm-up included)\n`);
+  const f2 = (n: number | undefined): string => (n === undefined ? '-' : n.toFixed(2));
+  out.write(`--- ${r.label}, ${r.concurrency} concurrent agents\n`);
+  out.write(`complete flows:        ${r.flows} in ${r.elapsedS.toFixed(2)} s = ${r.flowsPerSec.toFixed(1)} flows/s\n`);
+  if (r.baseRps !== undefined) out.write(`baseline GET /healthz: ${r.baseRps.toFixed(0)} req/s (same server and client); flow requests/s ÷ healthz = ${((3 * r.flowsPerSec) / r.baseRps).toFixed(3)}\n`);
+  const errs = Object.entries(r.errors);
+  out.write(`errors:                ${errs.map(([k, v]) => `${k}×${v}`).join(', ') || 0} (warm-up included)\n`);
   out.write('latency ms        p50      p95      p99\n');
-  for (const [k, v] of Object.entries(r.lat)) {
-    const s = v.sort((a, b) => a - b);
-    out.write(`  ${k.padEnd(10)} ${fmt(pct(s, 50))} ${fmt(pct(s, 95))} ${fmt(pct(s, 99))}\n`);
+  for (const [k, v] of Object.entries(r.latencyMs)) out.write(`  ${k.padEnd(10)} ${v.p50.toFixed(2).padStart(8)} ${v.p95.toFixed(2).padStart(8)} ${v.p99.toFixed(2).padStart(8)}\n`);
+  out.write(`KBS CPU per flow:      ${r.kbsCpuMsPerFlow.toFixed(3)} ms (all threads${r.workers > 1 ? ', primary and workers' : r.replicas > 1 ? `, sum over ${r.replicas} replicas` : ''}) = ${r.floorRatio.toFixed(2)}× the crypto floor (${floorMs.toFixed(3)} ms)\n`);
+  if (r.kbsMainThreadMsPerFlow !== undefined) out.write(`                       main thread ${f2(r.kbsMainThreadMsPerFlow)} ms, other threads ${f2(r.kbsOtherThreadsMsPerFlow)} ms\n`);
+  out.write(`KBS CPU busy:          ${(100 * r.kbsCoreBusy).toFixed(0)}% of one core${r.pinned ? ' (its core); capacity 1000 ÷ CPU per flow = ' + (1000 / r.kbsCpuMsPerFlow).toFixed(0) + ' flows/s per KBS core' : ''}\n`);
+  if (r.redisCpuMsPerFlow !== undefined) out.write(`Redis CPU per flow:    ${r.redisCpuMsPerFlow.toFixed(3)} ms\n`);
+  if (r.redisCommandsPerFlow !== undefined) {
+    const cmds = Object.entries(r.redisCommandsPerFlow).sort((a, b) => b[1] - a[1]);
+    out.write(`Redis commands per flow: ${cmds.reduce((a, [, n]) => a + n, 0).toFixed(1)} (${cmds.map(([c, n]) => `${c} ${n.toFixed(2)}`).join(', ')})\n`);
   }
-  out.write(`KBS peak RSS:          ${r.peakRssMiB.toFixed(1)} MiB (largest replica)\n`);
-  out.write(`KBS CPU per flow:      main threads ${perFlow(r.mainThread.user)} user + ${perFlow(r.mainThread.sys)} sys ms, other threads ${perFlow(r.otherThreads.user)} user + ${perFlow(r.otherThreads.sys)} sys ms (sum over ${r.replicas} replica${r.replicas > 1 ? 's' : ''})\n`);
-  out.write(`CPU per flow:          KBS ${perFlow(r.kbsCpuMs)} ms, ${r.redisCpuMs !== undefined ? `Redis ${perFlow(r.redisCpuMs)} ms, ` : ''}load generator ${perFlow(r.genCpuMs)} ms (all threads; 2 cores = 2000 ms/s)\n`);
+  out.write(`generator CPU per flow: ${r.generatorCpuMsPerFlow.toFixed(3)} ms (this process, all threads)\n`);
+  out.write(`KBS peak RSS:          ${r.peakRssMiB.toFixed(1)} MiB (largest process)\n`);
+}
+
+/** Memory mode: N pending sessions opened through /auth, the KBS process's RSS before and after. */
+async function measureSessions(n: number): Promise<Record<string, number>> {
+  const kbs = await startKbs({ state: STATE, replicas: 1, workers: 1 }, undefined);
+  const pool = kbs.pools(64)[0]!;
+  try {
+    const pid = kbs.mainPids[0]!;
+    const auth = async (count: number): Promise<void> => {
+      let left = count;
+      await Promise.all(
+        Array.from({ length: 64 }, async () => {
+          while (left-- > 0) {
+            const r = await pool.request({ path: '/kbs/v0/auth', method: 'POST', headers: { 'content-type': 'application/json' }, body: AUTH_BODY });
+            await r.body.dump();
+            if (r.statusCode !== 200) throw new Error(`auth ${r.statusCode}`);
+          }
+        }),
+      );
+    };
+    // Warm the server up (JIT, buffers) before the baseline reading.
+    await auth(2000);
+    await new Promise((r) => setTimeout(r, 500));
+    const before = (await rssMiB(pid)).rss;
+    const t0 = performance.now();
+    await auth(n);
+    const seconds = (performance.now() - t0) / 1000;
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = await rssMiB(pid);
+    const perSession = ((after.rss - before) * 1024 * 1024) / n;
+    process.stdout.write(`--- ${n} pending sessions (${STATE} state), opened through POST /kbs/v0/auth in ${seconds.toFixed(1)} s (${(n / seconds).toFixed(0)} auth/s)\n`);
+    process.stdout.write(`KBS RSS:               ${before.toFixed(1)} MiB before, ${after.rss.toFixed(1)} MiB after (peak ${after.peak.toFixed(1)} MiB); ${perSession.toFixed(0)} bytes per session (2000 warm-up sessions included before)\n`);
+    return { sessions: n, rssBeforeMiB: before, rssAfterMiB: after.rss, peakRssMiB: after.peak, bytesPerSession: perSession, authPerSec: n / seconds };
+  } finally {
+    await pool.close();
+    await kbs.stop();
+  }
 }
 
 async function main(): Promise<void> {
-  // One AK key shared by the simulated agents (each has its own software TPM and PCRs).
-  const akKey = AK_ALG === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-  const agents = await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      const tpm = createSoftwareTpm({ akKeys: { [AK_ALG]: akKey } });
-      const { ak } = await loadOrCreateAk(tpm, { persistentHandle: 0x81010002, persist: true, alg: AK_ALG });
-      return { tpm, ak };
-    }),
-  );
-  const needRedis = values.compare || STATE === 'redis';
-  const redis = needRedis ? await startRedisTarget() : undefined;
-  const results: Result[] = [];
-  try {
-    process.stdout.write(`keyhold KBS flow benchmark: ${CONCURRENCY} concurrent agents, ${SECONDS}s per run, AK ${AK_ALG}, tee key EC P-256, round-robin per request\n`);
-    if (values.compare) {
-      results.push(await runScenario('embedded', 1, agents, undefined));
-      report(results[0]!);
-      results.push(await runScenario('redis', REPLICAS, agents, redis));
-      report(results[1]!);
-      const [e, r] = results as [Result, Result];
-      const ratio = (a: number, b: number): string => (a / b).toFixed(3);
-      process.stdout.write('--- redis ÷ embedded (same run)\n');
-      process.stdout.write(`throughput (flows/s):  ${ratio(r.flows / r.elapsedS, e.flows / e.elapsedS)}\n`);
-      process.stdout.write(`KBS CPU per flow:      ${ratio(r.kbsCpuMs / r.flows, e.kbsCpuMs / e.flows)} (goal ≤ 1.25)\n`);
-      process.stdout.write(`KBS+Redis CPU per flow: ${ratio((r.kbsCpuMs + (r.redisCpuMs ?? 0)) / r.flows, e.kbsCpuMs / e.flows)}\n`);
-    } else {
-      results.push(await runScenario(STATE, STATE === 'redis' ? REPLICAS : 1, agents, redis));
-      report(results[0]!);
+  if (values.pin) pinSelf(GENERATOR_CORE);
+  const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
+  const result: Record<string, unknown> = { bench: 'kbs-flows', loadAverageStart: loadavg()[0] };
+  if (SESSIONS !== undefined) {
+    process.stdout.write(`keyhold KBS session memory benchmark; load average ${load()}\n`);
+    result['sessions'] = await measureSessions(SESSIONS);
+  } else {
+    // The floor first, in this fresh process, before the KBS competes for the CPU.
+    const floor = await measureCryptoFloor({ iterations: 400, rounds: 3 });
+    const floorMs = floor.perFlow.cpuUs / 1000;
+    result['floorMs'] = floorMs;
+    const akKey = AK_ALG === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    const agents = await BenchAgent.createMany(Math.max(...LEVELS), akKey, AK_ALG);
+    const needRedis = values.compare || STATE === 'redis';
+    const redis = needRedis ? await startBenchRedis(REDIS_KIND) : undefined;
+    const runs: LevelResult[] = [];
+    try {
+      process.stdout.write(
+        `keyhold KBS flow benchmark (plain HTTP): ${LEVELS.join(', ')} concurrent agents, ${SECONDS} s per level after ${WARMUP_SECONDS} s warm-up, AK ${AK_ALG}, tee key EC P-256, round-robin per request; load average ${load()}\n`,
+      );
+      process.stdout.write(`crypto floor per flow:  ${floorMs.toFixed(3)} ms CPU (node:crypto: ${Object.entries(floor.perOp).map(([k, v]) => `${k} ${(v.cpuUs / 1000).toFixed(3)}`).join(', ')})\n`);
+      const scenarios: Scenario[] = values.compare
+        ? [{ state: 'embedded', replicas: 1, workers: 1 }, { state: 'redis', replicas: REPLICAS, workers: WORKERS }]
+        : [{ state: STATE, replicas: REPLICAS, workers: WORKERS }];
+      for (const s of scenarios) {
+        for (const r of await runLevels(s, agents, s.state === 'redis' ? redis : undefined, floorMs)) {
+          report(r, floorMs);
+          runs.push(r);
+        }
+      }
+      if (values.compare) {
+        process.stdout.write('--- redis ÷ embedded (same run, same concurrency)\n');
+        for (const e of runs.filter((r) => r.state === 'embedded')) {
+          const r = runs.find((x) => x.state === 'redis' && x.concurrency === e.concurrency);
+          if (r === undefined) continue;
+          const ratio = (a: number, b: number): string => (a / b).toFixed(3);
+          process.stdout.write(`${e.concurrency} agents: throughput ${ratio(r.flowsPerSec, e.flowsPerSec)}, KBS CPU per flow ${ratio(r.kbsCpuMsPerFlow, e.kbsCpuMsPerFlow)} (goal ≤ 1.25), KBS+Redis CPU per flow ${ratio(r.kbsCpuMsPerFlow + (r.redisCpuMsPerFlow ?? 0), e.kbsCpuMsPerFlow)}\n`);
+        }
+      }
+      result['runs'] = runs;
+    } finally {
+      await redis?.stop();
+      await BenchAgent.closeAll(agents);
     }
-  } finally {
-    await redis?.stop();
-    await Promise.all(agents.map((a) => a.tpm.close()));
   }
+  result['loadAverageEnd'] = loadavg()[0];
+  process.stdout.write(`load average at the end: ${load()}\n`);
+  if (values.json) process.stdout.write(`BENCH_RESULT ${JSON.stringify(result)}\n`);
 }
 
 main().catch((err: unknown) => {

@@ -35,7 +35,7 @@ async function main(): Promise<void> {
     await mkdir(join(dir, 'data', 'ek-ca'), { recursive: true });
     await copyFile(SWTPM_LOCALCA_ROOT_CERT, join(dir, 'data', 'ek-ca', 'root.pem'));
     await copyFile(SWTPM_LOCALCA_ISSUER_CERT, join(dir, 'data', 'ek-ca', 'issuer.pem'));
-    const config = await loadKbsConfig(['--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data'), '--admin-public-key', join(dir, 'admin.pub.pem')], {});
+    const config = await loadKbsConfig(['--insecure-http', '--listen', '127.0.0.1:0', '--data-dir', join(dir, 'data'), '--admin-public-key', join(dir, 'admin.pub.pem')], {});
     const kbs = await startKbs(config, pino({ level: 'silent' }));
     const token = await new SignJWT({}).setProtectedHeader({ alg: 'EdDSA' }).setExpirationTime('10m').sign(admin.privateKey);
     const adminCall = (method: string, path: string, body?: unknown) =>

@@ -8,6 +8,7 @@ import type { EarSigner } from './token/ear-signer.js';
 import type { KbsState } from './state/ports.js';
 import type { OwnerServices } from './owners/owner-services.js';
 import type { ContinuousDeps } from './continuous/continuous-deps.js';
+import type { StorageEndpoints } from './storage/storage-failure.js';
 
 /** Counters the routes bump; the metrics adapter decides how they are exported. */
 export interface KbsMetrics {
@@ -32,6 +33,15 @@ export interface KbsDeps {
   adminAuth: AdminAuthorizer;
   logger: Logger;
   maxBodyBytes: number;
+  /** Cap on a `POST /kbs/v0/auth` body (its extra-params); default 64 KiB, never above maxBodyBytes. */
+  maxAuthBodyBytes?: number;
+  /**
+   * `[admin] client_ca`: admin calls must come over a TLS connection whose client certificate
+   * verified against that CA (mutual TLS), in addition to the admin token.
+   */
+  requireAdminClientCertificate?: boolean;
+  /** Where the state backend and the secret store live (credential-free), for storage-failure logs. */
+  storageEndpoints?: StorageEndpoints;
   build: string;
   metrics?: KbsMetrics;
   /** Workload-owner services: CEL policy admin, audit trail, rate limits, Prometheus metrics (issue 5). */

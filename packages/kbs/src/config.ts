@@ -11,6 +11,9 @@ import { formatConfigIssue, formatTomlSyntaxError } from './config-location.js';
 import { CONTINUOUS_CONFIG_FIELDS, continuousConfigFrom, type ContinuousSettings } from './continuous/continuous-config.js';
 import { NOTIFY_CONFIG_FIELDS, notifyConfigFrom, type WebhookConfig } from './notify/notify-config.js';
 import { NODE_CA_CONFIG_FIELDS, nodeCaConfigFrom, type NodeCaConfig } from './node-ca/node-ca-config.js';
+import { HTTP_SERVER_CONFIG_FIELDS, httpServerConfigFrom, type HttpServerConfig } from './http-server/http-server-config.js';
+import { policyLimitsFrom } from './owners/policy-limits-config.js';
+import type { PolicyLimits } from '@keyhold/policy';
 
 /** Secret storage backend settings (see the README's "Storage backends"). */
 const StorageSchema = z.discriminatedUnion('backend', [
@@ -61,6 +64,8 @@ const FileSchema = z
     session_ttl_ms: z.number().int().positive().optional(),
     max_sessions: z.number().int().positive().optional(),
     max_body_bytes: z.number().int().positive().optional(),
+    /** Bytes a `POST /kbs/v0/auth` body (version, tee, extra-params) may have; 413 beyond. */
+    max_auth_body_bytes: z.number().int().min(1024).max(16 * 1024 * 1024).optional(),
     token_lifetime_ms: z.number().int().positive().optional(),
     token_signing_key: z.string().optional(),
     token_issuer: z.string().optional(),
@@ -92,6 +97,8 @@ const FileSchema = z
     ...OWNER_CONFIG_FIELDS,
     /** Where the KBS's state lives: [state] and max_session_bytes (see state-wiring/state-config.ts). */
     ...STATE_CONFIG_FIELDS,
+    /** TLS, plain HTTP by choice, slow-client timeouts, connection cap (see http-server/http-server-config.ts). */
+    ...HTTP_SERVER_CONFIG_FIELDS,
     /** The owner console at /console (issue 16). */
     console: z.object({ enabled: z.boolean().optional() }).strict().optional(),
     /** Continuous attestation (issue 13): [continuous], [[notify.webhook]], [node_ca]. */
@@ -112,6 +119,12 @@ export interface KbsConfig {
   readonly sessionTtlMs: number;
   readonly maxSessions: number;
   readonly maxBodyBytes: number;
+  /** Cap on a `/auth` body (its extra-params), below maxBodyBytes: 413 beyond. */
+  readonly maxAuthBodyBytes: number;
+  /** `[http_server]` and `--insecure-http`: TLS or plain HTTP, timeouts, connection cap. */
+  readonly httpServer: HttpServerConfig;
+  /** `[policy] max_*`: cost bounds of CEL policies (upload and evaluation). */
+  readonly policyLimits: PolicyLimits;
   readonly tokenLifetimeMs: number;
   readonly tokenSigningKeyFile: string | undefined;
   readonly tokenIssuer: string;
@@ -154,6 +167,7 @@ export const DEFAULTS = {
   sessionTtlMs: 5 * 60_000,
   maxSessions: 100_000,
   maxBodyBytes: 1024 * 1024,
+  maxAuthBodyBytes: 64 * 1024,
   tokenLifetimeMs: 5 * 60_000,
   tokenIssuer: 'keyhold-kbs',
 } as const;
@@ -174,6 +188,7 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
       config: { type: 'string', short: 'c' },
       'log-level': { type: 'string' },
       'insecure-admin-allow-all': { type: 'boolean' },
+      'insecure-http': { type: 'boolean' },
       workers: { type: 'string' },
     },
     strict: true,
@@ -216,6 +231,13 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
   if (workers > 1 && state.backend !== 'redis') {
     throw new ConfigError(`--workers ${workers} needs a shared state backend: set [state] backend = "redis" (embedded state belongs to one process)`);
   }
+  const httpServer = fromSection(() => httpServerConfigFrom(file, { insecureHttp: values['insecure-http'] === true }, (p) => rel(p)!));
+  const owners = fromSection(() => ownerConfigFrom(file, dataDir, { insecureAdminAllowAll: values['insecure-admin-allow-all'] === true }));
+  // SECURITY: client certificates can only be asked for inside TLS; a client_ca on plain HTTP would
+  // look like mutual TLS while admitting anyone with a token (configuration confusion).
+  if (owners.admin.clientCaFile !== undefined && httpServer.tls === undefined) {
+    throw new ConfigError('[admin] client_ca (mutual TLS for the admin API) needs TLS: give [http_server] certificate and private_key');
+  }
   const config: KbsConfig = {
     host: m[1]!.replace(/^\[(.*)\]$/, '$1'),
     port: Number(m[2]),
@@ -225,6 +247,9 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
     sessionTtlMs: file.session_ttl_ms ?? DEFAULTS.sessionTtlMs,
     maxSessions: file.max_sessions ?? DEFAULTS.maxSessions,
     maxBodyBytes: file.max_body_bytes ?? DEFAULTS.maxBodyBytes,
+    maxAuthBodyBytes: Math.min(file.max_auth_body_bytes ?? DEFAULTS.maxAuthBodyBytes, file.max_body_bytes ?? DEFAULTS.maxBodyBytes),
+    httpServer,
+    policyLimits: fromSection(() => policyLimitsFrom(file.policy)),
     tokenLifetimeMs: file.token_lifetime_ms ?? DEFAULTS.tokenLifetimeMs,
     tokenSigningKeyFile: rel(file.token_signing_key),
     tokenIssuer: file.token_issuer ?? DEFAULTS.tokenIssuer,
@@ -241,7 +266,7 @@ export async function loadKbsConfig(argv: string[], env: NodeJS.ProcessEnv): Pro
       },
     },
     tpmIdentity: tpmIdentityConfigFrom(file.tpm, dataDir),
-    owners: fromSection(() => ownerConfigFrom(file, dataDir, { insecureAdminAllowAll: values['insecure-admin-allow-all'] === true })),
+    owners,
     state,
     workers,
     cvm: cvmConfigFrom(file.cvm),

@@ -59,7 +59,7 @@ export const ERROR_TABLE: { readonly [C in KbsErrorCode]: ErrorMapping } = {
   SESSION_MISSING: { status: 401, variant: 'CookieNotFound' },
   SESSION_EXPIRED: { status: 401, variant: 'ExpiredCookie' },
   SESSION_NOT_ATTESTED: { status: 401, variant: 'UnAuthenticatedCookie' },
-  SESSION_LIMIT: { status: 429, variant: 'RateLimited' },
+  SESSION_LIMIT: { status: 429, variant: 'TooManySessions' },
   NONCE_MISMATCH: { status: 401, variant: 'NonceMismatch' },
   NONCE_CONSUMED: { status: 401, variant: 'NonceMismatch' },
   ATTESTATION_FAILED: { status: 401, variant: 'AttestationFailed' },

@@ -2,12 +2,12 @@ import { randomBytes, type KeyObject } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { serve, type ServerType } from '@hono/node-server';
 import { pino, type Logger } from 'pino';
 import { RotationScheduler } from '@keyhold/kms-adapter';
 import { createApp } from './app.js';
 import type { KbsDeps } from './app-env.js';
-import type { KbsConfig } from './config.js';
+import { ConfigError, type KbsConfig } from './config.js';
+import { NO_TRANSPORT_MESSAGE } from './http-server/http-server-config.js';
 import { TpmAppraiser } from './attestation/tpm/tpm-appraiser.js';
 import { MeasuredBootExtension } from './attestation/tpm/measured-boot-extension.js';
 import { ImaExtension } from './attestation/tpm/ima-extension.js';
@@ -30,12 +30,21 @@ import { openNodeCaProvider } from './node-ca/node-ca-provider.js';
 import { StaleSweeper } from './continuous/stale-sweeper.js';
 import { NodeRecordCache } from './continuous/record-attestation.js';
 import type { ContinuousDeps } from './continuous/continuous-deps.js';
+import { listenKbs } from './http-server/listen.js';
+import { storageCauses, storageEndpointsOf } from './storage/storage-failure.js';
+import type { TlsMaterial } from './http-server/tls-material.js';
 
 export const BUILD = 'keyhold-kbs 0.1.0';
 
 export interface RunningKbs {
   url: string;
   port: number;
+  /**
+   * Read `[http_server] certificate` / `private_key` (and `[admin] client_ca`) again and serve new
+   * connections with them, without closing the listener (SIGHUP). Rejects and keeps the running
+   * material when the files do not check out; resolves undefined on plain HTTP.
+   */
+  reloadTls(): Promise<TlsMaterial['summary'] | undefined>;
   close(): Promise<void>;
 }
 
@@ -50,6 +59,8 @@ export function generatedSigningKeyPath(config: KbsConfig): string {
  * StateError('STATE_LOCKED') before it listens.
  */
 export async function startKbs(config: KbsConfig, logger: Logger = pino({ level: config.logLevel })): Promise<RunningKbs> {
+  // SECURITY: no silent plain HTTP: TLS material or an explicit insecure_http / --insecure-http.
+  if (config.httpServer.tls === undefined && !config.httpServer.insecureHttp) throw new ConfigError(NO_TRANSPORT_MESSAGE);
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   for (const notice of config.state.notices) logger.warn(notice);
   if (config.tpmIdentity.ekCaDirIsDefault) await mkdir(config.tpmIdentity.ekCaDir, { recursive: true, mode: 0o700 });
@@ -61,8 +72,11 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
   };
   try {
     if (opened.removedTempFiles.length > 0) logger.info({ files: opened.removedTempFiles.length }, 'removed temp files of interrupted writes');
+    const storageEndpoints = storageEndpointsOf(config);
     // Not awaited: a KBS may start while Redis is down (requests answer 503 until it is back).
-    state.ping().catch((err: unknown) => logger.warn({ state: state.backend, code: (err as { code?: string }).code }, 'state backend not reachable yet; requests that need it answer 503 until it is'));
+    state.ping().catch((err: unknown) =>
+      logger.warn({ state: state.backend, endpoint: storageEndpoints.state, causes: storageCauses(err) }, 'state backend not reachable yet; requests that need it answer 503 until it is'),
+    );
     if (state.backend === 'redis' && config.tokenSigningKeyFile === undefined) {
       // Replicas must verify each other's tokens (bearer tokens, /resource on another replica).
       logger.warn(
@@ -81,6 +95,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
       adminPublicKeyFile: config.adminPublicKeyFile,
       logger,
       auditTruncatedTornBytes: opened.auditTruncatedTornBytes,
+      policyLimits: config.policyLimits,
     });
     closers.push(() => owners.close());
     const store = await openSecretStore(config);
@@ -133,26 +148,33 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
       adminAuth: owners.adminAuth,
       logger,
       maxBodyBytes: config.maxBodyBytes,
+      maxAuthBodyBytes: config.maxAuthBodyBytes,
+      requireAdminClientCertificate: config.owners.admin.clientCaFile !== undefined,
+      storageEndpoints,
       build: BUILD,
       owners: owners.services,
       continuous,
     };
     const app = createApp(deps);
     registerConsole(app, { enabled: config.console.enabled, assetsDir: CONSOLE_ASSETS_DIR });
-    const server = await new Promise<ServerType>((resolve, reject) => {
-      const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
-      s.once('error', reject);
-    });
-    const addr = server.address();
-    const port = typeof addr === 'object' && addr !== null ? addr.port : config.port;
-    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    const url = `http://${host}:${port}`;
-    logger.info({ url, dataDir: config.dataDir, storage: store.backend, state: state.backend }, 'keyhold-kbs listening');
+    const listener = await listenKbs({ fetch: app.fetch, host: config.host, port: config.port, http: config.httpServer, clientCaFile: config.owners.admin.clientCaFile });
+    const { url, port } = listener;
+    if (listener.tls === undefined) {
+      logger.warn({ url }, 'INSECURE: serving plain HTTP (--insecure-http / [http_server] insecure_http): tokens, cookies and released secrets cross the network in clear; use TLS ([http_server] certificate and private_key) anywhere but loopback tests');
+    } else {
+      logger.info({ tls: listener.tls, adminMutualTls: config.owners.admin.clientCaFile !== undefined }, 'TLS certificate loaded');
+    }
+    const h = config.httpServer;
+    logger.info(
+      { url, dataDir: config.dataDir, storage: store.backend, state: state.backend, requestTimeoutMs: h.requestTimeoutMs, headersTimeoutMs: h.headersTimeoutMs, maxConnections: h.maxConnections },
+      'keyhold-kbs listening',
+    );
     return {
       url,
       port,
+      reloadTls: () => listener.reloadTls(),
       async close() {
-        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await listener.close();
         await closeAll();
       },
     };

@@ -61,6 +61,34 @@ describe('keyhold-kbs serve refuses before starting', () => {
     expect([missing.code, missing.err]).toEqual([2, `keyhold-kbs serve: cannot read config file ${f('absent.toml')}: no such file\n`]);
   });
 
+  // SECURITY negative tests: plain HTTP is never a silent default, and a contradictory transport is refused.
+  it('neither a TLS certificate nor --insecure-http: exit 2 saying how to make a certificate', async () => {
+    const r = await kbs(['serve', '--listen', '127.0.0.1:0', '--data-dir', f('data'), '--admin-public-key', f('admin.pub.pem')]);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(/no TLS certificate configured: give \[http_server\] certificate and private_key .* or pass --insecure-http/);
+    expect(r.err).toMatch(/hint: a throwaway certificate for this host: openssl req -x509 /);
+    writeFileSync(f('both.toml'), `[http_server]\ncertificate = "${f('c.pem')}"\nprivate_key = "${f('k.pem')}"\n`);
+    const both = await kbs(['serve', '--insecure-http', '-c', f('both.toml'), '--data-dir', f('data')]);
+    expect(both.code).toBe(2);
+    expect(both.err).toMatch(/contradict each other/);
+    writeFileSync(f('half.toml'), `[http_server]\ncertificate = "${f('c.pem')}"\n`);
+    expect((await kbs(['serve', '-c', f('half.toml'), '--data-dir', f('data')])).err).toMatch(/certificate and private_key go together/);
+    writeFileSync(f('mtls.toml'), `[admin]\nclient_ca = "${f('ca.pem')}"\n`);
+    expect((await kbs(['serve', '--insecure-http', '-c', f('mtls.toml'), '--data-dir', f('data')])).err).toMatch(/client_ca .* needs TLS/);
+    writeFileSync(f('timeouts.toml'), `[http_server]\ninsecure_http = true\nrequest_timeout_ms = 5000\nheaders_timeout_ms = 9000\n`);
+    expect((await kbs(['serve', '-c', f('timeouts.toml'), '--data-dir', f('data')])).err).toMatch(/headers_timeout_ms \(9000\) must not exceed request_timeout_ms \(5000\)/);
+  });
+
+  it('a certificate file that is missing or not a certificate: exit 2 naming the file', async () => {
+    writeFileSync(f('bad-tls.toml'), `[http_server]\ncertificate = "${f('junk.pem')}"\nprivate_key = "${f('ec.key.pem')}"\n`);
+    const r = await kbs(['serve', '--listen', '127.0.0.1:0', '-c', f('bad-tls.toml'), '--data-dir', f('data-tls')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`[http_server] certificate ${f('junk.pem')} holds no PEM certificate`);
+    writeFileSync(f('gone-tls.toml'), `[http_server]\ncertificate = "${f('nope.pem')}"\nprivate_key = "${f('ec.key.pem')}"\n`);
+    expect((await kbs(['serve', '--listen', '127.0.0.1:0', '-c', f('gone-tls.toml'), '--data-dir', f('data-tls')])).err).toContain(`${f('nope.pem')}: no such file`);
+  });
+
   it('usage: unknown flag with a suggestion, --help on stdout', async () => {
     const r = await kbs(['serve', '--lisen', 'x']);
     expect(r.code).toBe(2);
@@ -79,7 +107,7 @@ describe('keyhold-kbs serve', () => {
     let out = '';
     stdout.on('data', (b: Buffer) => (out += b.toString()));
     stderr.resume();
-    const running = runKbsCli(['serve', '--listen', '127.0.0.1:0', '--data-dir', f('data'), '--admin-public-key', f('admin.pub.pem'), '--log-level', 'warn'], { stdout, stderr }, {}, { signal: ac.signal });
+    const running = runKbsCli(['serve', '--insecure-http', '--listen', '127.0.0.1:0', '--data-dir', f('data'), '--admin-public-key', f('admin.pub.pem'), '--log-level', 'warn'], { stdout, stderr }, {}, { signal: ac.signal });
     for (let i = 0; i < 400 && !out.includes('\n'); i++) await new Promise((r) => setTimeout(r, 25));
     expect(out).toMatch(/^http:\/\/127\.0\.0\.1:\d+\n$/);
     expect((await fetch(`${out.trim()}/healthz`)).status).toBe(200);

@@ -18,6 +18,7 @@ interface ServeFlags {
   config?: string;
   logLevel?: string;
   insecureAdminAllowAll?: boolean;
+  insecureHttp?: boolean;
   workers?: string;
 }
 
@@ -80,6 +81,7 @@ function configArgv(o: ServeFlags): string[] {
     ...(o.config !== undefined ? ['--config', o.config] : []),
     ...(o.logLevel !== undefined ? ['--log-level', o.logLevel] : []),
     ...(o.insecureAdminAllowAll === true ? ['--insecure-admin-allow-all'] : []),
+    ...(o.insecureHttp === true ? ['--insecure-http'] : []),
     ...(o.workers !== undefined ? ['--workers', o.workers] : []),
   ];
 }
@@ -95,6 +97,10 @@ async function loadConfig(o: ServeFlags, env: NodeJS.ProcessEnv): Promise<KbsCon
   }
   if (config.adminPublicKeyFile !== undefined) await checkAdminPublicKeyFile(config.adminPublicKeyFile, '--admin-public-key');
   for (const id of config.owners.admin.identities) await checkAdminPublicKeyFile(id.publicKeyFile, `[admin] identity ${id.name}: public_key_file`);
+  const { NO_TRANSPORT_MESSAGE, NO_TRANSPORT_HINT } = await import('./http-server/http-server-config.js');
+  // SECURITY: tokens, cookies and released secrets never cross the network in clear by default:
+  // without a certificate, plain HTTP must be asked for (Trustee's insecure_http) (RFC 9325).
+  if (config.httpServer.tls === undefined && !config.httpServer.insecureHttp) throw new UsageError(NO_TRANSPORT_MESSAGE, { hint: NO_TRANSPORT_HINT });
   return config;
 }
 
@@ -115,6 +121,8 @@ async function serve(o: ServeFlags, io: CliIo, env: NodeJS.ProcessEnv, opts: { s
   } catch (err) {
     // Another KBS holds the embedded data dir: say which process, exit as for a usage error.
     if (err instanceof StateError && err.code === 'STATE_LOCKED') throw new UsageError(err.message, { cause: err, hint: 'stop the other KBS, or give this one its own --data-dir (or shared [state] backend = "redis")' });
+    // A certificate or key that does not load is a configuration error, named with its file.
+    if ((err as { code?: unknown }).code === 'TLS_MATERIAL_INVALID') throw new UsageError((err as Error).message, { cause: err });
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
       throw new CliError('LISTEN_FAILED', `cannot listen on ${config.host}:${config.port}: ${e.code}`, { cause: err, hint: 'choose another address with --listen HOST:PORT (port 0 picks a free one)' });
@@ -124,6 +132,14 @@ async function serve(o: ServeFlags, io: CliIo, env: NodeJS.ProcessEnv, opts: { s
   // The URL on stdout, one line, so scripts can read where the KBS listens (a worker tells its primary).
   if (cluster.isWorker) process.send?.({ type: 'keyhold-kbs-listening', url: kbs.url });
   else io.stdout.write(`${kbs.url}\n`);
+  // SIGHUP: read the TLS certificate and key again (renewed certificates) without dropping the listener.
+  const onHup = (): void => {
+    kbs.reloadTls().then(
+      (tls) => logger.info(tls === undefined ? { tls: false } : { tls }, tls === undefined ? 'SIGHUP: plain HTTP, no TLS material to reload' : 'SIGHUP: TLS certificate reloaded; new connections use it'),
+      (err: unknown) => logger.error({ err: (err as Error).message }, 'SIGHUP: TLS reload refused; still serving the previous certificate'),
+    );
+  };
+  process.on('SIGHUP', onHup);
   await new Promise<void>((resolve) => {
     if (opts.signal !== undefined) {
       if (opts.signal.aborted) resolve();
@@ -133,6 +149,7 @@ async function serve(o: ServeFlags, io: CliIo, env: NodeJS.ProcessEnv, opts: { s
     process.once('SIGINT', () => resolve());
     process.once('SIGTERM', () => resolve());
   });
+  process.off('SIGHUP', onHup);
   logger.info('shutting down');
   await kbs.close();
   // A worker's IPC channel to its primary would keep it alive.
@@ -167,6 +184,7 @@ export async function runKbsCli(argv: readonly string[], io: CliIo, env: NodeJS.
         .option('-c, --config <file>', 'config file, TOML (or .json) (env KEYHOLD_KBS_CONFIG)')
         .option('--log-level <level>', 'fatal, error, warn, info (default), debug, trace, silent (env KEYHOLD_KBS_LOG_LEVEL)')
         .option('--insecure-admin-allow-all', 'honour [admin] insecure_allow_all = true (no admin tokens at all; testing only)')
+        .option('--insecure-http', 'serve plain HTTP (no TLS): secrets and tokens cross the network in clear; tests and loopback only (= [http_server] insecure_http = true)')
         .option('--workers <n>', 'run N KBS processes on this host (node:cluster); needs [state] backend = "redis"')
         .action(ctx.action(async (o: ServeFlags) => serve(o, ctx.io, env, opts)));
       program

@@ -5,7 +5,9 @@
  * tsc -b, so no TypeScript loader is timed) and reporting process.resourceUsage(); skopeo under
  * /usr/bin/time -v. Each operation runs --reps times (default 3); medians are printed.
  *
- *   cd packages/ocicrypt && pnpm run bench   (or: node --import tsx bench/image.bench.ts [--mb 256] [--reps 3])
+ *   cd packages/ocicrypt && pnpm run bench   (or: node --import tsx bench/image.bench.ts [--mb 256] [--reps 3] [--json])
+ *
+ * `--json` adds one `BENCH_RESULT {...}` line at the end (read by scripts/bench-summary.ts).
  *
  * Prints MB/s per operation (layer bytes / wall time of the whole process, so both sides pay
  * their start-up), our in-process MB/s, peak RSS, and ours/skopeo ratios, then each figure
@@ -208,6 +210,11 @@ async function main(): Promise<void> {
       const ratio = s.wallMs / k.wallMs;
       const rss = k.maxRssKiB / 1024;
       console.log(`target ${op}: wall ratio ${ratio.toFixed(2)} (≥ 2.00: ${ratio >= 2 ? 'met' : 'NOT met'}), peak RSS ${rss.toFixed(1)} MiB (≤ 64: ${rss <= 64 ? 'met' : 'NOT met'})`);
+    }
+    // --json: one machine-readable line for scripts/bench-summary.ts.
+    if (process.argv.includes('--json')) {
+      const result = Object.fromEntries(rows.map(([op, k, s]) => [op, { wallRatio: s.wallMs / k.wallMs, cpuRatio: s.cpuMs / k.cpuMs, peakRssMiB: k.maxRssKiB / 1024, skopeoPeakRssMiB: s.maxRssKiB / 1024 }]));
+      console.log(`BENCH_RESULT ${JSON.stringify({ bench: 'ocicrypt-image', layerMiB: layerBytes / MiB, reps, ...result })}`);
     }
   } finally {
     await rm(root, { recursive: true, force: true });

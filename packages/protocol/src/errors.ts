@@ -40,6 +40,8 @@ export const KBS_ERROR_VARIANTS = [
   'PayloadTooLarge',
   'UnsupportedMediaType',
   'RateLimited',
+  // Keyhold's: the KBS holds as many pending sessions (count or bytes) as it may; retry later (429).
+  'TooManySessions',
   'AdminAuthAccess',
   'NodeRevoked',
   /** A failed appraisal banned the node until the owner lifts the ban (Keyhold, issue 13). */

@@ -1,7 +1,8 @@
 /**
  * Event log and IMA benchmark (issues 4 and 11). Run from the repo root after building the CLI:
  *   pnpm exec tsc -b packages/cli && node --import tsx packages/verifier/bench/eventlog.bench.ts
- * (KEYHOLD_BENCH_RUNS=N sets the number of whole-process runs, default 5.)
+ * (KEYHOLD_BENCH_RUNS=N sets the number of whole-process runs, default 5; `--json` adds one
+ * `BENCH_RESULT {...}` line at the end, read by scripts/bench-summary.ts.)
  * Prints figures; asserts nothing. Baseline: tpm2_eventlog on the same file in the same run.
  */
 import { spawnSync } from 'node:child_process';
@@ -14,6 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { appraiseIma, parseEventLog, parseImaLog, parseRuntimePolicy, replayEventLog, verifyImaAgainstQuote, replayIma } from '../src/index.js';
 
 const EVENTS = 100_000;
+/** Figures for `--json`. */
+const result: Record<string, unknown> = { bench: 'eventlog', events: EVENTS };
 const IMA_ENTRIES = 100_000;
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const source = path.resolve(repoRoot, '../shared/corpus/eventlogs/ubuntu-2404-amd-sevsnp.bin');
@@ -173,6 +176,7 @@ if (!existsSync(cli)) {
   console.log(`  tpm2_eventlog --eventlog-version=2: ${fmt(tpm2)}`);
   const cpuRatio = tpm2.cpuMs !== undefined && ours.cpuMs !== undefined ? (tpm2.cpuMs / ours.cpuMs).toFixed(2) : '?';
   console.log(`ratio tpm2_eventlog / keyhold eventlog (YAML): wall ${(tpm2.wallMs / ours.wallMs).toFixed(2)}x, cpu ${cpuRatio}x  (aim >= 2x in both)`);
+  Object.assign(result, { runs: RUNS, keyholdWallMs: ours.wallMs, keyholdCpuMs: ours.cpuMs, tpm2WallMs: tpm2.wallMs, tpm2CpuMs: tpm2.cpuMs, jsonWallMs: json.wallMs, wallRatio: tpm2.wallMs / ours.wallMs, cpuRatio: tpm2.cpuMs !== undefined && ours.cpuMs !== undefined ? tpm2.cpuMs / ours.cpuMs : null });
 }
 
 // IMA: 100k ima-ng entries; parse (template hash check), verify against PCR10 (sha256), appraise.
@@ -207,3 +211,4 @@ console.log(
   `IMA ${IMA_ENTRIES.toLocaleString()} entries (${(text.length / 1e6).toFixed(1)} MB), wall: parse+template-hash check ${pick('parse').toFixed(0)} ms, replay/verify PCR10 sha256 ${pick('verify').toFixed(0)} ms, appraise ${pick('appraise').toFixed(0)} ms; total wall ${total.toFixed(0)} ms, cpu ${pick('cpu').toFixed(0)} ms  (aim < 1000 ms)`,
 );
 rmSync(dir, { recursive: true, force: true });
+if (process.argv.includes('--json')) console.log(`BENCH_RESULT ${JSON.stringify({ ...result, imaWallMs: total, imaCpuMs: pick('cpu') })}`);

@@ -53,6 +53,8 @@ interface TokenOptions {
   iss?: string;
   aud?: string;
   role?: string;
+  /** Default nowSec; null: no iat claim. */
+  iat?: number | null;
 }
 
 async function token(key: KeyObject, o: TokenOptions = {}): Promise<string> {
@@ -60,11 +62,11 @@ async function token(key: KeyObject, o: TokenOptions = {}): Promise<string> {
   if (o.role !== undefined) claims.role = o.role;
   const jwt = new SignJWT(claims)
     .setProtectedHeader({ alg: o.alg ?? 'EdDSA', ...(o.kid === undefined ? {} : { kid: o.kid }) })
-    .setIssuedAt(nowSec)
     .setIssuer(o.iss ?? 'keyhold-admin')
     .setAudience(o.aud ?? 'keyhold-kbs');
   if (o.exp !== null) jwt.setExpirationTime(o.exp ?? nowSec + 600);
   if (o.nbf !== undefined) jwt.setNotBefore(o.nbf);
+  if (o.iat !== null) jwt.setIssuedAt(o.iat ?? nowSec);
   return jwt.sign(key);
 }
 
@@ -215,5 +217,46 @@ describe('ACL matrix (role × endpoint × repository)', () => {
     expect(await codeOf(admin, 'POST', `/kbs/v0/admin/nodes/${id}/unban`)).toMatch(/^ok:/);
     expect(await codeOf(admin, 'GET', `/kbs/v0/admin/nodes/ak%3A${'ab'.repeat(32)}`)).toBe('ADMIN_FORBIDDEN');
     expect(await codeOf(bearer(await token(carol.privateKey)), 'GET', `/kbs/v0/admin/nodes/${id}`)).toBe('ADMIN_FORBIDDEN');
+  });
+});
+
+describe('admin token lifetime and clock skew (issue 12)', () => {
+  const call = (a: ReturnType<typeof createAdminAuthorizer>, t: string) => a.authorize({ authorizationHeader: `Bearer ${t}`, method: 'GET', path: '/kbs/v0/audit' });
+  const H = 3600;
+
+  it('accepts up to 24 h by default, measured as exp - iat', async () => {
+    const a = createAdminAuthorizer(config);
+    await expect(call(a, await token(alice.privateKey, { exp: nowSec + 24 * H }))).resolves.toMatchObject({ identity: 'alice' });
+    await expect(call(a, await token(alice.privateKey, { iat: null, exp: nowSec + 23 * H }))).resolves.toMatchObject({ identity: 'alice' });
+  });
+
+  // SECURITY negative tests: a leaked long-lived admin token must not work (bounded damage).
+  it('refuses a longer lifetime: exp - iat, or exp - now without iat, naming the limit and the fix', async () => {
+    const a = createAdminAuthorizer(config);
+    const long = call(a, await token(alice.privateKey, { exp: nowSec + 25 * H }));
+    await expect(long).rejects.toMatchObject({ code: 'ADMIN_TOKEN_INVALID' });
+    await expect(long).rejects.toThrow(/lifetime \(exp - iat = 90000 s\) exceeds this KBS's maximum of 86400 s \(\[admin\] max_token_lifetime_s\); issue a shorter one: keyhold token issue --lifetime 1h/);
+    // Issued 30 h ago, 1 h left: still a 31-hour token.
+    await expect(call(a, await token(alice.privateKey, { iat: nowSec - 30 * H, exp: nowSec + H }))).rejects.toThrow(/exp - iat = 111600 s/);
+    await expect(call(a, await token(alice.privateKey, { iat: null, exp: nowSec + 25 * H }))).rejects.toThrow(/exp - now = 90000 s/);
+    // A configured maximum applies instead of the default.
+    const week = createAdminAuthorizer({ ...config, maxTokenLifetimeSec: 7 * 24 * H });
+    await expect(call(week, await token(alice.privateKey, { exp: nowSec + 6 * 24 * H }))).resolves.toMatchObject({ identity: 'alice' });
+  });
+
+  it('refuses a token issued in the future beyond the skew (it would stretch its lifetime)', async () => {
+    const a = createAdminAuthorizer({ ...config, clockToleranceSec: 30 });
+    await expect(call(a, await token(alice.privateKey, { iat: nowSec + 20, exp: nowSec + 600 }))).resolves.toMatchObject({ identity: 'alice' });
+    await expect(call(a, await token(alice.privateKey, { iat: nowSec + 3600, exp: nowSec + 7200 }))).rejects.toThrow(/iat is 3600 s in the future \(clock skew allowed: 30 s\)/);
+  });
+
+  it('tolerates the configured clock skew on exp (and only that); an expired token suggests keyhold token issue', async () => {
+    const expired20s = await token(alice.privateKey, { iat: nowSec - 600, exp: nowSec - 20 });
+    await expect(call(createAdminAuthorizer({ ...config, clockToleranceSec: 30 }), expired20s)).resolves.toMatchObject({ identity: 'alice' });
+    const strict = call(createAdminAuthorizer({ ...config, clockToleranceSec: 10 }), expired20s);
+    await expect(strict).rejects.toMatchObject({ code: 'ADMIN_TOKEN_EXPIRED' });
+    await expect(strict).rejects.toThrow(/admin token has expired; issue a new one: keyhold token issue/);
+    expect(() => createAdminAuthorizer({ ...config, clockToleranceSec: -1 })).toThrow(TypeError);
+    expect(() => createAdminAuthorizer({ ...config, maxTokenLifetimeSec: 0 })).toThrow(TypeError);
   });
 });

@@ -22,7 +22,10 @@ export interface AdminAuthConfig {
   readonly audience?: string;
   /** Allowed clock skew for exp/nbf/iat, default 30 s. */
   readonly clockToleranceSec?: number;
-  /** When set, tokens whose `exp` is further than this in the future are refused. */
+  /**
+   * Longest token lifetime accepted, default 24 h: `exp - iat` when the token has `iat`, else
+   * `exp - now` (each with the clock skew allowed on top).
+   */
   readonly maxTokenLifetimeSec?: number;
   /** INSECURE: accept every admin request without a token. Only for local experiments. */
   readonly insecureAllowAll?: boolean;
@@ -65,6 +68,27 @@ interface Identity {
 }
 
 const MAX_TOKEN_CHARS = 8192;
+export const DEFAULT_MAX_TOKEN_LIFETIME_SEC = 24 * 3600;
+export const DEFAULT_CLOCK_TOLERANCE_SEC = 30;
+
+/** `exp` and `iat` as jose verified them (numbers when present); refuses over-long and future-issued tokens. */
+function checkLifetime(payload: JWTPayload, nowSec: number, maxLifetime: number, tolerance: number): void {
+  const exp = payload.exp as number;
+  const iat = typeof payload.iat === 'number' ? payload.iat : undefined;
+  // SECURITY: a token "issued" in the future would stretch its lifetime past the limit below, and
+  // means a wrong clock on the issuer or a forged timeline (RFC 7519 §4.1.6, RFC 8725 §3.10).
+  if (iat !== undefined && iat > nowSec + tolerance) {
+    throw new AdminAuthError('ADMIN_TOKEN_INVALID', `admin token iat is ${Math.round(iat - nowSec)} s in the future (clock skew allowed: ${tolerance} s)`);
+  }
+  const lifetime = iat !== undefined ? exp - iat : exp - nowSec;
+  // SECURITY: long-lived admin tokens are refused, bounding the damage of a leaked one (RFC 8725 §3.10).
+  if (lifetime > maxLifetime + tolerance) {
+    throw new AdminAuthError(
+      'ADMIN_TOKEN_INVALID',
+      `admin token lifetime (${iat !== undefined ? 'exp - iat' : 'exp - now'} = ${Math.round(lifetime)} s) exceeds this KBS's maximum of ${maxLifetime} s ([admin] max_token_lifetime_s); issue a shorter one: keyhold token issue --lifetime 1h`,
+    );
+  }
+}
 const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/i;
 
 function algOf(name: string, key: KeyObject): AdminAlg {
@@ -83,7 +107,9 @@ function algOf(name: string, key: KeyObject): AdminAlg {
  * - its signature verifies with a configured identity's key of that algorithm (the `kid`, if
  *   present, must name the identity);
  * - `exp` is present and not past (ADMIN_TOKEN_EXPIRED), `nbf` if present is reached, and `iss` /
- *   `aud` equal the configured values when configured; `exp` is within maxTokenLifetimeSec when set;
+ *   `aud` equal the configured values when configured; `iat`, if present, is not in the future;
+ *   the lifetime (`exp - iat`, or `exp - now` without `iat`) is within maxTokenLifetimeSec (24 h by
+ *   default) — every time comparison allows clockToleranceSec (30 s by default) of skew;
  * - a `role` claim, if present, equals the identity's configured role;
  * - the role's ACL allows the method and path, and its repository limit, if any, covers the path
  *   (else ADMIN_FORBIDDEN).
@@ -92,7 +118,10 @@ function algOf(name: string, key: KeyObject): AdminAlg {
 export function createAdminAuthorizer(config: AdminAuthConfig): AdminAuthorizer {
   const roles = compileRoles(config.roles ?? DEFAULT_ADMIN_ROLES);
   const now = config.now ?? (() => new Date());
-  const clockTolerance = config.clockToleranceSec ?? 30;
+  const clockTolerance = config.clockToleranceSec ?? DEFAULT_CLOCK_TOLERANCE_SEC;
+  const maxLifetime = config.maxTokenLifetimeSec ?? DEFAULT_MAX_TOKEN_LIFETIME_SEC;
+  if (!Number.isSafeInteger(clockTolerance) || clockTolerance < 0) throw new TypeError('clockToleranceSec must be a non-negative integer');
+  if (!Number.isSafeInteger(maxLifetime) || maxLifetime < 1) throw new TypeError('maxTokenLifetimeSec must be a positive integer');
   if (config.insecureAllowAll === true) {
     const admin = roles.get('admin');
     return {
@@ -144,7 +173,9 @@ export function createAdminAuthorizer(config: AdminAuthConfig): AdminAuthorizer 
         if (err instanceof joseErrors.JWSSignatureVerificationFailed) continue;
         // SECURITY: jose checks the signature before claims, so "expired" is only reported for a
         // token this identity really signed; exp/nbf/iss/aud failures are refused (RFC 7519 §4.1).
-        if (err instanceof joseErrors.JWTExpired) throw new AdminAuthError('ADMIN_TOKEN_EXPIRED', 'admin token has expired', { cause: err });
+        if (err instanceof joseErrors.JWTExpired) {
+          throw new AdminAuthError('ADMIN_TOKEN_EXPIRED', 'admin token has expired; issue a new one: keyhold token issue --key ADMIN_KEY.pem --role ROLE --lifetime 1h', { cause: err });
+        }
         throw new AdminAuthError('ADMIN_TOKEN_INVALID', `admin token refused: ${err instanceof joseErrors.JOSEError ? err.code : 'malformed'}`, { cause: err });
       }
     }
@@ -162,12 +193,7 @@ export function createAdminAuthorizer(config: AdminAuthConfig): AdminAuthorizer 
       const match = BEARER.exec(header);
       if (match?.[1] === undefined) throw new AdminAuthError('ADMIN_TOKEN_INVALID', 'Authorization must be a Bearer compact JWS');
       const { identity, payload } = await verify(match[1]);
-      if (config.maxTokenLifetimeSec !== undefined && typeof payload.exp === 'number') {
-        // SECURITY: long-lived admin tokens are refused, bounding the damage of a leaked one.
-        if (payload.exp - now().getTime() / 1000 > config.maxTokenLifetimeSec + clockTolerance) {
-          throw new AdminAuthError('ADMIN_TOKEN_INVALID', `admin token lifetime exceeds ${config.maxTokenLifetimeSec} s`);
-        }
-      }
+      checkLifetime(payload, now().getTime() / 1000, maxLifetime, clockTolerance);
       // SECURITY: a token cannot raise its holder's privileges by naming another role.
       if (payload.role !== undefined && payload.role !== identity.role.name) {
         throw new AdminAuthError('ADMIN_FORBIDDEN', `admin token asks for a role that identity ${identity.name} does not have`);

@@ -3,10 +3,12 @@ import type { KbsEnv } from '../app-env.js';
 import { enforceRateLimit } from '../rate-limit/middleware.js';
 import { routePath } from 'hono/route';
 import { auditEvent, errorCode, wasAdminAudited } from '../owners/record-event.js';
+import { requireVerifiedClientCertificate } from './client-certificate.js';
 
 /**
  * Guards every admin endpoint: the per-client admin rate limit first (before any signature work),
- * then the caller's signed, unexpired admin token and its role's ACL. Refused calls are written to
+ * then, with `[admin] client_ca`, a verified TLS client certificate (mutual TLS), then the caller's
+ * signed, unexpired admin token and its role's ACL. Refused calls are written to
  * the audit trail (who could not be established, so the client address and the reason code).
  */
 export const adminMiddleware: MiddlewareHandler<KbsEnv> = async (c, next) => {
@@ -14,6 +16,7 @@ export const adminMiddleware: MiddlewareHandler<KbsEnv> = async (c, next) => {
   await enforceRateLimit(c, 'admin');
   let principal;
   try {
+    if (deps.requireAdminClientCertificate === true) requireVerifiedClientCertificate(c);
     // SECURITY: every admin endpoint checks the caller's signed, unexpired admin token and role first.
     principal = await deps.adminAuth.authorize({ authorizationHeader: c.req.header('authorization'), method: c.req.method, path: c.req.path });
   } catch (err) {

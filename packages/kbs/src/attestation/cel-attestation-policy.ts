@@ -1,7 +1,7 @@
 import { PolicyError, type PolicyEngine, type PolicyStore } from '@keyhold/policy';
 import type { ReferenceSnapshot } from '../state/ports.js';
 import { emptyVector, statusOfVector, type EarStatus, type TrustworthinessVector } from '../token/ear-claims.js';
-import { defaultAttestationPolicy, type AttestationPolicy, type AttestationVerdict } from './attestation-policy.js';
+import { comparePinnedPcrs, defaultAttestationPolicy, pcrMismatchReason, type AttestationPolicy, type AttestationVerdict } from './attestation-policy.js';
 import type { TeeAppraisal } from './tee-appraiser.js';
 
 export interface CelAttestationPolicyOptions {
@@ -61,7 +61,11 @@ export function celAttestationPolicy(options: CelAttestationPolicyOptions): Atte
       // SECURITY: a permissive owner policy cannot turn a failed appraisal step (e.g. IMA) into a pass.
       const status = RANK[byAppraisal] > RANK[result.status] && byAppraisal !== 'none' ? byAppraisal : result.status;
       const verdict: AttestationVerdict = { status, vector, policyId: result.policyId, version: result.version };
-      if (status !== 'affirming') verdict.reason = reasonOf(result.policyId, result.version, status, vector);
+      if (status !== 'affirming') {
+        // Name the pinned PCRs that differ (names only), as the built-in policy does, whatever rule decided.
+        const pcrs = pcrMismatchReason(tee, comparePinnedPcrs(tee, appraisal.teeClaims, references).mismatched);
+        verdict.reason = `${reasonOf(result.policyId, result.version, status, vector)}${pcrs !== undefined ? `: ${pcrs}` : ''}`;
+      }
       return verdict;
     },
   };

@@ -100,6 +100,36 @@ describe('RedisAuditSink', () => {
     await expect(new RedisAuditSink(c, { keyPrefix }).last()).rejects.toMatchObject({ code: 'AUDIT_LOG_CORRUPT' });
   });
 
+  it('group-commits concurrent appends: one script call per group, every caller gets its own record, one valid chain', async () => {
+    const keyPrefix = nextPrefix();
+    const c = client() as Redis & { khAuditAppend?: (...args: unknown[]) => Promise<unknown> };
+    const sink = new RedisAuditSink(c, { keyPrefix });
+    const log = await createRedisAuditLog({ sink, now: clock });
+    const original = c.khAuditAppend!.bind(c);
+    let calls = 0;
+    c.khAuditAppend = (...args: unknown[]) => {
+      calls++;
+      return original(...args);
+    };
+    const records = await Promise.all(Array.from({ length: 50 }, (_, i) => log.record('release', { resourcePath: `a/key/${i}`, verdict: 'allow' })));
+    // Each caller resolves with the record of its own fields, in call order.
+    expect(records.map((r) => r.fields.resourcePath)).toEqual(Array.from({ length: 50 }, (_, i) => `a/key/${i}`));
+    expect(records.map((r) => r.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+    expect(calls).toBeLessThan(10);
+    expect(await log.verify()).toMatchObject({ ok: true, count: 50 });
+  });
+
+  it('fails only the caller whose fields are not allowed, never the group it arrives with', async () => {
+    const log = await createRedisAuditLog({ sink: new RedisAuditSink(client(), { keyPrefix: nextPrefix() }), now: clock });
+    const results = await Promise.allSettled([
+      log.record('auth', { verdict: 'ok' }),
+      log.record('release', { value: 'the secret' } as never),
+      log.record('auth', { verdict: 'ok' }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(await log.verify()).toMatchObject({ ok: true, count: 2 });
+  });
+
   it('never accepts fields outside the allow-list (no secrets in the log)', async () => {
     const log = await createRedisAuditLog({ sink: new RedisAuditSink(client(), { keyPrefix: nextPrefix() }) });
     await expect(log.record('release', { value: 'the secret' } as never)).rejects.toThrow(TypeError);

@@ -1,18 +1,22 @@
-import { createECDH, randomBytes, type JsonWebKey } from 'node:crypto';
+import { createECDH, randomBytes, type ECDH } from 'node:crypto';
 import type { ResourceResponse } from '@keyhold/protocol';
+import { KbsError } from '../errors.js';
 import { encryptA256gcm } from './a256gcm.js';
 import { aes256KeyWrap } from './aes-key-wrap.js';
 import { encodeBase64url } from './base64url.js';
 import { concatKdf } from './concat-kdf.js';
-import { ECDH_ES_A256KW, type TeeKey, type TeeKeyCurve } from './tee-key-import.js';
+import { COORDINATE_BYTES, ECDH_ES_A256KW, type TeeKey, type TeeKeyCurve } from './tee-key-import.js';
 
 type EcTeeKey = Extract<TeeKey, { kty: 'EC' }>;
 
-const CURVE: Readonly<Record<TeeKeyCurve, { openssl: string; coordinateBytes: number }>> = {
-  'P-256': { openssl: 'prime256v1', coordinateBytes: 32 },
-  'P-384': { openssl: 'secp384r1', coordinateBytes: 48 },
-  'P-521': { openssl: 'secp521r1', coordinateBytes: 66 },
-};
+const OPENSSL_CURVE: Readonly<Record<TeeKeyCurve, string>> = { 'P-256': 'prime256v1', 'P-384': 'secp384r1', 'P-521': 'secp521r1' };
+
+/**
+ * One ECDH context per curve, re-keyed for every JWE: `generateKeys()` draws a fresh ephemeral key
+ * pair each call (RFC 7518 §4.6: a new ephemeral key per message), so only the curve setup, which
+ * costs more than the key generation, is reused.
+ */
+const ephemeralContexts = new Map<TeeKeyCurve, ECDH>();
 
 /**
  * Encrypt `plaintext` to an EC tee key as a flattened JWE (RFC 7516 §7.2.2) with
@@ -21,21 +25,31 @@ const CURVE: Readonly<Record<TeeKeyCurve, { openssl: string; coordinateBytes: nu
  * (Z, "ECDH-ES+A256KW", 256 bits, no apu/apv), a random 256-bit CEK wrapped with AES-KW, the
  * content sealed with A256GCM under the protected header `{"alg","enc","epk"}`. The header's
  * members and order are jose's (`FlattenedEncrypt`), so either side can be swapped for the other.
- * The key must come from `importTeeKey` (which checked its shape, alg and curve point).
+ * The key must come from `importTeeKey` (which checked its shape, alg and coordinate sizes); the
+ * point itself is checked here, by the ECDH, before anything is derived from it.
+ *
+ * @throws KbsError `JWE_FAILED` when the recipient point is not on its curve.
  */
 export function encryptEcdhEsA256kw(plaintext: Uint8Array, recipient: EcTeeKey): ResourceResponse {
-  const curve = CURVE[recipient.crv];
-  const rjwk = recipient.key.export({ format: 'jwk' }) as JsonWebKey;
-  // Node exports fixed-length coordinates, so this is the SEC 1 uncompressed point of the key.
-  const recipientPoint = Buffer.concat([UNCOMPRESSED, Buffer.from(rjwk.x ?? '', 'base64url'), Buffer.from(rjwk.y ?? '', 'base64url')]);
-  const ephemeral = createECDH(curve.openssl);
+  let ephemeral = ephemeralContexts.get(recipient.crv);
+  if (ephemeral === undefined) {
+    ephemeral = createECDH(OPENSSL_CURVE[recipient.crv]);
+    ephemeralContexts.set(recipient.crv, ephemeral);
+  }
   const ephemeralPoint = ephemeral.generateKeys();
-  // OpenSSL rejects a point off the curve here too (it decodes the point before multiplying).
-  const z = ephemeral.computeSecret(recipientPoint);
+  let z: Buffer;
+  try {
+    // SECURITY: OpenSSL decodes the recipient point and refuses one that is not on the curve (or
+    // has coordinates ≥ p, or is the point at infinity) before multiplying: an off-curve point would
+    // make the shared secret leak the private key (invalid-curve attack) (SP 800-56A §5.6.2.3, RFC 7518 §6.2.1).
+    z = ephemeral.computeSecret(recipient.point);
+  } catch (cause) {
+    throw new KbsError('JWE_FAILED', 'tee-pubkey is not a valid public key', { cause });
+  }
   const kek = concatKdf(z, ECDH_ES_A256KW, 256);
   const cek = randomBytes(32);
   const encryptedKey = aes256KeyWrap(kek, cek);
-  const n = curve.coordinateBytes;
+  const n = COORDINATE_BYTES[recipient.crv];
   const header = {
     alg: ECDH_ES_A256KW,
     enc: 'A256GCM',
@@ -54,5 +68,3 @@ export function encryptEcdhEsA256kw(plaintext: Uint8Array, recipient: EcTeeKey):
     tag: sealed.tag.toString('base64url'),
   };
 }
-
-const UNCOMPRESSED = Buffer.from([0x04]);

@@ -2,6 +2,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { FlattenedEncrypt, exportJWK, generateKeyPair, importJWK, type CryptoKey } from 'jose';
 import { TeePubkeySchema } from '@keyhold/protocol';
 import { describe, expect, it } from 'vitest';
+import { encryptEcdhEsA256kw } from './jwe-ecdh-es-a256kw.js';
+import { encryptRsaOaep256 } from './jwe-rsa-oaep-256.js';
 import { importTeeKey } from './tee-key-import.js';
 
 /**
@@ -30,9 +32,12 @@ async function joseAccepts(jwk: unknown): Promise<boolean> {
   }
 }
 
+/** The KBS's path: import, then wrap (the ECDH checks that an EC point lies on its curve). */
 function newAccepts(jwk: unknown): boolean {
   try {
-    importTeeKey(jwk);
+    const key = importTeeKey(jwk);
+    if (key.kty === 'EC') encryptEcdhEsA256kw(new Uint8Array(1), key);
+    else encryptRsaOaep256(new Uint8Array(1), key);
     return true;
   } catch (err) {
     expect(err).toMatchObject({ code: 'JWE_FAILED' });
@@ -96,6 +101,27 @@ describe('importTeeKey', () => {
   ];
   it.each(cases)('agrees with the jose path on: %s', async (_name, jwk) => {
     expect(newAccepts(jwk)).toBe(await joseAccepts(jwk));
+  });
+
+  it('keeps EC keys as their uncompressed point; a point off the curve passes the import but is refused by the ECDH', () => {
+    const key = importTeeKey({ kty: 'EC', crv: 'P-256', x: ec256.x, y: ec256.y });
+    if (key.kty !== 'EC') throw new Error('unreachable');
+    expect(key.point.equals(Buffer.concat([Buffer.from([4]), Buffer.from(ec256.x!, 'base64url'), Buffer.from(ec256.y!, 'base64url')]))).toBe(true);
+    const offCurve = importTeeKey({ kty: 'EC', crv: 'P-256', x: ec256.x, y: flip(ec256.y!) });
+    if (offCurve.kty !== 'EC') throw new Error('unreachable');
+    expect(() => encryptEcdhEsA256kw(new Uint8Array(1), offCurve)).toThrow(expect.objectContaining({ code: 'JWE_FAILED' }));
+  });
+
+  it('imports an RSA key once (later calls reuse the accepted key) and never keeps a refused one', () => {
+    const a = importTeeKey({ kty: 'RSA', n: rsa2048.n, e: rsa2048.e });
+    const b = importTeeKey({ kty: 'RSA', alg: 'RSA-OAEP-256', n: rsa2048.n, e: rsa2048.e });
+    expect(a.kty === 'RSA' && b.kty === 'RSA' && a.key === b.key).toBe(true);
+    // The shape and alg checks still run on every call, before the cache.
+    expect(newAccepts({ kty: 'RSA', alg: 'RSA1_5', n: rsa2048.n, e: rsa2048.e })).toBe(false);
+    expect(newAccepts({ kty: 'RSA', n: rsa2048.n, e: rsa2048.e, kid: 'x' })).toBe(false);
+    const short = { kty: 'RSA', n: b64('c3'.repeat(128)), e: 'AQAB' };
+    expect(newAccepts(short)).toBe(false);
+    expect(newAccepts(short)).toBe(false);
   });
 
   it('refuses every hostile shape above (only the two valid keys pass)', () => {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { createPolicyEngine } from '@keyhold/policy';
+import { createPolicyEngine, type PolicyLimits } from '@keyhold/policy';
 import { DEFAULT_ADMIN_ROLES } from '../admin-auth/acl.js';
 import type { AdminAuthorizer } from '../admin/admin-authorizer.js';
 import { configuredAdminAuthorizer } from '../admin/configured-authorizer.js';
@@ -33,10 +33,10 @@ export interface OpenedOwnerServices {
  */
 export async function openOwnerServices(
   config: OwnerConfig,
-  opts: { state: KbsState; adminPublicKeyFile: string | undefined; logger: Logger; auditTruncatedTornBytes?: number },
+  opts: { state: KbsState; adminPublicKeyFile: string | undefined; logger: Logger; auditTruncatedTornBytes?: number; policyLimits?: Partial<PolicyLimits> },
 ): Promise<OpenedOwnerServices> {
   const { logger, state } = opts;
-  const policies = createPolicyEngine({ store: state.policies });
+  const policies = createPolicyEngine({ store: state.policies, ...(opts.policyLimits !== undefined ? { limits: opts.policyLimits } : {}) });
   let audit: AuditLog | undefined;
   if (config.auditFile !== undefined) {
     audit = await openStateAuditLog(state);
@@ -66,7 +66,8 @@ export async function openOwnerServices(
       roles: { ...DEFAULT_ADMIN_ROLES, ...(config.admin.roles ?? {}) },
       ...(config.admin.issuer !== undefined ? { issuer: config.admin.issuer } : {}),
       ...(config.admin.audience !== undefined ? { audience: config.admin.audience } : {}),
-      ...(config.admin.maxTokenLifetimeSec !== undefined ? { maxTokenLifetimeSec: config.admin.maxTokenLifetimeSec } : {}),
+      maxTokenLifetimeSec: config.admin.maxTokenLifetimeSec,
+      clockToleranceSec: config.admin.clockSkewSec,
       insecureAllowAll: config.admin.insecureAllowAll,
     });
     if (configured.warning !== undefined) logger.warn(configured.warning);

@@ -1,18 +1,21 @@
 /**
  * The workload-owner config sections (issue 5), parsed once by config.ts:
  *   [admin]      identities = [{name, public_key_file, role}], roles = {<name> = {rules = [{methods, path}],
- *                repositories}}, issuer, audience, max_token_lifetime_s, insecure_allow_all
- *                (honoured only with the --insecure-admin-allow-all flag)
+ *                repositories}}, issuer, audience, max_token_lifetime_s (86400), clock_skew_s (30),
+ *                client_ca (mutual TLS for the admin API; needs [http_server] certificate),
+ *                insecure_allow_all (honoured only with the --insecure-admin-allow-all flag)
  *   [rate_limit] enabled (true), auth_per_sec (50), auth_burst (100), admin_per_sec (20), admin_burst (50)
  *   [metrics]    enabled (true): unauthenticated GET /metrics
  *   [audit]      enabled (true), file (<data_dir>/audit.jsonl)
- *   [policy]     attestation_policy ("default"): the attestation policy id tokens are appraised with
+ *   [policy]     attestation_policy ("default"): the attestation policy id tokens are appraised with;
+ *                max_* cost bounds of CEL policies (owners/policy-limits-config.ts)
  * The audit trail and the policies live in the state backend (`[state]`, see state-wiring/state-config.ts):
  * `<data_dir>/audit.jsonl` and `<data_dir>/policies.json` when embedded, Redis when `[state] backend =
  * "redis"`. `[audit] backend` / `[policy] backend = "storage"` are superseded (state-config.ts says how).
  */
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { POLICY_LIMIT_FIELDS } from './policy-limits-config.js';
 
 const RoleSchema = z
   .object({
@@ -28,7 +31,9 @@ export const OWNER_CONFIG_FIELDS = {
       roles: z.record(z.string().min(1).max(64), RoleSchema).optional(),
       issuer: z.string().optional(),
       audience: z.string().optional(),
-      max_token_lifetime_s: z.number().int().positive().optional(),
+      max_token_lifetime_s: z.number().int().positive().max(366 * 86400).optional(),
+      clock_skew_s: z.number().int().min(0).max(600).optional(),
+      client_ca: z.string().min(1).optional(),
       insecure_allow_all: z.boolean().optional(),
     })
     .strict()
@@ -46,7 +51,12 @@ export const OWNER_CONFIG_FIELDS = {
   metrics: z.object({ enabled: z.boolean().optional() }).strict().optional(),
   audit: z.object({ enabled: z.boolean().optional(), file: z.string().optional(), backend: z.enum(['file', 'storage']).optional() }).strict().optional(),
   policy: z
-    .object({ attestation_policy: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/).optional(), backend: z.enum(['file', 'storage']).optional() })
+    .object({
+      attestation_policy: z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$/).optional(),
+      backend: z.enum(['file', 'storage']).optional(),
+      /** CEL cost bounds (owners/policy-limits-config.ts). */
+      ...POLICY_LIMIT_FIELDS,
+    })
     .strict()
     .optional(),
 };
@@ -59,7 +69,12 @@ export interface OwnerConfig {
     readonly roles: Readonly<Record<string, { readonly rules: readonly { readonly methods: readonly string[]; readonly path: string }[]; readonly repositories?: readonly string[] }>> | undefined;
     readonly issuer: string | undefined;
     readonly audience: string | undefined;
-    readonly maxTokenLifetimeSec: number | undefined;
+    /** Longest admin token accepted: `exp - iat` (or `exp - now` without `iat`), seconds. */
+    readonly maxTokenLifetimeSec: number;
+    /** Clock skew tolerated on `exp`, `nbf` and `iat`, seconds. */
+    readonly clockSkewSec: number;
+    /** CA certificates (PEM) admin clients must present a certificate from (mutual TLS); undefined: tokens only. */
+    readonly clientCaFile: string | undefined;
     /** True only when both `insecure_allow_all` and the --insecure-admin-allow-all flag were given. */
     readonly insecureAllowAll: boolean;
   };
@@ -71,7 +86,7 @@ export interface OwnerConfig {
   readonly attestationPolicyId: string;
 }
 
-export const OWNER_DEFAULTS = { authPerSec: 50, authBurst: 100, adminPerSec: 20, adminBurst: 50 } as const;
+export const OWNER_DEFAULTS = { authPerSec: 50, authBurst: 100, adminPerSec: 20, adminBurst: 50, maxTokenLifetimeSec: 24 * 3600, clockSkewSec: 30 } as const;
 
 /** Build the owner config; throws Error with a message when insecure_allow_all lacks its flag. */
 export function ownerConfigFrom(file: FileFields, dataDir: string, flags: { insecureAdminAllowAll: boolean }): OwnerConfig {
@@ -89,7 +104,9 @@ export function ownerConfigFrom(file: FileFields, dataDir: string, flags: { inse
       roles: a?.roles,
       issuer: a?.issuer,
       audience: a?.audience,
-      maxTokenLifetimeSec: a?.max_token_lifetime_s,
+      maxTokenLifetimeSec: a?.max_token_lifetime_s ?? OWNER_DEFAULTS.maxTokenLifetimeSec,
+      clockSkewSec: a?.clock_skew_s ?? OWNER_DEFAULTS.clockSkewSec,
+      clientCaFile: a?.client_ca !== undefined ? abs(a.client_ca) : undefined,
       insecureAllowAll: a?.insecure_allow_all === true,
     },
     rateLimit:

@@ -1,6 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Context } from 'hono';
-import { getCookie } from 'hono/cookie';
 import { AttestationSchema, parseInitData, ProtocolError, runtimeDataDigest, type ParsedInitData } from '@keyhold/protocol';
 import { KbsError } from '../errors.js';
 import type { KbsEnv } from '../app-env.js';
@@ -8,6 +7,7 @@ import { SESSION_COOKIE } from '../session/cookie.js';
 import { sessionIdOf } from '../session/new-session.js';
 import { earClaims } from '../token/ear-claims.js';
 import { readJsonBody } from './json-body.js';
+import { requestCookie } from '../hot-path/node-request.js';
 import { auditEvent, errorCode } from '../owners/record-event.js';
 import { nodeLabel } from '../owners/client-address.js';
 import { emitUnidentifiedAttestation, recordAttestationVerdict, recordRefusedAttestation } from '../continuous/attest-hook.js';
@@ -22,7 +22,7 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
   const deps = c.get('deps');
   const log = c.get('log');
   const now = deps.now?.() ?? Date.now();
-  const sessionId = sessionIdOf(getCookie(c, SESSION_COOKIE));
+  const sessionId = sessionIdOf(requestCookie(c, SESSION_COOKIE));
   if (sessionId === undefined) throw new KbsError('SESSION_MISSING', 'no valid kbs-session-id cookie');
   const body = await readJsonBody(c, AttestationSchema);
 
@@ -104,6 +104,7 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
     ...(appraisal.initDataHex !== undefined ? { initDataHex: appraisal.initDataHex } : {}),
     ...(initData !== undefined ? { initDataClaims: initData.data } : {}),
     ...(appraisal.extra !== undefined || nodeKey !== undefined ? { extra: { ...appraisal.extra, ...(nodeKey !== undefined ? { [NODE_KEY_CLAIM]: nodeKey } : {}) } } : {}),
+    ...(verdict.reason !== undefined ? { reason: verdict.reason } : {}),
     build: deps.build,
   });
   const node = nodeLabel({ ...(appraisal.extra ?? {}), [session.tee]: appraisal.teeClaims }, session.tee);

@@ -53,14 +53,21 @@ export async function handleAuth(c: Context<KbsEnv>): Promise<Response> {
     sameSite: 'Strict',
     maxAge: Math.ceil(deps.sessionTtlMs / 1000),
     expires: new Date(session.expiresAtMs),
+    // Over HTTPS the cookie never travels in clear later (RFC 6265 §4.1.2.5).
+    secure: c.req.url.startsWith('https:'),
   });
   deps.metrics?.count('auth', req.tee);
   await auditEvent(c, 'auth', { tee: req.tee, verdict: 'challenged' });
   return c.json({ nonce: session.nonce, 'extra-params': Object.keys(challengeExtra).length === 0 ? '' : challengeExtra });
 }
 
+/** Default cap on a `/auth` body: its extra-params name an identity of a few KiB (an EK certificate is at most 16 KiB). */
+export const DEFAULT_MAX_AUTH_BODY_BYTES = 64 * 1024;
+
 function readRequest(c: Context<KbsEnv>) {
-  return readJsonBody(c, RequestSchema);
+  // SECURITY: an unauthenticated client's /auth body is small and bounded on its own (413 beyond),
+  // so a stream of large extra-params cannot grow the KBS (issue 12: memory exhaustion via /auth).
+  return readJsonBody(c, RequestSchema, c.get('deps').maxAuthBodyBytes ?? DEFAULT_MAX_AUTH_BODY_BYTES);
 }
 
 /** SHA-384 unless the client lists supported algorithms that exclude it. */

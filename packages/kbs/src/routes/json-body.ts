@@ -6,12 +6,12 @@ import { readJsonRequest } from '../hot-path/read-body.js';
 
 /**
  * Read a JSON request body and validate it against a schema. The body must be declared JSON
- * (Hono hands validators `{}` otherwise), fit `maxBodyBytes` and parse; failures are typed
+ * (Hono hands validators `{}` otherwise), fit `maxBodyBytes` (or the route's smaller `maxBytes`) and parse; failures are typed
  * 415/413/400 errors whose detail names the offending field but never echoes values. The bytes come
  * straight from node's request stream when the KBS runs on @hono/node-server (see hot-path/read-body).
  */
-export async function readJsonBody<S extends z.ZodType>(c: Context<KbsEnv>, schema: S): Promise<z.output<S>> {
-  const json = await readJsonRequest(c, c.get('deps').maxBodyBytes);
+export async function readJsonBody<S extends z.ZodType>(c: Context<KbsEnv>, schema: S, maxBytes?: number): Promise<z.output<S>> {
+  const json = await readJsonRequest(c, Math.min(maxBytes ?? Infinity, c.get('deps').maxBodyBytes));
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
     const first = parsed.error.issues[0];

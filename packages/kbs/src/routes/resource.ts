@@ -1,5 +1,4 @@
 import type { Context } from 'hono';
-import { getCookie } from 'hono/cookie';
 import { formatResourcePath, parseResourcePath, ProtocolError, type ResourcePath } from '@keyhold/protocol';
 import { KbsError } from '../errors.js';
 import type { KbsEnv } from '../app-env.js';
@@ -7,6 +6,7 @@ import { SESSION_COOKIE } from '../session/cookie.js';
 import { sessionIdOf } from '../session/new-session.js';
 import { claimAt, TEE_PUBKEY_PATH } from '../token/ear-claims.js';
 import { wrapSecret } from '../release/wrap-secret.js';
+import { requestCookie, requestHeader } from '../hot-path/node-request.js';
 import { appraisalReasonOf } from '../attestation/appraisal-reason.js';
 import { assertNodeNotRevoked } from '../attestation/tpm/node-revocation.js';
 import { auditEvent } from '../owners/record-event.js';
@@ -29,13 +29,13 @@ export function resourcePathOf(c: Context<KbsEnv>): ResourcePath {
 /** Claims of the caller's attestation: from an attested session cookie or a bearer EAR token. */
 export async function attestationClaims(c: Context<KbsEnv>): Promise<Record<string, unknown>> {
   const deps = c.get('deps');
-  const auth = c.req.header('authorization');
+  const auth = requestHeader(c, 'authorization');
   if (auth !== undefined) {
     const m = /^Bearer\s+([A-Za-z0-9_.-]+)$/i.exec(auth.trim());
     if (m === null) throw new KbsError('TOKEN_INVALID', 'Authorization must be "Bearer <attestation token>"');
     return (await deps.signer.verify(m[1]!)) as Record<string, unknown>;
   }
-  const cookie = getCookie(c, SESSION_COOKIE);
+  const cookie = requestCookie(c, SESSION_COOKIE);
   if (cookie === undefined) throw new KbsError('TOKEN_MISSING', 'no attested session cookie and no bearer token');
   const sessionId = sessionIdOf(cookie);
   if (sessionId === undefined) throw new KbsError('SESSION_MISSING', 'unknown session');

@@ -8,6 +8,7 @@
  * config.ts refuses N > 1 with embedded state (its data dir belongs to one process).
  */
 import cluster, { type Worker } from 'node:cluster';
+import { mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { KbsConfig } from '../config.js';
 import { generatedSigningKeyPath } from '../main.js';
@@ -32,6 +33,8 @@ export function isWorkerListening(m: unknown): m is WorkerListening {
  * stopped. `out` receives the URL line.
  */
 export async function runWorkerPrimary(config: KbsConfig, logger: Logger, out: (line: string) => void): Promise<number> {
+  // The data dir may not exist yet (a worker's startKbs would make it; the primary needs it first).
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   if (config.tokenSigningKeyFile === undefined) await loadOrCreateSigningKey(undefined, generatedSigningKeyPath(config));
   let stopping = false;
   let failed: number | undefined;
@@ -87,6 +90,10 @@ export async function runWorkerPrimary(config: KbsConfig, logger: Logger, out: (
     fork();
   });
 
+  // SIGHUP reaches the primary only: each worker reloads its own TLS material.
+  process.on('SIGHUP', () => {
+    for (const x of Object.values(cluster.workers ?? {})) if (x !== undefined && !x.isDead()) x.process.kill('SIGHUP');
+  });
   process.once('SIGINT', () => stopAll(0));
   process.once('SIGTERM', () => stopAll(0));
   for (let i = 0; i < config.workers; i++) fork();

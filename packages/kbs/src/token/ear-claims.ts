@@ -68,6 +68,11 @@ export interface EarInput {
   initDataClaims?: Record<string, unknown>;
   /** Keyhold additions (node identity, SPIFFE id) placed beside Trustee's claims. */
   extra?: Record<string, unknown>;
+  /**
+   * Why the verdict is not affirming, by names only (e.g. `pcr07 does not match the reference value
+   * tpm_pcr07`): kept in `ear.veraison.policy-claims.reason` so a later denial can tell the client.
+   */
+  reason?: string;
   build: string;
 }
 
@@ -81,6 +86,7 @@ export function earClaims(input: EarInput): JWTPayload {
         'ear.status': input.status,
         'ear.trustworthiness-vector': input.vector,
         'ear.appraisal-policy-id': input.policyId,
+        ...(input.reason !== undefined ? { 'ear.veraison.policy-claims': { reason: input.reason.slice(0, MAX_REASON_CHARS) } } : {}),
         'ear.veraison.annotated-evidence': {
           [input.tee]: input.teeClaims,
           report_data: input.reportDataHex,
@@ -93,6 +99,9 @@ export function earClaims(input: EarInput): JWTPayload {
     },
   };
 }
+
+/** Longest verdict reason a token carries. */
+const MAX_REASON_CHARS = 300;
 
 /** Read a value at a JSON pointer-like path of claims; undefined when absent. */
 export function claimAt(claims: unknown, path: readonly string[]): unknown {

@@ -122,3 +122,18 @@ async function caCertificatesOf(policy: EkTrustPolicy): Promise<readonly X509Cer
     throw new KbsError('STORAGE_UNAVAILABLE', 'EK CA store is unavailable', { cause: err });
   }
 }
+
+/**
+ * What the owner can do about an untrusted EK at first contact, for the refusal's detail: the ways to
+ * trust a node that this KBS's configuration leaves open — list its AK (`trusted_ak`), trust the CA
+ * that issued its EK certificate (`keyhold ca add`), allow this one EK (`keyhold node allow`).
+ * Names the EK hash (a public identifier of the node's own TPM), never key material.
+ */
+export function ekTrustHint(code: string, ekHashHex: string, opts: { trustedAkList: boolean; requireEkCertificate: boolean; requireEkAllowlist: boolean }): string {
+  const ways: string[] = [];
+  if (opts.trustedAkList) ways.push('list its AK: keyhold config set-reference-value --name trusted_ak --value "$(keyhold-agent ak)" (run on the node)');
+  if (!opts.requireEkAllowlist || opts.requireEkCertificate) ways.push("trust its TPM's maker: keyhold ca add CA.pem (the CA that issued its EK certificate)");
+  if (!opts.requireEkCertificate) ways.push(`trust this TPM: keyhold node allow ${ekHashHex}`);
+  const both = opts.requireEkCertificate && opts.requireEkAllowlist ? ' (this KBS requires both the CA and the allowlist)' : '';
+  return `${code === 'EK_NOT_ALLOWLISTED' ? 'to admit this node' : 'to trust this node'}, an owner can ${ways.length > 1 ? 'either ' : ''}${ways.join('; or ')}${both}`;
+}

@@ -231,6 +231,10 @@ describe('refusals at /auth', () => {
     );
     expect(r).toMatchObject({ code: 'ATTESTATION_FAILED' });
     expect(r.message).toMatch(/^EK_UNTRUSTED/);
+    // The refusal tells the owner the three ways to trust the node (issue 15), naming its EK hash.
+    expect(r.message).toContain('to trust this node, an owner can either list its AK: keyhold config set-reference-value --name trusted_ak');
+    expect(r.message).toContain('; or trust its TPM\'s maker: keyhold ca add CA.pem');
+    expect(r.message).toContain(`; or trust this TPM: keyhold node allow ${node.ekHash}`);
     expect(await kbs.state.ekAllowlist.list()).toEqual([]);
     expect(await nodeIds(kbs.state)).toEqual([]);
   });
@@ -381,19 +385,26 @@ describe('EK trust by certificate (CA store)', () => {
   it('refuses a certificate from an unknown CA, and one that certifies another key even when allowlisted', async () => {
     const node = await makeNode({ nv: new Map([[EK_CERT_RSA, ekCert]]) });
     const unknown = await refusal(handshake(await extension({ caPem: otherPem }), node));
-    expect(unknown.message).toMatch(/^EK_CERT_UNKNOWN_CA/);
+    expect(unknown.message).toMatch(/^EK_CERT_UNKNOWN_CA: .*; to trust this node, an owner can either .*keyhold ca add CA\.pem.*keyhold node allow [0-9a-f]{64}$/);
 
     const swapped = await makeNode({ nv: new Map([[EK_CERT_RSA, foreignCert]]) });
     const kbs = await extension({ caPem: vendorPem });
     await kbs.state.ekAllowlist.add(swapped.ekHash);
     const mismatch = await refusal(handshake(kbs, swapped));
     expect(mismatch.message).toMatch(/^EK_CERT_KEY_MISMATCH/);
+    // No owner act should excuse a certificate for another key: no "how to trust" hint there.
+    expect(mismatch.message).not.toContain('to trust this node');
   });
 
   it('with require_ek_allowlist, a valid certificate alone is not enough; with both it is ca+allowlist', async () => {
     const node = await makeNode({ nv: new Map([[EK_CERT_RSA, ekCert]]) });
     const kbs = await extension({ caPem: vendorPem, requireEkAllowlist: true });
-    expect((await refusal(handshake(kbs, node))).message).toMatch(/^EK_NOT_ALLOWLISTED/);
+    const notListed = (await refusal(handshake(kbs, node))).message;
+    expect(notListed).toMatch(/^EK_NOT_ALLOWLISTED/);
+    // Only the ways this configuration leaves open are offered (the allowlist is required).
+    expect(notListed).toContain(`to admit this node, an owner can either list its AK`);
+    expect(notListed).toContain(`keyhold node allow ${node.ekHash}`);
+    expect(notListed).not.toContain('keyhold ca add');
     await kbs.state.ekAllowlist.add(node.ekHash);
     expect((await handshake(kbs, node)).appraisal.teeClaims['ek_trust']).toBe('ca+allowlist');
   });

@@ -39,7 +39,10 @@ import type { EkAllowlistState, EkCaState, NodeRecord, NodeState } from '../../s
 import { StateError } from '../../state/errors.js';
 import { AR4SI, type TrustworthinessVector } from '../../token/ear-claims.js';
 import type { ChallengeInput } from '../tee-appraiser.js';
-import { evaluateEkTrust } from './ek-trust.js';
+import { ekTrustHint, evaluateEkTrust } from './ek-trust.js';
+
+/** EK refusals no owner act should excuse (the certificate speaks of another key, or is garbage): no trust hint. */
+const HARD_EK_FAILURES = new Set(['EK_CERT_KEY_MISMATCH', 'EK_CERT_MALFORMED']);
 import {
   ACTIVATED_CREDENTIAL_FIELD,
   canonicalBase64,
@@ -186,7 +189,7 @@ export class IdentityExtension implements TpmExtension {
       }
       // SECURITY: the owner vouches for this TPM neither by CA nor by allowlist, and does not list the
       // AK: nothing the node says can make it trusted (issue 3: a node can never enrol itself).
-      throw fail(trust.code, trust.reason);
+      throw fail(trust.code, HARD_EK_FAILURES.has(trust.code) ? trust.reason : `${trust.reason}; ${ekTrustHint(trust.code, trust.ekHash, this.#o)}`);
     }
     const record = await this.#o.nodes.get(trust.ekHash);
     // SECURITY: a revoked node gets no challenge and no token (issue 3, enrolment record).

@@ -47,23 +47,22 @@ export class BenchAgent {
   }
 
   /**
-   * `count` agents whose AK is `akKey`, on at most `maxTpms` software TPMs (agents beyond that
-   * share one round-robin: the KBS sees one AK either way, and a software TPM's creation makes an
-   * RSA EK, which costs far more than a quote). Each quote is still made for one flow's nonce.
+   * `count` agents, each its own node: its own software TPM and AK (so the KBS keeps one node
+   * record per agent, as in a real fleet, instead of every agent updating one record). The EK key is
+   * shared (`ekKey`): a software TPM's creation would otherwise make an RSA EK, which costs far more
+   * than a quote; the KBS identifies these nodes by their trusted AK, not their EK. AK keys come from
+   * `newAkKey` (EC P-256 keys cost microseconds; RSA ones ~0.1 s each). Each quote is made for one
+   * flow's nonce.
    */
-  static async createMany(count: number, akKey: KeyObject, alg: 'ecc' | 'rsa', maxTpms = 8): Promise<BenchAgent[]> {
-    const tpms = await Promise.all(
-      Array.from({ length: Math.min(count, maxTpms) }, async () => {
-        const tpm = createSoftwareTpm({ akKeys: { [alg]: akKey } });
+  static async createMany(count: number, newAkKey: () => KeyObject, ekKey: KeyObject, alg: 'ecc' | 'rsa'): Promise<BenchAgent[]> {
+    return Promise.all(
+      Array.from({ length: count }, async () => {
+        const tpm = createSoftwareTpm({ akKeys: { [alg]: newAkKey() }, ekKeys: { rsa: ekKey } });
         const { ak } = await loadOrCreateAk(tpm, { persistentHandle: 0x81010002, persist: true, alg });
         const pcrs = (await tpm.readPcrs('sha256', ALL_PCRS)).map((v) => Buffer.from(v).toString('hex'));
-        return { tpm, ak, pcrs, akPublic: Buffer.from(tpm2bPublicToSpkiDer(ak.publicArea)).toString('base64') };
+        return new BenchAgent(tpm, ak, Buffer.from(tpm2bPublicToSpkiDer(ak.publicArea)).toString('base64'), pcrs);
       }),
     );
-    return Array.from({ length: count }, (_, i) => {
-      const t = tpms[i % tpms.length]!;
-      return new BenchAgent(t.tpm, t.ak, t.akPublic, t.pcrs);
-    });
   }
 
   /** Close the software TPMs of `agents` (each once). */

@@ -23,7 +23,7 @@
  * BENCH_KBS_NODE_ARGS (node options for the KBS, e.g. `--perf-basic-prof`), BENCH_KBS_UV
  * (UV_THREADPOOL_SIZE for the KBS only). Asserts nothing about speed: it prints figures.
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Pool } from 'undici';
@@ -148,7 +148,7 @@ function labelOf(s: Scenario, pinned: boolean): string {
 async function runLevels(s: Scenario, agents: readonly BenchAgent[], redis: BenchRedis | undefined, floorMs: number): Promise<LevelResult[]> {
   const kbs = await startKbs(s, redis);
   try {
-    await kbs.setup([agents[0]!.akPublic], RESOURCE, SECRET);
+    await kbs.setup(agents.map((a) => a.akPublic), RESOURCE, SECRET);
     process.stdout.write(`KBS started: pid ${kbs.mainPids.join(', ')}\n`);
     const out: LevelResult[] = [];
     for (const concurrency of LEVELS) out.push(await runLevel(s, kbs, agents.slice(0, concurrency), redis, floorMs));
@@ -363,8 +363,9 @@ async function main(): Promise<void> {
     const floor = await measureCryptoFloor({ iterations: 400, rounds: 3 });
     const floorMs = floor.perFlow.cpuUs / 1000;
     result['floorMs'] = floorMs;
-    const akKey = AK_ALG === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-    const agents = await BenchAgent.createMany(Math.max(...LEVELS), akKey, AK_ALG);
+    const newAkKey = (): KeyObject => (AK_ALG === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey : generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+    const ekKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    const agents = await BenchAgent.createMany(Math.max(...LEVELS), newAkKey, ekKey, AK_ALG);
     const needRedis = values.compare || STATE === 'redis';
     const redis = needRedis ? await startBenchRedis(REDIS_KIND) : undefined;
     const runs: LevelResult[] = [];

@@ -10,7 +10,7 @@
  *   { "tpm2b_public": b64 TPM2B_PUBLIC, "certify_info": b64 TPMS_ATTEST, "signature": b64 TPMT_SIGNATURE,
  *     "sealed_pcrs": [SHA-256 PCR indices] (only for sealed keys) }
  */
-import { checkTeeKeyAttributes, policyPcrDigest, tpmPublicToKeyObject } from '@keyhold/verifier';
+import { checkTeeKeyAttributes, policyPcrDigest, tpmPublicToKeyObject } from '@keyhold/verifier/tpm-keys';
 import type { ResourceResponse, TeePubkey } from '@keyhold/protocol';
 import { TpmError } from '../errors.js';
 import type { PcrPolicy, SrkChildBlob, TpmDevice, TpmKey } from '../tpm/device.js';

@@ -3,7 +3,7 @@
  * `@keyhold/verifier`'s decoder — the one TPM public-area parser of the code base — with its
  * refusals reported as the TPM layer's TPM_BAD_RESPONSE.
  */
-import { IdentityError, nameOfPublic, parseTpm2bPublic, tpmPublicToSpkiDer, type TpmPublic } from '@keyhold/verifier';
+import { IdentityError, nameOfPublic, parseTpm2bPublic, tpmPublicToSpkiDer, type TpmPublic } from '@keyhold/verifier/tpm-keys';
 import { TpmError } from '../errors.js';
 
 function decoded<T>(what: string, fn: () => T): T {

@@ -1,4 +1,4 @@
-import type { TpmHashName } from '@keyhold/verifier';
+import type { TpmHashName } from '@keyhold/verifier/tpm-keys';
 import { TpmWriter } from './internal/tpm-bytes.js';
 import { TPM_ALG, TPM_ECC_NIST_P256, TPM_ECC_NIST_P384 } from './internal/tpm-alg.js';
 

@@ -49,17 +49,22 @@ export async function connectRedis(o: RedisConnectionOptions): Promise<RedisClie
   };
   const client =
     o.url !== undefined
-      ? new Redis(o.url, { ...nodeOptions, retryStrategy: (times) => Math.min(times * 100, 1000) })
+      ? new Redis(o.url, { ...nodeOptions, enableAutoPipelining: true, retryStrategy: (times) => Math.min(times * 100, 1000) })
       : new Cluster(
           o.clusterNodes!.map((n) => ({ host: n.host, port: n.port })),
           {
             redisOptions: nodeOptions,
+            enableAutoPipelining: true,
             clusterRetryStrategy: (times) => Math.min(times * 100, 1000),
             retryDelayOnClusterDown: 100,
             retryDelayOnFailover: 100,
             slotsRefreshTimeout: commandTimeout,
           },
         );
+  // Auto-pipelining: the commands the concurrent requests issue in one event-loop tick leave in one
+  // socket write (per cluster node) instead of one write each: the write syscalls were the largest
+  // single cost of Redis state in the flow bench's profile. Order per connection is unchanged; no
+  // command of the state blocks the connection (no BLPOP/XREAD BLOCK).
   // Outages surface as typed errors from each operation; the client keeps reconnecting.
   client.on('error', () => undefined);
   return client;

@@ -9,6 +9,7 @@ import {
   eventIdParts,
   isEventId,
 } from '../event-record.js';
+import { EventWaiters } from '../event-waiters.js';
 import type { EventState, KbsEvent, KbsEventInput } from '../ports.js';
 import { JournalStore, type JournalCodec } from './journal-store.js';
 import type { MemoryLeases } from './memory-leases.js';
@@ -35,11 +36,6 @@ const CODEC: JournalCodec<Stored> = {
   isKey: (key) => (key.startsWith(CURSOR) ? /^[a-z0-9][a-z0-9._-]{0,63}$/.test(key.slice(CURSOR.length)) : isEventId(key)),
 };
 
-interface Waiter {
-  readonly after: string | undefined;
-  readonly wake: () => void;
-}
-
 /**
  * The event log of one process: every event in a bounded in-memory list (the newest `retention`),
  * and — for events published `durable` and for delivery cursors — a JournalStore in the data dir
@@ -57,7 +53,7 @@ export class EmbeddedEvents implements EventState {
   #start = 0;
   readonly #durable = new Set<string>();
   readonly #cursors = new Map<string, string>();
-  readonly #waiters = new Set<Waiter>();
+  readonly #waiters = new EventWaiters();
   #lastMs = 0;
   #lastSeq = -1;
   #tail: Promise<unknown> = Promise.resolve();
@@ -93,7 +89,7 @@ export class EmbeddedEvents implements EventState {
   }
 
   close(): Promise<void> {
-    for (const w of this.#waiters) w.wake();
+    this.#waiters.wakeAll();
     return this.#store.close();
   }
 
@@ -130,7 +126,7 @@ export class EmbeddedEvents implements EventState {
       this.#start = 0;
     }
     const newest = out[out.length - 1]!.id;
-    for (const w of this.#waiters) if (w.after === undefined || compareEventIds(newest, w.after) > 0) w.wake();
+    this.#waiters.wakeNewerThan(newest);
     return out;
   }
 
@@ -164,18 +160,7 @@ export class EmbeddedEvents implements EventState {
     if (after !== undefined) checkEventId(after);
     const newest = this.#events.length > this.#start ? this.#events[this.#events.length - 1]!.id : undefined;
     if (signal?.aborted === true || (newest !== undefined && (after === undefined || compareEventIds(newest, after) > 0))) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
-        this.#waiters.delete(waiter);
-        resolve();
-      };
-      const waiter: Waiter = { after, wake: done };
-      const timer = setTimeout(done, Math.max(0, timeoutMs));
-      signal?.addEventListener('abort', done, { once: true });
-      this.#waiters.add(waiter);
-    });
+    return this.#waiters.wait(after, timeoutMs, signal);
   }
 
   async cursor(consumer: string): Promise<string | undefined> {

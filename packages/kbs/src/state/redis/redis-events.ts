@@ -1,5 +1,6 @@
-import { checkEventId, checkEventInput, checkName, checkPageLimit, compareEventIds, decodeStoredEvent } from '../event-record.js';
+import { checkEventId, checkEventInput, checkName, checkPageLimit, decodeStoredEvent } from '../event-record.js';
 import { checkLease } from '../embedded/memory-leases.js';
+import { EventWaiters } from '../event-waiters.js';
 import type { EventState, KbsEvent, KbsEventInput, LeaseState } from '../ports.js';
 import { corrupt, type RedisContext } from './redis-connection.js';
 
@@ -61,11 +62,6 @@ type StreamEntry = [string, string[]];
 /** How often a process with waiting readers asks Redis for the newest id. */
 export const EVENT_POLL_MS = 200;
 
-interface Waiter {
-  readonly after: string | undefined;
-  readonly wake: () => void;
-}
-
 export class RedisEvents implements EventState, LeaseState {
   readonly #ctx: RedisContext;
   readonly #client: Commands;
@@ -73,7 +69,7 @@ export class RedisEvents implements EventState, LeaseState {
   readonly #cur: string;
   readonly #leasePrefix: string;
   readonly #retention: number;
-  readonly #waiters = new Set<Waiter>();
+  readonly #waiters = new EventWaiters();
   #polling = false;
   #closed = false;
 
@@ -93,7 +89,7 @@ export class RedisEvents implements EventState, LeaseState {
 
   close(): void {
     this.#closed = true;
-    for (const w of this.#waiters) w.wake();
+    this.#waiters.wakeAll();
   }
 
   async publish(events: readonly KbsEventInput[]): Promise<readonly KbsEvent[]> {
@@ -120,19 +116,9 @@ export class RedisEvents implements EventState, LeaseState {
   waitForNew(after: string | undefined, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     if (after !== undefined) checkEventId(after);
     if (signal?.aborted === true || this.#closed) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
-        this.#waiters.delete(waiter);
-        resolve();
-      };
-      const waiter: Waiter = { after, wake: done };
-      const timer = setTimeout(done, Math.max(0, timeoutMs));
-      signal?.addEventListener('abort', done, { once: true });
-      this.#waiters.add(waiter);
-      if (!this.#polling) void this.#poll();
-    });
+    const waiting = this.#waiters.wait(after, timeoutMs, signal);
+    if (!this.#polling) void this.#poll();
+    return waiting;
   }
 
   /** One short poll loop per process while anyone waits: every waiter shares one XREVRANGE per tick. */
@@ -148,7 +134,7 @@ export class RedisEvents implements EventState, LeaseState {
           // An outage: waiters time out and their readers see the error on their next read.
         }
         if (newest !== undefined) {
-          for (const w of [...this.#waiters]) if (w.after === undefined || compareEventIds(newest, w.after) > 0) w.wake();
+          this.#waiters.wakeNewerThan(newest);
         }
         if (this.#waiters.size === 0) break;
         await new Promise((r) => setTimeout(r, EVENT_POLL_MS).unref());

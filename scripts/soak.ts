@@ -15,7 +15,7 @@ import { rssSlopeMiBPerMin, runSoak } from '../e2e/soak/run-soak.js';
 
 const { values } = parseArgs({
   options: {
-    minutes: { type: 'string', default: '2' },
+    minutes: { type: 'string', default: '5' },
     honest: { type: 'string', default: '6' },
     hostile: { type: 'string', default: '3' },
     'admin-every-ms': { type: 'string', default: '100' },

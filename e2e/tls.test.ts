@@ -210,6 +210,27 @@ describe('mutual TLS for the admin API ([admin] client_ca)', () => {
     expect(noToken.status).toBe(401);
   });
 
+  it('the keyhold CLI presents a client certificate with --client-cert/--client-key (or KEYHOLD_CLIENT_CERT/KEY)', async () => {
+    const base = ['--url', mtls.url, '--cert-file', mtlsPki.caFile, '--admin-token-file', tokenFile];
+    const ok = await runNodeCli(CLI_BIN, [...base, '--client-cert', clients.clientCertFile, '--client-key', clients.clientKeyFile, 'config', 'get-reference-values']);
+    expect(ok.code, ok.stderr).toBe(0);
+    const byEnv = await runNodeCli(CLI_BIN, [...base, 'config', 'get-reference-values'], { env: { KEYHOLD_CLIENT_CERT: clients.clientCertFile, KEYHOLD_CLIENT_KEY: clients.clientKeyFile } });
+    expect(byEnv.code, byEnv.stderr).toBe(0);
+  });
+
+  // SECURITY negative tests: the CLI without a certificate (or with half of one) is refused, and says why.
+  it('the keyhold CLI without a client certificate is refused (exit 3) with a hint; a certificate without its key is a usage error', async () => {
+    const base = ['--url', mtls.url, '--cert-file', mtlsPki.caFile, '--admin-token-file', tokenFile];
+    const none = await runNodeCli(CLI_BIN, [...base, 'config', 'get-reference-values']);
+    expect(none.code).toBe(3);
+    expect(none.stderr).toMatch(/no client certificate was sent[\s\S]*hint: .*--client-cert and --client-key/);
+    const rogueCert = await runNodeCli(CLI_BIN, [...base, '--client-cert', rogue.clientCertFile, '--client-key', rogue.clientKeyFile, 'config', 'get-reference-values']);
+    expect(rogueCert.code).toBe(3);
+    const half = await runNodeCli(CLI_BIN, [...base, '--client-cert', clients.clientCertFile, 'config', 'get-reference-values']);
+    expect(half.code).toBe(2);
+    expect(half.stderr).toMatch(/--client-cert and --client-key together/);
+  });
+
   it('attestation routes stay server-TLS only: /auth works without a client certificate', async () => {
     const r = await call(`${mtls.url}/kbs/v0/auth`, { ca: mtlsPki.caPem, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ version: PROTOCOL_VERSION, tee: 'tpm', 'extra-params': {} }) });
     expect(r.status).toBe(200);

@@ -10,6 +10,8 @@ export const DEFAULT_KBS_URL = 'http://127.0.0.1:8080';
 export interface KbsFlags {
   readonly url?: string | undefined;
   readonly certFile?: string | undefined;
+  readonly clientCert?: string | undefined;
+  readonly clientKey?: string | undefined;
   readonly adminTokenFile?: string | undefined;
   readonly authPrivateKey?: string | undefined;
 }
@@ -40,13 +42,37 @@ export function caFileOf(flags: KbsFlags, env: NodeJS.ProcessEnv): string | unde
   return f === undefined || f === '' ? undefined : f;
 }
 
+/**
+ * The client certificate and key for a KBS whose admin API requires mutual TLS (`[admin] client_ca`):
+ * --client-cert / --client-key or KEYHOLD_CLIENT_CERT / KEYHOLD_CLIENT_KEY, both or neither.
+ */
+export async function clientCertificateOf(flags: KbsFlags, env: NodeJS.ProcessEnv): Promise<{ cert: string; key: string } | undefined> {
+  const pick = (flag: string | undefined, name: string): string | undefined => {
+    const v = flag ?? env[name];
+    return v === undefined || v === '' ? undefined : v;
+  };
+  const certFile = pick(flags.clientCert, 'KEYHOLD_CLIENT_CERT');
+  const keyFile = pick(flags.clientKey, 'KEYHOLD_CLIENT_KEY');
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined || keyFile === undefined) throw new UsageError('give --client-cert and --client-key together (mutual TLS for the admin API)');
+  const read = async (file: string, what: string): Promise<string> => {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (cause) {
+      throw new UsageError(`cannot read the ${what} ${file}: ${(cause as NodeJS.ErrnoException).code ?? String(cause)}`);
+    }
+  };
+  return { cert: await read(certFile, 'client certificate'), key: await read(keyFile, 'client key') };
+}
+
 const ISSUE_HINT = (file: string): string => `mint one with: keyhold token issue --key admin.key.pem --role admin > ${file}`;
 
 /**
  * An authenticated admin client for one CLI run: the token comes from --admin-token-file (env
  * KEYHOLD_ADMIN_TOKEN_FILE) or is signed here from kbs-client's --auth-private-key (a short-lived
  * token, no role claim, as kbs-client makes). With --cert-file the KBS's CA is trusted for these
- * calls only. Call close() when done.
+ * calls only; --client-cert/--client-key present a client certificate (admin mutual TLS). Call
+ * close() when done.
  */
 export class AdminClient {
   readonly url: string;
@@ -82,9 +108,11 @@ export class AdminClient {
   }
 
   async #pool(): Promise<Dispatcher | undefined> {
+    if (this.#dispatcher !== undefined) return this.#dispatcher;
     const ca = caFileOf(this.#flags, this.#env);
-    if (ca === undefined) return undefined;
-    this.#dispatcher ??= new Agent({ connect: { ca: await readCaFile(ca) } });
+    const client = await clientCertificateOf(this.#flags, this.#env);
+    if (ca === undefined && client === undefined) return undefined;
+    this.#dispatcher = new Agent({ connect: { ...(ca !== undefined ? { ca: await readCaFile(ca) } : {}), ...(client ?? {}) } });
     return this.#dispatcher;
   }
 
@@ -117,7 +145,7 @@ export class AdminClient {
       } catch {
         /* not JSON */
       }
-      throw new AdminCallError(`${method} ${path}: HTTP ${res.statusCode}: ${detail}`, res.statusCode, this.#hintFor(res.statusCode, token));
+      throw new AdminCallError(`${method} ${path}: HTTP ${res.statusCode}: ${detail}`, res.statusCode, this.#hintFor(res.statusCode, token, detail));
     }
     if (text === '') return null;
     try {
@@ -127,7 +155,10 @@ export class AdminClient {
     }
   }
 
-  #hintFor(status: number, token: string): { hint?: string } {
+  #hintFor(status: number, token: string, detail: string): { hint?: string } {
+    if (status === 401 && /client certificate/.test(detail)) {
+      return { hint: "this KBS's admin API requires mutual TLS: give --client-cert and --client-key (a certificate issued by its [admin] client_ca)" };
+    }
     if (status === 401) {
       const file = this.#tokenFile();
       let exp: number | undefined;

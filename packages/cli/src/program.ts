@@ -16,7 +16,7 @@ export interface KeyholdOptions {
 
 const GLOBALS_HELP = `
 Global options may come before or after the command (keyhold --url U config ... as with kbs-client).
-Environment: KEYHOLD_KBS_URL, KEYHOLD_KBS_CA, KEYHOLD_ADMIN_TOKEN_FILE.
+Environment: KEYHOLD_KBS_URL, KEYHOLD_KBS_CA, KEYHOLD_CLIENT_CERT, KEYHOLD_CLIENT_KEY, KEYHOLD_ADMIN_TOKEN_FILE.
 Exit status: 0 ok, 1 failure (or a negative verdict), 2 usage error, 3 refused by the KBS (401/403),
 4 not found (404). Results on stdout; messages and errors on stderr (one JSON line with --json).`;
 
@@ -26,6 +26,8 @@ function build(ctx: ProgramContext, run: KeyholdRun): Command {
     .version('keyhold 0.1.0', '--version')
     .option('--url <url>', 'KBS base URL (default http://127.0.0.1:8080; env KEYHOLD_KBS_URL)')
     .option('--cert-file <file>', 'CA certificate (PEM) of an https KBS (env KEYHOLD_KBS_CA)')
+    .option('--client-cert <file>', "client certificate (PEM) for a KBS whose admin API requires mutual TLS ([admin] client_ca; env KEYHOLD_CLIENT_CERT)")
+    .option('--client-key <file>', 'private key (PEM) of --client-cert (env KEYHOLD_CLIENT_KEY)')
     .option('--admin-token-file <file>', "admin JWT for admin calls (env KEYHOLD_ADMIN_TOKEN_FILE; see 'keyhold token issue')")
     .option('--auth-private-key <file>', "kbs-client's way: sign a 5-minute admin token with this Ed25519/P-256 private key instead")
     .option('--json', 'results as JSON on stdout; errors as JSON on stderr')

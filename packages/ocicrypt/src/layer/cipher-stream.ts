@@ -17,6 +17,11 @@ export interface ChunkTransform {
   update(chunk: Buffer): Buffer;
   /** The last bytes; throws (typed) if the whole input was not acceptable. */
   final(): Buffer;
+  /**
+   * Set (`sha256:<hex>`) once `final` returned when the transform itself hashed every byte it
+   * returned and checked that digest; a writer may then use it instead of hashing the output again.
+   */
+  readonly verifiedOutputDigest?: string | undefined;
 }
 
 /**
@@ -66,6 +71,7 @@ export class LayerDecryptor implements ChunkTransform {
   readonly #plainHash: Hash = createHash('sha256');
   readonly #expectedHmac: Buffer;
   readonly #expectedDigest: string;
+  #verifiedDigest: string | undefined;
   #size = 0;
 
   constructor(opts: { symkey: Uint8Array; nonce: Uint8Array; hmac: Uint8Array; digest: string }) {
@@ -100,7 +106,13 @@ export class LayerDecryptor implements ChunkTransform {
     if ('sha256:' + this.#plainHash.digest('hex') !== this.#expectedDigest) {
       throw new OcicryptError('LAYER_DIGEST_MISMATCH', 'decrypted layer does not match the digest in its key options');
     }
+    this.#verifiedDigest = this.#expectedDigest;
     return rest;
+  }
+
+  /** The plaintext's digest, once `final` verified it over exactly the bytes `update`/`final` returned. */
+  get verifiedOutputDigest(): string | undefined {
+    return this.#verifiedDigest;
   }
 
   /** Plaintext size, valid after `final`. */

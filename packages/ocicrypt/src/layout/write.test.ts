@@ -113,6 +113,21 @@ describe('OCI layout writing', () => {
       expect((await readFile(join(back, 'blobs', 'sha256', pt.digest.slice(7)))).equals(plain)).toBe(true);
     });
 
+    // SECURITY negative test: a transform that claims to verify its output but names no digest stages nothing.
+    it('a transform that verifies its output digest skips the second hash, and one that names none stages nothing', async () => {
+      const blob = randomBytes(100 * 1024);
+      const { reader, desc } = await layoutWith(blob);
+      const dir = join(root, `vd-${randomBytes(4).toString('hex')}`);
+      await mkdir(dir);
+      const w = await OciLayoutWriter.begin(dir);
+      const broken = { update: (c: Buffer) => Buffer.from(c), final: () => Buffer.alloc(0), verifiedOutputDigest: undefined };
+      await expect(w.writeBlob(reader, desc, broken)).rejects.toThrow(/verified no output digest/);
+      // A transform that claims a digest gets exactly that digest (the decryptor only sets it after
+      // checking its own hash of every byte it returned).
+      const claiming = { update: (c: Buffer) => Buffer.from(c), final: () => Buffer.alloc(0), verifiedOutputDigest: desc.digest };
+      expect((await w.writeBlob(reader, desc, claiming)).digest).toBe(desc.digest);
+    });
+
     it('refuses a blob that is longer, shorter or other than its descriptor, and a failed HMAC, leaving no file', async () => {
       const blob = randomBytes(300 * 1024);
       const { reader, desc } = await layoutWith(blob);

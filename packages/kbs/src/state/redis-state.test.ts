@@ -75,6 +75,11 @@ describe('redis state: tampered data fails closed; key layout', () => {
       await raw.hset(`{${prefix}:ekca}:c`, added[0]!.sha256, pem2!);
       await raw.incr(`{${prefix}:ekca}:ver`);
       await expectStateError(s.ekCa.snapshot(), 'STATE_CORRUPT');
+      // A version counter that is no version (damaged or forged): both cached stores refuse.
+      await raw.set(`{${prefix}:ekca}:ver`, 'not-a-number');
+      await expectStateError(s.ekCa.snapshot(), 'STATE_CORRUPT');
+      await raw.set(`{${prefix}:refs}:ver`, '-5');
+      await expectStateError(s.referenceValues.snapshot(), 'STATE_CORRUPT');
 
       const record = { policyKey: 'a'.repeat(64), resetCount: 1, checkpoint: { bank: 'sha256' as const, nextIndex: 2, pcrValue: new Uint8Array(32) }, prefixChars: 10, prefixSha256: 'b'.repeat(64) };
       await s.imaCheckpoints.set('node1', record);

@@ -3,6 +3,7 @@ import { IdentityStoreError } from '../../identity/errors.js';
 import { caSnapshot, certificatePem, decodeCaUpload, isSha256Hex, MAX_CA_CERTIFICATES, uploadFileName, type CaCertificate } from '../ca-certificates.js';
 import type { EkCaSnapshot, EkCaState } from '../ports.js';
 import { corrupt, type RedisContext } from './redis-connection.js';
+import { VersionedSnapshot } from './versioned-snapshot.js';
 import { BUMP_VERSION, versionBase } from './version-counter.js';
 
 /**
@@ -49,8 +50,7 @@ export class RedisEkCa implements EkCaState {
   readonly #c: string;
   readonly #ver: string;
   readonly #configured: ReadonlyMap<string, CaCertificate[]>;
-  #cached: EkCaSnapshot | undefined;
-  #reload: { version: number; promise: Promise<EkCaSnapshot> } | undefined;
+  readonly #snapshot: VersionedSnapshot<EkCaSnapshot>;
 
   constructor(ctx: RedisContext, configured: ReadonlyMap<string, CaCertificate[]>) {
     this.#ctx = ctx;
@@ -61,21 +61,12 @@ export class RedisEkCa implements EkCaState {
     const tag = ctx.tag('ekca');
     this.#c = `${tag}:c`;
     this.#ver = `${tag}:ver`;
+    this.#snapshot = new VersionedSnapshot(ctx, this.#ver, 'EK CA', () => this.#load());
     this.#configured = configured;
   }
 
-  async snapshot(): Promise<EkCaSnapshot> {
-    const raw = await this.#ctx.op(() => this.#ctx.client.get(this.#ver));
-    const version = raw === null ? 0 : Number(raw);
-    if (!Number.isSafeInteger(version) || version < 0) throw corrupt('EK CA version');
-    if (this.#cached?.version === version) return this.#cached;
-    if (this.#reload?.version !== version) {
-      const promise = this.#load().finally(() => {
-        if (this.#reload?.promise === promise) this.#reload = undefined;
-      });
-      this.#reload = { version, promise };
-    }
-    return this.#reload.promise;
+  snapshot(): Promise<EkCaSnapshot> {
+    return this.#snapshot.get();
   }
 
   async #load(): Promise<EkCaSnapshot> {
@@ -94,7 +85,6 @@ export class RedisEkCa implements EkCaState {
       files.set(uploadFileName(sha), certs);
     }
     const snap = caSnapshot(Number(version), files);
-    if (this.#cached === undefined || snap.version >= this.#cached.version || snap.version === 0) this.#cached = snap;
     return snap;
   }
 

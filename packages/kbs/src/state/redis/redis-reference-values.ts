@@ -2,6 +2,7 @@ import { KbsError } from '../../errors.js';
 import type { ReferenceSnapshot, ReferenceValueState } from '../ports.js';
 import { checkReferenceEntries, checkReferenceName, decodeStoredReference, MAX_REFERENCE_TOTAL_CHARS, referenceSnapshot } from '../reference-values.js';
 import { corrupt, type RedisContext } from './redis-connection.js';
+import { VersionedSnapshot } from './versioned-snapshot.js';
 import { BUMP_VERSION, versionBase } from './version-counter.js';
 
 /**
@@ -51,8 +52,7 @@ export class RedisReferenceValues implements ReferenceValueState {
   readonly #v: string;
   readonly #ver: string;
   readonly #size: string;
-  #cached: ReferenceSnapshot | undefined;
-  #reload: { version: number; promise: Promise<ReferenceSnapshot> } | undefined;
+  readonly #snapshot: VersionedSnapshot<ReferenceSnapshot>;
 
   constructor(ctx: RedisContext) {
     this.#ctx = ctx;
@@ -63,23 +63,12 @@ export class RedisReferenceValues implements ReferenceValueState {
     const tag = ctx.tag('refs');
     this.#v = `${tag}:v`;
     this.#ver = `${tag}:ver`;
+    this.#snapshot = new VersionedSnapshot(ctx, this.#ver, 'reference value', () => this.#load());
     this.#size = `${tag}:size`;
   }
 
-  async snapshot(): Promise<ReferenceSnapshot> {
-    const raw = await this.#ctx.op(() => this.#ctx.client.get(this.#ver));
-    const version = raw === null ? 0 : Number(raw);
-    if (!Number.isSafeInteger(version) || version < 0) throw corrupt('reference value version');
-    if (this.#cached?.version === version) return this.#cached;
-    // Join a reload that started after the same version was seen: its read comes later, so it
-    // returns that version or a newer one (every write we must observe is in it).
-    if (this.#reload?.version !== version) {
-      const promise = this.#load().finally(() => {
-        if (this.#reload?.promise === promise) this.#reload = undefined;
-      });
-      this.#reload = { version, promise };
-    }
-    return this.#reload.promise;
+  snapshot(): Promise<ReferenceSnapshot> {
+    return this.#snapshot.get();
   }
 
   async #load(): Promise<ReferenceSnapshot> {
@@ -96,7 +85,6 @@ export class RedisReferenceValues implements ReferenceValueState {
       values.set(name, decodeStoredReference(name, parsed));
     }
     const snap = referenceSnapshot(Number(version), values);
-    if (this.#cached === undefined || snap.version >= this.#cached.version || snap.version === 0) this.#cached = snap;
     return snap;
   }
 

@@ -1,15 +1,16 @@
 import { Hono, type Context, type MiddlewareHandler, type Next } from 'hono';
 import type { Logger } from 'pino';
 import { bodyLimit } from 'hono/body-limit';
-import { HTTPException } from 'hono/http-exception';
 import { requestId } from 'hono/request-id';
 import { secureHeaders } from 'hono/secure-headers';
 import { errorInformation } from '@keyhold/protocol';
 import type { KbsDeps, KbsEnv } from './app-env.js';
-import { ERROR_TABLE, KbsError } from './errors.js';
+import { KbsError } from './errors.js';
+import { errorAnswer } from './error-answer.js';
 import { handleAuth } from './routes/auth.js';
 import { handleAttest } from './routes/attest.js';
 import { handleGetResource } from './routes/resource.js';
+import { flowOnHono, resourceOnHono } from './hot-path/flow-on-hono.js';
 import { handleDeleteResource, handleSetResource } from './routes/admin-resource.js';
 import { handleListReferenceValues, handleSetReferenceValue } from './routes/reference-value.js';
 import {
@@ -29,7 +30,6 @@ import { handleGetNode, handleListNodes, handleUnbanNode } from './routes/admin-
 import { handleAdminEvents, handleRepositoryEvents } from './routes/admin-events.js';
 import { handleGetNodeCa, handleNodeCertificate } from './routes/node-certificate.js';
 import { hotRouteHeaders, isHotRoute } from './hot-path/hot-routes.js';
-import { describeStorageFailure } from './storage/storage-failure.js';
 
 const RESOURCE = '/kbs/v0/resource/:repository/:type/:tag';
 
@@ -78,9 +78,10 @@ export function createApp(deps: KbsDeps): Hono<KbsEnv> {
   app.get('/kbs/v0/token-jwks', (c) => c.json(deps.signer.jwks()));
   app.get('/.well-known/jwks.json', (c) => c.json(deps.signer.jwks()));
 
-  app.post('/kbs/v0/auth', handleAuth);
-  app.post('/kbs/v0/attest', handleAttest);
-  app.get(RESOURCE, handleGetResource);
+  // The attestation flow's routes; on node, flow-listener.ts serves them before Hono sees them.
+  app.post('/kbs/v0/auth', flowOnHono(handleAuth));
+  app.post('/kbs/v0/attest', flowOnHono(handleAttest));
+  app.get(RESOURCE, resourceOnHono(handleGetResource));
   app.post(RESOURCE, admin, handleSetResource);
   app.put(RESOURCE, admin, handleSetResource);
   app.delete(RESOURCE, admin, handleDeleteResource);
@@ -117,34 +118,8 @@ async function logRequest(c: Context<KbsEnv>, next: Next, log: Logger): Promise<
 
 /** The single place errors become responses: Trustee's `{"type","detail"}` body. */
 export function renderError(err: unknown, c: Context<KbsEnv>): Response {
-  let kbsErr: KbsError;
-  if (err instanceof KbsError) kbsErr = err;
-  else if (err instanceof HTTPException && err.status === 413) kbsErr = new KbsError('PAYLOAD_TOO_LARGE', 'request body too large');
-  else if (err instanceof HTTPException && err.status < 500) kbsErr = new KbsError('BAD_REQUEST', err.message || 'bad request');
-  else if (isStorageUnavailable(err)) kbsErr = new KbsError('STORAGE_UNAVAILABLE', 'storage is unavailable, retry later', { cause: err });
-  else kbsErr = new KbsError('INTERNAL', 'internal error', { cause: err });
-  const { status, variant } = ERROR_TABLE[kbsErr.code];
-  const log = c.get('log');
-  // Which backend, where, and the chain of causes (codes, errno fields): what an operator needs to fix an outage.
-  if (kbsErr.code === 'STORAGE_UNAVAILABLE') log?.error({ code: kbsErr.code, status, storage: describeStorageFailure(err, c.get('deps')?.storageEndpoints) }, 'storage unavailable');
-  else if (status >= 500) log?.error({ code: kbsErr.code, err: describeCause(err) }, 'request failed');
-  else log?.info({ code: kbsErr.code, status }, 'request refused');
-  const res = c.json(errorInformation(variant, kbsErr.message), status);
-  if (status === 429) res.headers.set('retry-after', String(kbsErr.retryAfterSec ?? 1));
+  const answer = errorAnswer(err, c.get('log'), c.get('deps'));
+  const res = c.json(answer.body, answer.status);
+  if (answer.retryAfterSec !== undefined) res.headers.set('retry-after', String(answer.retryAfterSec));
   return res;
-}
-
-/**
- * Storage adapters and the state backend signal an outage with a `code` ending in `_UNAVAILABLE`;
- * the policy store and the audit sink with their `*_FAILED` codes (file or Redis unreadable or
- * unwritable); a compare-and-swap that kept losing with STATE_CONFLICT. All answer 503 (retry later).
- */
-function isStorageUnavailable(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && (/(^|_)UNAVAILABLE$/.test(code) || code === 'POLICY_STORE_FAILED' || code === 'AUDIT_SINK_FAILED' || code === 'STATE_CONFLICT');
-}
-
-function describeCause(err: unknown): string {
-  if (err instanceof Error) return `${err.name}: ${(err as { code?: string }).code ?? ''}`;
-  return typeof err;
 }

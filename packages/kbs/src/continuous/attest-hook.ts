@@ -4,8 +4,7 @@
  * record (one compare-and-swap), ban on failure, refuse banned and revoked nodes, and emit the
  * `attestation` and `node.*` events.
  */
-import type { Context } from 'hono';
-import type { KbsEnv } from '../app-env.js';
+import type { RequestScope } from '../request-scope.js';
 import { KbsError } from '../errors.js';
 import { emitEvent } from '../notify/emit-event.js';
 import { errorCode } from '../owners/record-event.js';
@@ -14,18 +13,18 @@ import { nodeSpiffeId } from './node-identity.js';
 import { recordNodeAttestation, type AttestationOutcome, type RecordedAttestation } from './record-attestation.js';
 
 /** Without `[continuous]` deps (in-process apps, tests) records are kept but nothing is banned. */
-function settingsOf(c: Context<KbsEnv>) {
-  const cont = c.get('deps').continuous;
+function settingsOf(c: RequestScope) {
+  const cont = c.deps.continuous;
   return cont === undefined ? { ...DEFAULT_CONTINUOUS, banOnFailure: false } : cont.settings;
 }
 
-function spiffeOf(c: Context<KbsEnv>, nodeId: string): string | undefined {
-  const td = c.get('deps').continuous?.trustDomain;
+function spiffeOf(c: RequestScope, nodeId: string): string | undefined {
+  const td = c.deps.continuous?.trustDomain;
   return td === undefined ? undefined : nodeSpiffeId(td, nodeId);
 }
 
-async function record(c: Context<KbsEnv>, nodeId: string, outcome: AttestationOutcome, tee: string): Promise<RecordedAttestation> {
-  const deps = c.get('deps');
+async function record(c: RequestScope, nodeId: string, outcome: AttestationOutcome, tee: string): Promise<RecordedAttestation> {
+  const deps = c.deps;
   const settings = settingsOf(c);
   const recorded = await recordNodeAttestation(deps.state.nodes, { nodeId, outcome, now: new Date(deps.now?.() ?? Date.now()), banOnFailure: settings.banOnFailure }, deps.continuous?.nodeCache);
   const spiffeId = spiffeOf(c, nodeId);
@@ -39,7 +38,7 @@ async function record(c: Context<KbsEnv>, nodeId: string, outcome: AttestationOu
   });
   for (const t of recorded.transitions) {
     emitEvent(c, { type: t.type, ...base, ...(t.reason !== undefined ? { reason: t.reason } : {}) });
-    if (t.type === 'node.banned') c.get('log').warn({ node: nodeId, reason: t.reason }, 'node banned');
+    if (t.type === 'node.banned') c.log.warn({ node: nodeId, reason: t.reason }, 'node banned');
   }
   return recorded;
 }
@@ -49,7 +48,7 @@ async function record(c: Context<KbsEnv>, nodeId: string, outcome: AttestationOu
  * configured). Returns the error to answer with: NODE_BANNED naming the reason when the node is
  * banned (by this failure or before), else the appraisal's own error.
  */
-export async function recordRefusedAttestation(c: Context<KbsEnv>, nodeId: string, err: unknown, tee: string): Promise<unknown> {
+export async function recordRefusedAttestation(c: RequestScope, nodeId: string, err: unknown, tee: string): Promise<unknown> {
   const reason = err instanceof KbsError ? err.message : errorCode(err);
   const recorded = await record(c, nodeId, { kind: 'refused', reason }, tee);
   return recorded.refusal ?? err;
@@ -59,12 +58,12 @@ export async function recordRefusedAttestation(c: Context<KbsEnv>, nodeId: strin
  * The policy decided for an identified node: record the verdict; throws NODE_BANNED (this verdict
  * banned it, or it was banned before) or NODE_REVOKED, so the node gets no token.
  */
-export async function recordAttestationVerdict(c: Context<KbsEnv>, nodeId: string, verdict: { status: string; policy: string; reason?: string | undefined }, tee: string): Promise<void> {
+export async function recordAttestationVerdict(c: RequestScope, nodeId: string, verdict: { status: string; policy: string; reason?: string | undefined }, tee: string): Promise<void> {
   const recorded = await record(c, nodeId, { kind: 'verdict', status: verdict.status, policy: verdict.policy, ...(verdict.reason !== undefined ? { reason: verdict.reason } : {}) }, tee);
   if (recorded.refusal !== undefined) throw recorded.refusal;
 }
 
 /** An attestation no node could be named for (a failure before identification, or a TEE without node identity). */
-export function emitUnidentifiedAttestation(c: Context<KbsEnv>, tee: string, status: string, reason?: string, policy?: string): void {
+export function emitUnidentifiedAttestation(c: RequestScope, tee: string, status: string, reason?: string, policy?: string): void {
   emitEvent(c, { type: 'attestation', tee, status, ...(reason !== undefined ? { reason } : {}), ...(policy !== undefined ? { policy } : {}) });
 }

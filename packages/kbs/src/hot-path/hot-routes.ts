@@ -35,7 +35,7 @@ export const SECURITY_HEADERS: readonly (readonly [string, string])[] = [
   ['X-XSS-Protection', '0'],
 ];
 
-const REQUEST_ID_HEADER = 'X-Request-Id';
+export const REQUEST_ID_HEADER = 'X-Request-Id';
 const MAX_REQUEST_ID_CHARS = 255;
 const REQUEST_ID_CHARS = /[^\w\-=]/;
 
@@ -48,10 +48,7 @@ const REQUEST_ID_CHARS = /[^\w\-=]/;
  * writes without building Fetch `Headers`; elsewhere they go through `c.header()`.
  */
 export const hotRouteHeaders: MiddlewareHandler<KbsEnv> = (c, next) => {
-  let id = requestHeader(c, 'x-request-id');
-  // SECURITY: a client-chosen id reaches the logs and the audit trail only when short and of a
-  // harmless alphabet (log injection), exactly as Hono's requestId() checks it.
-  if (id === undefined || id === '' || id.length > MAX_REQUEST_ID_CHARS || REQUEST_ID_CHARS.test(id)) id = crypto.randomUUID();
+  const id = acceptedRequestId(requestHeader(c, 'x-request-id'));
   c.set('requestId', id);
   const outgoing = nodeOutgoingOf(c);
   if (outgoing === undefined) return withHeadersAfter(c, next, id);
@@ -59,6 +56,14 @@ export const hotRouteHeaders: MiddlewareHandler<KbsEnv> = (c, next) => {
   for (const [name, value] of SECURITY_HEADERS) outgoing.setHeader(name, value);
   return next();
 };
+
+/** The client's `X-Request-Id` when acceptable, else a fresh random UUID. */
+export function acceptedRequestId(id: string | undefined): string {
+  // SECURITY: a client-chosen id reaches the logs and the audit trail only when short and of a
+  // harmless alphabet (log injection), exactly as Hono's requestId() checks it.
+  if (id === undefined || id === '' || id.length > MAX_REQUEST_ID_CHARS || REQUEST_ID_CHARS.test(id)) return crypto.randomUUID();
+  return id;
+}
 
 /** Without a node response: Hono's way, headers set on the response once the handler made it. */
 async function withHeadersAfter(c: Context<KbsEnv>, next: Next, id: string): Promise<void> {

@@ -30,14 +30,22 @@ export function nodeOutgoingOf(c: Context): ServerResponse | undefined {
  */
 export function requestHeader(c: Context, name: string): string | undefined {
   const incoming = nodeIncomingOf(c);
-  if (incoming === undefined) return c.req.header(name);
-  const v = incoming.headers[name];
-  return Array.isArray(v) ? v.join(', ') : v;
+  return incoming === undefined ? c.req.header(name) : incomingHeader(incoming, name);
 }
 
 /** A cookie's value, parsed with Hono's cookie parser (as `getCookie(c, name)`). */
 export function requestCookie(c: Context, name: string): string | undefined {
-  const header = requestHeader(c, 'cookie');
+  return cookieIn(requestHeader(c, 'cookie'), name);
+}
+
+/** One header of a node request, as `requestHeader` reads it. */
+export function incomingHeader(incoming: IncomingMessage, name: string): string | undefined {
+  const v = incoming.headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+/** A cookie's value in a `Cookie` header, parsed with Hono's cookie parser. */
+export function cookieIn(header: string | undefined, name: string): string | undefined {
   if (header === undefined || header === '') return undefined;
   return parseCookies(header, name)[name];
 }

@@ -17,16 +17,33 @@ const utf8 = new TextDecoder('utf-8');
  */
 export async function readJsonRequest(c: Context, maxBytes: number): Promise<unknown> {
   const incoming = nodeIncoming(c);
-  const contentType = incoming !== undefined ? incoming.headers['content-type'] : c.req.header('content-type');
+  if (incoming !== undefined) return readJsonIncoming(incoming, nodeOutgoing(c), maxBytes);
+  checkDeclaredJson(c.req.header('content-type'), c.req.header('content-length'), maxBytes);
+  return parseJson(await readWebBody(c.req.raw.body, maxBytes));
+}
+
+/**
+ * Read a JSON body from node's own request stream, with the checks of `readJsonRequest`. When it
+ * is refused for its size, `outgoing` (if given) is marked `connection: close`, so the rest of an
+ * unbounded body is not drained.
+ */
+export async function readJsonIncoming(incoming: IncomingMessage, outgoing: ServerResponse | undefined, maxBytes: number): Promise<unknown> {
+  const h = incoming.headers;
+  checkDeclaredJson(h['content-type'], h['content-length'], maxBytes);
+  return parseJson(await readIncoming(incoming, maxBytes, outgoing));
+}
+
+function checkDeclaredJson(contentType: string | undefined, declared: string | undefined, maxBytes: number): void {
   // SECURITY: bodies must be declared JSON; a form or text post is refused before it is read
   // (content-type confusion; Hono's validators would see `{}`) (RFC 8259 §11).
   if (contentType === undefined || !JSON_MEDIA_TYPE.test(contentType.trim())) {
     throw new KbsError('UNSUPPORTED_MEDIA_TYPE', 'request body must be application/json');
   }
-  const declared = incoming !== undefined ? incoming.headers['content-length'] : c.req.header('content-length');
   // SECURITY: a body declared larger than the cap is refused before one byte is read (memory exhaustion).
   if (declared !== undefined && Number(declared) > maxBytes) throw tooLarge(maxBytes);
-  const bytes = incoming !== undefined ? await readIncoming(incoming, maxBytes, nodeOutgoing(c)) : await readWebBody(c.req.raw.body, maxBytes);
+}
+
+function parseJson(bytes: Uint8Array): unknown {
   try {
     return JSON.parse(utf8.decode(bytes));
   } catch (cause) {

@@ -15,12 +15,14 @@
  * - a reload reads and checks the files first; if they are bad, the running material stays.
  */
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { Server as HttpServer } from 'node:http';
-import { createAdaptorServer } from '@hono/node-server';
+import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
+import type { KbsDeps } from '../app-env.js';
+import { flowRequestListener } from '../hot-path/flow-listener.js';
 import type { HttpServerConfig } from './http-server-config.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls-material.js';
 
-type Fetch = Parameters<typeof createAdaptorServer>[0]['fetch'];
+type Fetch = Parameters<typeof getRequestListener>[0];
 
 export interface KbsListener {
   readonly url: string;
@@ -44,6 +46,11 @@ export interface ListenOptions {
   readonly http: HttpServerConfig;
   /** `[admin] client_ca`: mutual TLS for the admin API (needs TLS). */
   readonly clientCaFile?: string | undefined;
+  /**
+   * The app's dependencies: with them node serves the attestation flow's three routes itself
+   * (hot-path/flow-listener.ts) and everything else through `fetch`; without, `fetch` serves all.
+   */
+  readonly flowDeps?: KbsDeps;
 }
 
 /** How often node looks for requests past their headers / request timeout (node's default is 30 s). */
@@ -62,21 +69,21 @@ export async function listenKbs(opts: ListenOptions): Promise<KbsListener> {
     keepAliveTimeout: http.keepAliveTimeoutMs,
     connectionsCheckingInterval: checkIntervalMs(http),
   };
+  const honoListener = getRequestListener(opts.fetch, { hostname: opts.host }) as RequestListener;
+  const listener = opts.flowDeps !== undefined ? flowRequestListener(opts.flowDeps, honoListener) : honoListener;
   const server =
     material !== undefined
-      ? (createAdaptorServer({
-          fetch: opts.fetch,
-          hostname: opts.host,
-          createServer: createHttpsServer,
-          serverOptions: {
+      ? createHttpsServer(
+          {
             ...timeouts,
             ...secureOptions(material),
             minVersion: 'TLSv1.2',
             // SECURITY: a client that opens TLS and never finishes the handshake is dropped (slowloris on TLS).
             handshakeTimeout: http.headersTimeoutMs,
           },
-        }) as HttpsServer)
-      : (createAdaptorServer({ fetch: opts.fetch, hostname: opts.host, serverOptions: timeouts }) as HttpServer);
+          listener,
+        )
+      : createHttpServer(timeouts, listener);
   // SECURITY: a bounded number of open sockets per process (file descriptor and memory exhaustion).
   server.maxConnections = http.maxConnections;
   await new Promise<void>((resolve, reject) => {

@@ -1,7 +1,5 @@
-import type { Context } from 'hono';
-import type { KbsEnv } from '../app-env.js';
 import { KbsError } from '../errors.js';
-import { clientAddress } from '../owners/client-address.js';
+import { requestScope, type ScopeSource } from '../request-scope.js';
 
 export type RateLimitScope = 'auth' | 'admin';
 
@@ -14,11 +12,12 @@ const MAX_KEY_CHARS = 256;
  * empty. Refusals are counted in metrics but not written to the audit trail, so a flood cannot also
  * flood the log. A backend outage refuses the request (503) rather than skip the limit.
  */
-export async function enforceRateLimit(c: Context<KbsEnv>, scope: RateLimitScope): Promise<void> {
-  const deps = c.get('deps');
+export async function enforceRateLimit(source: ScopeSource, scope: RateLimitScope): Promise<void> {
+  const request = requestScope(source);
+  const deps = request.deps;
   const rule = deps.owners?.rateLimits?.[scope];
   if (rule === undefined) return;
-  const key = `${scope}:${clientAddress(c)}`.slice(0, MAX_KEY_CHARS);
+  const key = `${scope}:${request.clientAddress()}`.slice(0, MAX_KEY_CHARS);
   const r = await deps.state.rateLimits.take(key, rule);
   // SECURITY: bounds how fast one client can open sessions or guess admin tokens (brute force, resource exhaustion).
   if (!r.allowed) {

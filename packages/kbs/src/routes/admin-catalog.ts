@@ -4,7 +4,7 @@ import type { KbsEnv } from '../app-env.js';
 import { KbsError } from '../errors.js';
 import { auditEvent } from '../owners/record-event.js';
 import type { ResourceMetadata } from '../release/resource-store.js';
-import { resourcePathOf } from './resource.js';
+import { resourcePathParam } from './resource-path-param.js';
 import { REFERENCE_NAME } from '../reference-values/rvps-message.js';
 
 function visibleTo(c: Context<KbsEnv>, repository: string): boolean {
@@ -34,7 +34,7 @@ export async function handleListResources(c: Context<KbsEnv>): Promise<Response>
 export async function handleResourceVersions(c: Context<KbsEnv>): Promise<Response> {
   const deps = c.get('deps');
   if (deps.resources.versions === undefined) throw new KbsError('INVALID_RESOURCE_PATH', 'this resource store cannot list versions');
-  const path = resourcePathOf(c);
+  const path = resourcePathParam(c);
   const versions = await deps.resources.versions(path);
   if (versions === undefined) throw new KbsError('RESOURCE_NOT_FOUND', 'resource not found');
   return c.json({ path: `${path.repository}/${path.type}/${path.tag}`, versions });

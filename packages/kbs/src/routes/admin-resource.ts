@@ -2,7 +2,7 @@ import type { Context } from 'hono';
 import { formatResourcePath } from '@keyhold/protocol';
 import { KbsError } from '../errors.js';
 import type { KbsEnv } from '../app-env.js';
-import { resourcePathOf } from './resource.js';
+import { resourcePathParam } from './resource-path-param.js';
 import { auditEvent } from '../owners/record-event.js';
 
 const INT = /^[1-9][0-9]{0,12}$/;
@@ -20,7 +20,7 @@ function intParam(v: string | undefined, name: string): number | undefined {
  */
 export async function handleSetResource(c: Context<KbsEnv>): Promise<Response> {
   const deps = c.get('deps');
-  const path = resourcePathOf(c);
+  const path = resourcePathParam(c);
   const q = c.req.query();
   if (q['rotate'] !== undefined) {
     const { version } = await deps.resources.rotate(path);
@@ -50,7 +50,7 @@ export async function handleSetResource(c: Context<KbsEnv>): Promise<Response> {
 /** DELETE /kbs/v0/resource/<repo>/<type>/<tag>. Admin only. */
 export async function handleDeleteResource(c: Context<KbsEnv>): Promise<Response> {
   const deps = c.get('deps');
-  const path = resourcePathOf(c);
+  const path = resourcePathParam(c);
   const existed = await deps.resources.delete(path);
   if (!existed) throw new KbsError('RESOURCE_NOT_FOUND', `resource ${formatResourcePath(path)} not found`);
   await auditEvent(c, 'admin', { actor: c.get('admin')?.identity, action: 'resource.delete', resourcePath: formatResourcePath(path), verdict: 'ok' });

@@ -1,13 +1,11 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { Context } from 'hono';
 import { AttestationSchema, parseInitData, ProtocolError, runtimeDataDigest, type ParsedInitData } from '@keyhold/protocol';
 import { KbsError } from '../errors.js';
-import type { KbsEnv } from '../app-env.js';
 import { SESSION_COOKIE } from '../session/cookie.js';
 import { sessionIdOf } from '../session/new-session.js';
 import { earClaims } from '../token/ear-claims.js';
-import { readJsonBody } from './json-body.js';
-import { requestCookie } from '../hot-path/node-request.js';
+import { validateBody } from './json-body.js';
+import type { FlowAnswer, FlowExchange } from '../hot-path/flow-exchange.js';
 import { auditEvent, errorCode } from '../owners/record-event.js';
 import { nodeLabel } from '../owners/client-address.js';
 import { emitUnidentifiedAttestation, recordAttestationVerdict, recordRefusedAttestation } from '../continuous/attest-hook.js';
@@ -18,13 +16,13 @@ import { NODE_KEY_CLAIM, nodeKeyBindingOf } from '../node-ca/node-key-binding.js
  * The nonce is consumed by the first attempt with a well-formed body, successful or not, exactly
  * once across every replica sharing the state (an atomic check-and-set in the backend).
  */
-export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
-  const deps = c.get('deps');
-  const log = c.get('log');
+export async function handleAttest(c: FlowExchange): Promise<FlowAnswer> {
+  const deps = c.deps;
+  const log = c.log;
   const now = deps.now?.() ?? Date.now();
-  const sessionId = sessionIdOf(requestCookie(c, SESSION_COOKIE));
+  const sessionId = sessionIdOf(c.cookie(SESSION_COOKIE));
   if (sessionId === undefined) throw new KbsError('SESSION_MISSING', 'no valid kbs-session-id cookie');
-  const body = await readJsonBody(c, AttestationSchema);
+  const body = validateBody(await c.readJson(deps.maxBodyBytes), AttestationSchema);
 
   // SECURITY: one nonce, one attestation: a second attestation on the same session (a replay of
   // captured evidence, or the same evidence sent to two replicas at once) is refused (replay).
@@ -121,7 +119,7 @@ export async function handleAttest(c: Context<KbsEnv>): Promise<Response> {
   await deps.state.sessions.recordAttestation(session.id, { claims: claims as Record<string, unknown>, teePubkey: runtime['tee-pubkey'] });
   deps.metrics?.count('attest_ok', session.tee);
   log.info({ tee: session.tee, status: verdict.status, policy: verdict.policyId, node: appraisal.extra?.['node_id'] }, 'attested');
-  return c.json({ token });
+  return { body: { token } };
 }
 
 function constantTimeEqualText(a: string, b: string): boolean {

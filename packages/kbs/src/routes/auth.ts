@@ -1,22 +1,21 @@
-import { setCookie } from 'hono/cookie';
+import { generateCookie } from 'hono/cookie';
 import { PROTOCOL_VERSION, RequestSchema, selectedBindingHash, BINDING_HASH_ALGORITHMS } from '@keyhold/protocol';
-import type { Context } from 'hono';
 import { KbsError } from '../errors.js';
-import type { KbsEnv } from '../app-env.js';
 import { SESSION_COOKIE } from '../session/cookie.js';
 import { newSession } from '../session/new-session.js';
 import type { ReferenceSnapshot } from '../state/ports.js';
-import { readJsonBody } from './json-body.js';
+import { validateBody } from './json-body.js';
 import { auditEvent } from '../owners/record-event.js';
+import type { FlowAnswer, FlowExchange } from '../hot-path/flow-exchange.js';
 
 /**
  * POST /kbs/v0/auth — start a handshake: check version and TEE, run the appraiser's challenge, then
  * store the complete session (nonce, hash algorithm, the challenge's bounded state) in the state
  * backend, so `/attest` may land on any replica. The raw extra-params are never stored.
  */
-export async function handleAuth(c: Context<KbsEnv>): Promise<Response> {
-  const deps = c.get('deps');
-  const req = await readRequest(c);
+export async function handleAuth(x: FlowExchange): Promise<FlowAnswer> {
+  const deps = x.deps;
+  const req = await readRequest(x);
   // SECURITY: only protocol 0.4.0 is spoken; an older client's message layout would be misread
   // (protocol confusion) (Trustee KBS protocol).
   if (req.version !== PROTOCOL_VERSION) {
@@ -47,27 +46,28 @@ export async function handleAuth(c: Context<KbsEnv>): Promise<Response> {
   const session = newSession({ tee: req.tee, hashAlgorithm, ttlMs: deps.sessionTtlMs, nowMs, ...(challengeState !== undefined ? { challenge: challengeState } : {}) });
   // Throws SESSION_LIMIT (429) when the open sessions' count or bytes reach their cap.
   await deps.state.sessions.create(session);
-  setCookie(c, SESSION_COOKIE, session.id, {
+  const setCookie = generateCookie(SESSION_COOKIE, session.id, {
     path: '/kbs',
     httpOnly: true,
     sameSite: 'Strict',
     maxAge: Math.ceil(deps.sessionTtlMs / 1000),
     expires: new Date(session.expiresAtMs),
     // Over HTTPS the cookie never travels in clear later (RFC 6265 §4.1.2.5).
-    secure: c.req.url.startsWith('https:'),
+    secure: x.secure,
   });
   deps.metrics?.count('auth', req.tee);
-  await auditEvent(c, 'auth', { tee: req.tee, verdict: 'challenged' });
-  return c.json({ nonce: session.nonce, 'extra-params': Object.keys(challengeExtra).length === 0 ? '' : challengeExtra });
+  await auditEvent(x, 'auth', { tee: req.tee, verdict: 'challenged' });
+  return { body: { nonce: session.nonce, 'extra-params': Object.keys(challengeExtra).length === 0 ? '' : challengeExtra }, setCookie };
 }
 
 /** Default cap on a `/auth` body: its extra-params name an identity of a few KiB (an EK certificate is at most 16 KiB). */
 export const DEFAULT_MAX_AUTH_BODY_BYTES = 64 * 1024;
 
-function readRequest(c: Context<KbsEnv>) {
+async function readRequest(x: FlowExchange) {
   // SECURITY: an unauthenticated client's /auth body is small and bounded on its own (413 beyond),
   // so a stream of large extra-params cannot grow the KBS (issue 12: memory exhaustion via /auth).
-  return readJsonBody(c, RequestSchema, c.get('deps').maxAuthBodyBytes ?? DEFAULT_MAX_AUTH_BODY_BYTES);
+  const max = Math.min(x.deps.maxAuthBodyBytes ?? DEFAULT_MAX_AUTH_BODY_BYTES, x.deps.maxBodyBytes);
+  return validateBody(await x.readJson(max), RequestSchema);
 }
 
 /** SHA-384 unless the client lists supported algorithms that exclude it. */

@@ -11,7 +11,11 @@ import { readJsonRequest } from '../hot-path/read-body.js';
  * straight from node's request stream when the KBS runs on @hono/node-server (see hot-path/read-body).
  */
 export async function readJsonBody<S extends z.ZodType>(c: Context<KbsEnv>, schema: S, maxBytes?: number): Promise<z.output<S>> {
-  const json = await readJsonRequest(c, Math.min(maxBytes ?? Infinity, c.get('deps').maxBodyBytes));
+  return validateBody(await readJsonRequest(c, Math.min(maxBytes ?? Infinity, c.get('deps').maxBodyBytes)), schema);
+}
+
+/** Validate a parsed JSON body: a 400 naming the first offending field (never its value) when it does not fit. */
+export function validateBody<S extends z.ZodType>(json: unknown, schema: S): z.output<S> {
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
     const first = parsed.error.issues[0];

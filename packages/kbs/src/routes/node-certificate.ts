@@ -33,6 +33,7 @@ import { updateNode } from '../state/node-update.js';
 import type { NodeCertificateRef, NodeRecordInput } from '../state/ports.js';
 import { claimAt, EAR_STATUS_PATH } from '../token/ear-claims.js';
 import { attestationClaims } from './resource.js';
+import { requestCookie, requestHeader } from '../hot-path/node-request.js';
 
 /** Certificates remembered per node record (newest last). */
 export const MAX_RECORDED_CERTIFICATES = 16;
@@ -52,7 +53,7 @@ export async function handleGetNodeCa(c: Context<KbsEnv>): Promise<Response> {
 
 export async function handleNodeCertificate(c: Context<KbsEnv>): Promise<Response> {
   const provider = nodeCaOf(c);
-  const claims = await attestationClaims(c);
+  const claims = await attestationClaims({ deps: c.get('deps'), header: (name) => requestHeader(c, name), cookie: (name) => requestCookie(c, name) });
   const nodeId = nodeIdOfClaims(claims);
   // SECURITY: a certificate names a node; a token without a node identity (no EK, no listed AK)
   // cannot be turned into one (identity confusion).

@@ -1,12 +1,10 @@
-import type { Context } from 'hono';
 import { formatResourcePath, parseResourcePath, ProtocolError, type ResourcePath } from '@keyhold/protocol';
 import { KbsError } from '../errors.js';
-import type { KbsEnv } from '../app-env.js';
 import { SESSION_COOKIE } from '../session/cookie.js';
 import { sessionIdOf } from '../session/new-session.js';
 import { claimAt, TEE_PUBKEY_PATH } from '../token/ear-claims.js';
 import { wrapSecret } from '../release/wrap-secret.js';
-import { requestCookie, requestHeader } from '../hot-path/node-request.js';
+import type { FlowAnswer, FlowExchange, ResourceExchange } from '../hot-path/flow-exchange.js';
 import { appraisalReasonOf } from '../attestation/appraisal-reason.js';
 import { assertNodeNotRevoked } from '../attestation/tpm/node-revocation.js';
 import { auditEvent } from '../owners/record-event.js';
@@ -16,8 +14,7 @@ import { DEFAULT_CONTINUOUS } from '../continuous/continuous-config.js';
 import { emitEvent } from '../notify/emit-event.js';
 
 /** The resource path of a `/kbs/v0/resource/<repo>/<type>/<tag>` request, validated. */
-export function resourcePathOf(c: Context<KbsEnv>): ResourcePath {
-  const p = `${c.req.param('repository')}/${c.req.param('type')}/${c.req.param('tag')}`;
+export function resourcePathOf(p: string): ResourcePath {
   try {
     return parseResourcePath(p);
   } catch (err) {
@@ -27,15 +24,15 @@ export function resourcePathOf(c: Context<KbsEnv>): ResourcePath {
 }
 
 /** Claims of the caller's attestation: from an attested session cookie or a bearer EAR token. */
-export async function attestationClaims(c: Context<KbsEnv>): Promise<Record<string, unknown>> {
-  const deps = c.get('deps');
-  const auth = requestHeader(c, 'authorization');
+export async function attestationClaims(c: Pick<FlowExchange, 'deps' | 'header' | 'cookie'>): Promise<Record<string, unknown>> {
+  const deps = c.deps;
+  const auth = c.header('authorization');
   if (auth !== undefined) {
     const m = /^Bearer\s+([A-Za-z0-9_.-]+)$/i.exec(auth.trim());
     if (m === null) throw new KbsError('TOKEN_INVALID', 'Authorization must be "Bearer <attestation token>"');
     return (await deps.signer.verify(m[1]!)) as Record<string, unknown>;
   }
-  const cookie = requestCookie(c, SESSION_COOKIE);
+  const cookie = c.cookie(SESSION_COOKIE);
   if (cookie === undefined) throw new KbsError('TOKEN_MISSING', 'no attested session cookie and no bearer token');
   const sessionId = sessionIdOf(cookie);
   if (sessionId === undefined) throw new KbsError('SESSION_MISSING', 'unknown session');
@@ -46,14 +43,14 @@ export async function attestationClaims(c: Context<KbsEnv>): Promise<Record<stri
 }
 
 /** GET /kbs/v0/resource/<repo>/<type>/<tag>[?version=N] — release a secret, JWE-wrapped to the tee key. */
-export async function handleGetResource(c: Context<KbsEnv>): Promise<Response> {
-  const deps = c.get('deps');
-  const log = c.get('log');
-  const path = resourcePathOf(c);
+export async function handleGetResource(c: ResourceExchange): Promise<FlowAnswer> {
+  const deps = c.deps;
+  const log = c.log;
+  const path = resourcePathOf(c.resourcePath);
   const claims = await attestationClaims(c);
   // Refuses revoked and banned nodes (every replica reads the same record); the record gives freshness.
   const nodeRecord = await assertNodeNotRevoked(claims, deps.state.nodes);
-  const query = c.req.query();
+  const query = c.query;
   let version: number | undefined;
   if (query['version'] !== undefined) {
     if (!/^[1-9][0-9]{0,8}$/.test(query['version'])) throw new KbsError('BAD_REQUEST', 'version must be a positive integer');
@@ -86,5 +83,5 @@ export async function handleGetResource(c: Context<KbsEnv>): Promise<Response> {
   deps.metrics?.count('release', path.repository);
   deps.owners?.metrics?.release(path.repository);
   log.info({ resource: pathText, policy: decision.policyId }, 'released');
-  return c.json(jwe);
+  return { body: jwe };
 }

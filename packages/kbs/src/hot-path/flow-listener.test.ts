@@ -252,4 +252,30 @@ describe('flow routes served by node and by Hono', () => {
     const viaHono = await send('hono', 'POST', '/kbs/v0/auth', { body: AUTH_BODY, headers: JSON_HEADERS });
     expect(comparable(viaHono)).toEqual(comparable(last!));
   });
+
+  it('answer 500 and keep serving when answering itself fails (no unhandled rejection ends the process)', async () => {
+    const broken = { ...createMetrics(), observeRequest: () => { throw new Error('metrics sink failed'); } };
+    const brokenDeps: KbsDeps = { ...deps, owners: { ...deps.owners, metrics: broken } };
+    const app = createApp(brokenDeps);
+    const l = await listenKbs({ fetch: app.fetch, flowDeps: brokenDeps, host: '127.0.0.1', port: 0, http: { ...HTTP_SERVER_DEFAULTS, tls: undefined, insecureHttp: true } });
+    try {
+      const get = (): Promise<Answer> =>
+        new Promise((resolve, reject) => {
+          const req = httpRequest({ host: '127.0.0.1', port: l.port, path: '/kbs/v0/resource/default/key/present' }, (res) => {
+            let body = '';
+            res.on('data', (d: Buffer) => (body += d.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      for (let i = 0; i < 2; i++) {
+        const r = await get();
+        expect(r.status).toBe(500);
+        expect(JSON.parse(r.body)).toMatchObject({ type: expect.stringMatching(/InternalError$/) });
+      }
+    } finally {
+      await l.close();
+    }
+  });
 });

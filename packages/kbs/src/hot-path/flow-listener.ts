@@ -2,6 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, RequestListener, ServerRespo
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { getQueryParam } from 'hono/utils/url';
+import { errorInformation } from '@keyhold/protocol';
 import type { KbsDeps } from '../app-env.js';
 import { errorAnswer } from '../error-answer.js';
 import { enforceRateLimit } from '../rate-limit/middleware.js';
@@ -35,8 +36,22 @@ export function flowRequestListener(deps: KbsDeps, fallback: RequestListener): R
       fallback(req, res);
       return;
     }
-    void serveFlow(deps, match, req, res);
+    serveFlow(deps, match, req, res).catch((err: unknown) => lastResort(deps, res, err));
   };
+}
+
+/**
+ * A failure outside the handler's own error handling (writing the answer itself failed): never an
+ * unhandled rejection that would end the process; the client gets a bare 500 or a closed socket.
+ */
+function lastResort(deps: KbsDeps, res: ServerResponse, err: unknown): void {
+  deps.logger.error({ err: err instanceof Error ? err.name : typeof err }, 'flow request failed while answering');
+  if (!res.headersSent && !res.destroyed) {
+    res.writeHead(500, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(errorInformation('InternalError', 'internal error')));
+  } else {
+    res.destroy();
+  }
 }
 
 /** Which flow route a request is for, as exactly as Hono would route it; undefined leaves it to Hono. */

@@ -18,7 +18,6 @@ import { NODE_KEY_CLAIM, nodeKeyBindingOf } from '../node-ca/node-key-binding.js
  */
 export async function handleAttest(c: FlowExchange): Promise<FlowAnswer> {
   const deps = c.deps;
-  const log = c.log;
   const now = deps.now?.() ?? Date.now();
   const sessionId = sessionIdOf(c.cookie(SESSION_COOKIE));
   if (sessionId === undefined) throw new KbsError('SESSION_MISSING', 'no valid kbs-session-id cookie');
@@ -76,7 +75,7 @@ export async function handleAttest(c: FlowExchange): Promise<FlowAnswer> {
     deps.metrics?.count('attest_fail', session.tee);
     deps.owners?.metrics?.attestation({ tee: session.tee, status: errorCode(err) });
     if (err instanceof KbsError) {
-      log.warn({ code: err.code, reason: err.message, tee: session.tee }, 'attestation refused');
+      c.log.warn({ code: err.code, reason: err.message, tee: session.tee }, 'attestation refused');
     }
     const reason = err instanceof KbsError ? `${err.code}: ${err.message}` : errorCode(err);
     await auditEvent(c, 'attest', { tee: session.tee, node: identified, verdict: 'failed', reason });
@@ -118,7 +117,8 @@ export async function handleAttest(c: FlowExchange): Promise<FlowAnswer> {
   // What `/resource` by cookie needs, on whichever replica it lands.
   await deps.state.sessions.recordAttestation(session.id, { claims: claims as Record<string, unknown>, teePubkey: runtime['tee-pubkey'] });
   deps.metrics?.count('attest_ok', session.tee);
-  log.info({ tee: session.tee, status: verdict.status, policy: verdict.policyId, node: appraisal.extra?.['node_id'] }, 'attested');
+  // The request's child logger is made only when the line is logged (flow-listener.ts makes it lazily).
+  if (deps.logger.isLevelEnabled('info')) c.log.info({ tee: session.tee, status: verdict.status, policy: verdict.policyId, node: appraisal.extra?.['node_id'] }, 'attested');
   return { body: { token } };
 }
 

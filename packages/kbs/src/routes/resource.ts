@@ -45,7 +45,6 @@ export async function attestationClaims(c: Pick<FlowExchange, 'deps' | 'header' 
 /** GET /kbs/v0/resource/<repo>/<type>/<tag>[?version=N] — release a secret, JWE-wrapped to the tee key. */
 export async function handleGetResource(c: ResourceExchange): Promise<FlowAnswer> {
   const deps = c.deps;
-  const log = c.log;
   const path = resourcePathOf(c.resourcePath);
   const claims = await attestationClaims(c);
   // Refuses revoked and banned nodes (every replica reads the same record); the record gives freshness.
@@ -68,7 +67,7 @@ export async function handleGetResource(c: ResourceExchange): Promise<FlowAnswer
     deps.owners?.metrics?.policyDenial({ kind: 'resource', scope: decision.scope ?? 'default' });
     await auditEvent(c, 'deny', { ...audited, verdict: 'deny', reason: decision.reason });
     emitEvent(c, { type: 'denial', ...evented, ...(decision.reason !== undefined ? { reason: decision.reason } : {}) });
-    log.info({ resource: pathText, policy: decision.policyId, reason: decision.reason }, 'release denied');
+    if (deps.logger.isLevelEnabled('info')) c.log.info({ resource: pathText, policy: decision.policyId, reason: decision.reason }, 'release denied');
     // The first failed appraisal step (measured boot, IMA) is named whatever policy engine decided.
     const why = appraisalReasonOf(claims);
     const attestationWhy = why !== undefined && decision.reason?.includes(why) !== true ? `; attestation: ${why}` : '';
@@ -82,6 +81,6 @@ export async function handleGetResource(c: ResourceExchange): Promise<FlowAnswer
   emitEvent(c, { type: 'release', ...evented });
   deps.metrics?.count('release', path.repository);
   deps.owners?.metrics?.release(path.repository);
-  log.info({ resource: pathText, policy: decision.policyId }, 'released');
+  if (deps.logger.isLevelEnabled('info')) c.log.info({ resource: pathText, policy: decision.policyId }, 'released');
   return { body: jwe };
 }

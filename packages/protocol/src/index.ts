@@ -9,3 +9,4 @@ export type { ResourcePath } from './resource-path.js';
 export { ProtocolError, ERROR_TYPE_PREFIX, KBS_ERROR_VARIANTS, errorInformation, errorVariantOf } from './errors.js';
 export type { ProtocolErrorCode, KbsErrorVariant, ErrorInformation } from './errors.js';
 export { jcs } from './jcs.js';
+export { checkAttestation, checkKbsRequest, checkTeePubkey } from './message-checks.js';

@@ -1,5 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { TeePubkeySchema } from '@keyhold/protocol';
+import { checkTeePubkey } from '@keyhold/protocol';
 import { KbsError } from '../errors.js';
 import { decodeBase64urlStrict } from './base64url.js';
 
@@ -30,7 +30,7 @@ const UNCOMPRESSED = Buffer.from([0x04]);
  * Import the tee public key bound into the evidence (a JWK), with synchronous node:crypto.
  *
  * Guarantees, together with the encryption that follows (exactly what today's jose path —
- * `TeePubkeySchema` + `importJWK` + jose's key checks — accepts; tee-key-import.test.ts compares):
+ * `TeePubkeySchema` (checked by `checkTeePubkey`) + `importJWK` + jose's key checks — accepts; tee-key-import.test.ts compares):
  * a public JWK of the protocol's shape only (EC P-256/P-384/P-521 with x/y, or RSA with n/e; no
  * private or unknown members); its `alg`, when present, equal to the one algorithm used for its
  * type (ECDH-ES+A256KW for EC, RSA-OAEP-256 for RSA; RSA1_5 and every other value refused); EC
@@ -41,12 +41,11 @@ const UNCOMPRESSED = Buffer.from([0x04]);
  * the key; that is the appraiser's job). Every failure is a `JWE_FAILED` KbsError.
  */
 export function importTeeKey(jwk: unknown): TeeKey {
-  const parsed = TeePubkeySchema.safeParse(jwk);
+  const pub = checkTeePubkey(jwk);
   // SECURITY: only a well-formed public JWK of the protocol's shape is used: private members (`d`),
   // other key types and unknown members are refused, and a token without one releases nothing
   // (key substitution) (PROTOCOL-NOTES §1, RFC 7517 §4).
-  if (!parsed.success) throw new KbsError('JWE_FAILED', 'attestation carries no usable tee-pubkey');
-  const pub = parsed.data;
+  if (pub === undefined) throw new KbsError('JWE_FAILED', 'attestation carries no usable tee-pubkey');
   const alg = pub.kty === 'EC' ? ECDH_ES_A256KW : RSA_OAEP_256;
   // SECURITY: the key's own `alg` must agree with the one we use; a downgrade to RSA1_5 (padding
   // oracle) or a mismatched algorithm is refused (algorithm confusion) (RFC 8725 §3.1).

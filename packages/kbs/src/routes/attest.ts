@@ -1,10 +1,10 @@
 import { timingSafeEqual } from 'node:crypto';
-import { AttestationSchema, parseInitData, ProtocolError, runtimeDataDigest, type ParsedInitData } from '@keyhold/protocol';
+import { checkAttestation, parseInitData, ProtocolError, runtimeDataDigest, type ParsedInitData } from '@keyhold/protocol';
 import { KbsError } from '../errors.js';
 import { SESSION_COOKIE } from '../session/cookie.js';
 import { sessionIdOf } from '../session/new-session.js';
 import { earClaims } from '../token/ear-claims.js';
-import { validateBody } from './json-body.js';
+import { checkBody } from './json-body.js';
 import type { FlowAnswer, FlowExchange } from '../hot-path/flow-exchange.js';
 import { auditEvent, errorCode } from '../owners/record-event.js';
 import { nodeLabel } from '../owners/client-address.js';
@@ -21,7 +21,7 @@ export async function handleAttest(c: FlowExchange): Promise<FlowAnswer> {
   const now = deps.now?.() ?? Date.now();
   const sessionId = sessionIdOf(c.cookie(SESSION_COOKIE));
   if (sessionId === undefined) throw new KbsError('SESSION_MISSING', 'no valid kbs-session-id cookie');
-  const body = validateBody(await c.readJson(deps.maxBodyBytes), AttestationSchema);
+  const body = checkBody(await c.readJson(deps.maxBodyBytes), checkAttestation);
 
   // SECURITY: one nonce, one attestation: a second attestation on the same session (a replay of
   // captured evidence, or the same evidence sent to two replicas at once) is refused (replay).

@@ -1,10 +1,10 @@
 import { generateCookie } from 'hono/cookie';
-import { PROTOCOL_VERSION, RequestSchema, selectedBindingHash, BINDING_HASH_ALGORITHMS } from '@keyhold/protocol';
+import { PROTOCOL_VERSION, checkKbsRequest, selectedBindingHash, BINDING_HASH_ALGORITHMS } from '@keyhold/protocol';
 import { KbsError } from '../errors.js';
 import { SESSION_COOKIE } from '../session/cookie.js';
 import { newSession } from '../session/new-session.js';
 import type { ReferenceSnapshot } from '../state/ports.js';
-import { validateBody } from './json-body.js';
+import { checkBody } from './json-body.js';
 import { auditEvent } from '../owners/record-event.js';
 import type { FlowAnswer, FlowExchange } from '../hot-path/flow-exchange.js';
 
@@ -67,7 +67,7 @@ async function readRequest(x: FlowExchange) {
   // SECURITY: an unauthenticated client's /auth body is small and bounded on its own (413 beyond),
   // so a stream of large extra-params cannot grow the KBS (issue 12: memory exhaustion via /auth).
   const max = Math.min(x.deps.maxAuthBodyBytes ?? DEFAULT_MAX_AUTH_BODY_BYTES, x.deps.maxBodyBytes);
-  return validateBody(await x.readJson(max), RequestSchema);
+  return checkBody(await x.readJson(max), checkKbsRequest);
 }
 
 /** SHA-384 unless the client lists supported algorithms that exclude it. */

@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import type { z } from 'zod';
 import type { KbsEnv } from '../app-env.js';
+import { ProtocolError } from '@keyhold/protocol';
 import { KbsError } from '../errors.js';
 import { readJsonRequest } from '../hot-path/read-body.js';
 
@@ -23,4 +24,17 @@ export function validateBody<S extends z.ZodType>(json: unknown, schema: S): z.o
     throw new KbsError('BAD_REQUEST', `invalid request: ${where}: ${first?.message ?? 'malformed'}`);
   }
   return parsed.data;
+}
+
+/**
+ * Check a parsed JSON body with one of the protocol's hand-written message checks (the hot path's
+ * equivalent of a schema: `checkKbsRequest`, `checkAttestation`): the same 400 as `validateBody`.
+ */
+export function checkBody<T>(json: unknown, check: (body: unknown) => T): T {
+  try {
+    return check(json);
+  } catch (err) {
+    if (err instanceof ProtocolError) throw new KbsError('BAD_REQUEST', `invalid request: ${err.message}`);
+    throw err;
+  }
 }

@@ -18,6 +18,7 @@ import {
 import { KbsClientError } from './errors.js';
 import { httpExchange, keepAliveAgent, type HttpAnswer } from './http-exchange.js';
 import { AgentError } from '../errors.js';
+import { markPhase } from '../phase-channel.js';
 import type { ResourceCache } from './sealed-jwe-cache.js';
 import { softwareTeeKeys, type SoftwareTeeKeyType, type TeeKey, type TeeKeySource } from './tee-key.js';
 
@@ -154,6 +155,7 @@ export class KbsClient {
       res = await this.#call('GET', rel, { authorization: `Bearer ${token}` });
     }
     const body = await this.#json(res, rel);
+    markPhase('kbs:resource');
     const parsed = ResourceResponseSchema.safeParse(body);
     if (!parsed.success) throw new KbsClientError('KBS_PROTOCOL', 'resource response is not a flattened JWE');
     const key = this.#teeKey;
@@ -166,6 +168,7 @@ export class KbsClient {
       if (cause instanceof KbsClientError || cause instanceof AgentError) throw cause;
       throw new KbsClientError('JWE_DECRYPT_FAILED', 'could not decrypt the resource (wrong key or tampered response)', { cause });
     }
+    markPhase('jwe');
     await this.#opts.cache?.write(rel, parsed.data, key);
     return plaintext;
   }
@@ -183,15 +186,18 @@ export class KbsClient {
   async #handshake(): Promise<string> {
     const attester = this.#opts.attester;
     const extra = (await attester.requestExtraParams?.()) ?? {};
+    markPhase('identity');
     const authRes = await this.#call('POST', '/kbs/v0/auth', { 'content-type': 'application/json' }, JSON.stringify({ version: PROTOCOL_VERSION, tee: attester.tee, 'extra-params': extra }));
     const cookie = cookieFrom(authRes.setCookie);
     const challengeJson = await this.#json(authRes, '/kbs/v0/auth');
+    markPhase('kbs:auth');
     const ch = ChallengeSchema.safeParse(challengeJson);
     if (!ch.success) throw new KbsClientError('KBS_PROTOCOL', 'challenge is malformed');
     if (cookie === undefined) throw new KbsClientError('KBS_PROTOCOL', 'KBS set no kbs-session-id cookie');
     const challengeExtra = typeof ch.data['extra-params'] === 'object' ? ch.data['extra-params'] : {};
     const hashAlgorithm = selectedBindingHash(challengeExtra);
     const teeKey = await this.#teeKeys.create();
+    markPhase('tee-key');
     let ev: { primary: unknown };
     const additionalEvidence = this.#opts.additionalEvidence?.() ?? '';
     try {
@@ -208,6 +214,7 @@ export class KbsClient {
       if (cause instanceof KbsClientError) throw cause;
       throw new KbsClientError('EVIDENCE_FAILED', `could not gather evidence: ${(cause as Error).message ?? cause}`, { cause });
     }
+    markPhase('evidence');
     const attestation = {
       ...(this.#opts.initData !== undefined ? { 'init-data': this.#opts.initData } : {}),
       'runtime-data': { nonce: ch.data.nonce, 'tee-pubkey': teeKey.publicJwk },
@@ -215,6 +222,7 @@ export class KbsClient {
     };
     const attRes = await this.#call('POST', '/kbs/v0/attest', { 'content-type': 'application/json', cookie: `${COOKIE}=${cookie}` }, JSON.stringify(attestation));
     const tokenJson = await this.#json(attRes, '/kbs/v0/attest');
+    markPhase('kbs:attest');
     const tok = AttestationResponseSchema.safeParse(tokenJson);
     if (!tok.success) throw new KbsClientError('KBS_PROTOCOL', 'attestation response has no token');
     let expMs = this.#now() + 60_000;

@@ -6,10 +6,12 @@
  * by pointer; ESAPI outputs (`TYPE**`, allocated by ESAPI) are turned back into wire bytes with
  * `Tss2_MU_<TYPE>_Marshal` and then released with `Esys_Free`.
  */
-import * as koffi from 'koffi';
+import { createRequire } from 'node:module';
+import type * as Koffi from 'koffi';
 import { TpmError } from '../../errors.js';
+import { markPhase } from '../../phase-channel.js';
 
-type Fn = ReturnType<koffi.LibraryHandle['func']>;
+type Fn = ReturnType<Koffi.LibraryHandle['func']>;
 
 /** Structures we move across the boundary. */
 export type MuType =
@@ -119,10 +121,14 @@ export function loadTss(): TssLibrary {
   // error instead. TSS2_LOG is read at the first log call; a value set by the user is kept.
   process.env['TSS2_LOG'] ??= 'all+NONE';
   try {
+    // koffi (a native addon) is loaded here, on the first TPM use, not when the CLI starts.
+    const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
+    markPhase('tpm:koffi');
     const tctildr = koffi.load('libtss2-tctildr.so.0');
     const esysLib = koffi.load('libtss2-esys.so.0');
     const mu = koffi.load('libtss2-mu.so.0');
     const rc = koffi.load('libtss2-rc.so.0');
+    markPhase('tpm:dlopen');
     const esys: Record<string, Fn> = {};
     for (const proto of ESYS_PROTOTYPES) {
       const fn = esysLib.func(proto);
@@ -143,6 +149,7 @@ export function loadTss(): TssLibrary {
       marshal,
       unmarshal,
     };
+    markPhase('tpm:bind');
     return loaded;
   } catch (err) {
     throw new TpmError('TPM_UNAVAILABLE', 'tpm2-tss libraries could not be loaded', { cause: err });

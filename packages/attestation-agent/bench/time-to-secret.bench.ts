@@ -40,15 +40,15 @@ const KBS_BIN = resolve(here, '..', '..', 'kbs', 'bin', 'keyhold-kbs.js');
 const SECRET = 'time-to-secret-bench-value';
 
 /**
- * Loaded with --import into the agent process: records when node handed over (bootstrap done), the
- * duration of every HTTP request (node:http's diagnostics channels: request start to response
+ * Preloaded with --require into the agent process (CommonJS: an --import hook would start node's ESM
+ * loader, which the agent itself does not need): records when node handed over (bootstrap done),
+ * the duration of every HTTP request (node:http's diagnostics channels: request start to response
  * finish) and when each of the agent's phase marks came (its `keyhold:agent:phase` channel,
  * src/phase-channel.ts), and writes them with the process's CPU time to KH_TIMING_FILE at exit.
  */
-const HOOK = `data:text/javascript,${encodeURIComponent(`
-import dc from 'node:diagnostics_channel';
-import { writeFileSync } from 'node:fs';
+const HOOK_SOURCE = `
 const hookAt = performance.now();
+const dc = require('node:diagnostics_channel');
 const open = new Map();
 let netMs = 0;
 const done = ({ request }) => { const s = open.get(request); if (s !== undefined) { netMs += performance.now() - s; open.delete(request); } };
@@ -56,8 +56,8 @@ dc.subscribe('http.client.request.start', ({ request }) => open.set(request, per
 dc.subscribe('http.client.response.finish', done);
 const marks = [];
 dc.subscribe('keyhold:agent:phase', (name) => marks.push([name, performance.now()]));
-process.on('exit', () => { const c = process.cpuUsage(); writeFileSync(process.env.KH_TIMING_FILE, JSON.stringify({ hookAt, netMs, cpuMs: (c.user + c.system) / 1000, exitAt: performance.now(), timeOrigin: performance.timeOrigin, marks })); });
-`)}`;
+process.on('exit', () => { const c = process.cpuUsage(); require('node:fs').writeFileSync(process.env.KH_TIMING_FILE, JSON.stringify({ hookAt, netMs, cpuMs: (c.user + c.system) / 1000, exitAt: performance.now(), timeOrigin: performance.timeOrigin, marks })); });
+`;
 
 interface Run {
   wallMs: number;
@@ -176,11 +176,13 @@ async function main(): Promise<void> {
     await adminCall('POST', '/kbs/v0/resource/default/key/bench', SECRET, 'application/octet-stream');
 
     const timingFile = join(dir, 'timing.json');
+    const hookFile = join(dir, 'timing-hook.cjs');
+    await writeFile(hookFile, HOOK_SOURCE);
     const once = async (entry: string, stateDir: string, profile = false): Promise<Run> => {
       const tpm0 = await cpuMs(swtpm.pid);
       const kbs0 = await cpuMs(kbs.pid);
       const prof = profile && values.profile !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : [];
-      const r = await runProcess([...prof, '--import', HOOK, entry, 'get-resource', 'kbs:///default/key/bench', ...common, '--state-dir', stateDir], { ...process.env, KH_TIMING_FILE: timingFile });
+      const r = await runProcess([...prof, '--require', hookFile, entry, 'get-resource', 'kbs:///default/key/bench', ...common, '--state-dir', stateDir], { ...process.env, KH_TIMING_FILE: timingFile });
       if (r.code !== 0 || r.stdout !== SECRET) throw new Error(`get-resource failed (${r.code}): ${r.stderr}`);
       const t = JSON.parse(await readFile(timingFile, 'utf8')) as { hookAt: number; netMs: number; cpuMs: number; exitAt: number; timeOrigin: number; marks: [string, number][] };
       return { wallMs: r.wallMs, cpuMs: t.cpuMs, tpmCpuMs: (await cpuMs(swtpm.pid)) - tpm0, kbsCpuMs: (await cpuMs(kbs.pid)) - kbs0, hookAt: t.hookAt, netMs: t.netMs, phases: phasesOf(t, r.spawnedAt, r.endedAt) };

@@ -23,6 +23,22 @@ import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
 
 const pkg = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * commander requires node:child_process at load, only to spawn executable subcommands, which the
+ * agent does not have; loading it costs every start several ms. In the bundle, commander gets it on
+ * first use instead.
+ */
+const lazyChildProcessForCommander = {
+  name: 'lazy-child-process-for-commander',
+  setup(b) {
+    b.onResolve({ filter: /^node:child_process$/ }, (args) => (/[\\/]commander[\\/]/.test(args.importer) ? { path: 'lazy-child-process', namespace: 'keyhold-lazy' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'keyhold-lazy' }, () => ({
+      contents: "module.exports = new Proxy({}, { get: (_, name) => require('node:child_process')[name] });",
+      loader: 'js',
+    }));
+  },
+};
 const outdir = resolve(pkg, 'dist', 'bundle');
 const outfile = resolve(outdir, 'keyhold-agent.cjs');
 rmSync(outdir, { recursive: true, force: true });
@@ -40,6 +56,7 @@ const result = await build({
   // (createRequire takes a path as well as a file URL).
   define: { 'import.meta.url': '__filename' },
   metafile: true,
+  plugins: [lazyChildProcessForCommander],
   logLevel: 'warning',
   legalComments: 'none',
   // Fewer bytes to read at every start (names are kept for stack traces); pure ASCII (esbuild's
@@ -105,6 +122,7 @@ function stampFileOf(file) {
   return file;
 }
 const modules = Object.keys(result.metafile.inputs)
+  .filter((p) => !p.startsWith('keyhold-lazy:'))
   .map((p) => resolve(pkg, p))
   .filter((p) => !p.includes('/node_modules/') || p.includes('/node_modules/@keyhold/'));
 const inputs = [...new Set(modules.map(stampFileOf))].map(stamp);

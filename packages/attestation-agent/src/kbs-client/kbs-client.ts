@@ -75,6 +75,11 @@ export interface KbsClientOptions {
 }
 
 const COOKIE = 'kbs-session-id';
+/**
+ * zod parse options for the KBS's answers: the same checks without zod's eval-compiled fast path,
+ * whose code generation costs more than it saves for the few messages one process parses.
+ */
+const PARSE_ONCE = { jitless: true } as const;
 /** A node certificate and its chain are a few KiB; a larger answer is not one. */
 const NODE_CERT_ANSWER_MAX_BYTES = 256 * 1024;
 
@@ -156,7 +161,7 @@ export class KbsClient {
     }
     const body = await this.#json(res, rel);
     markPhase('kbs:resource');
-    const parsed = ResourceResponseSchema.safeParse(body);
+    const parsed = ResourceResponseSchema.safeParse(body, PARSE_ONCE);
     if (!parsed.success) throw new KbsClientError('KBS_PROTOCOL', 'resource response is not a flattened JWE');
     const key = this.#teeKey;
     if (key === undefined) throw new KbsClientError('JWE_DECRYPT_FAILED', 'no tee key for this response');
@@ -191,7 +196,7 @@ export class KbsClient {
     const cookie = cookieFrom(authRes.setCookie);
     const challengeJson = await this.#json(authRes, '/kbs/v0/auth');
     markPhase('kbs:auth');
-    const ch = ChallengeSchema.safeParse(challengeJson);
+    const ch = ChallengeSchema.safeParse(challengeJson, PARSE_ONCE);
     if (!ch.success) throw new KbsClientError('KBS_PROTOCOL', 'challenge is malformed');
     if (cookie === undefined) throw new KbsClientError('KBS_PROTOCOL', 'KBS set no kbs-session-id cookie');
     const challengeExtra = typeof ch.data['extra-params'] === 'object' ? ch.data['extra-params'] : {};
@@ -223,7 +228,7 @@ export class KbsClient {
     const attRes = await this.#call('POST', '/kbs/v0/attest', { 'content-type': 'application/json', cookie: `${COOKIE}=${cookie}` }, JSON.stringify(attestation));
     const tokenJson = await this.#json(attRes, '/kbs/v0/attest');
     markPhase('kbs:attest');
-    const tok = AttestationResponseSchema.safeParse(tokenJson);
+    const tok = AttestationResponseSchema.safeParse(tokenJson, PARSE_ONCE);
     if (!tok.success) throw new KbsClientError('KBS_PROTOCOL', 'attestation response has no token');
     let expMs = this.#now() + 60_000;
     try {
@@ -262,7 +267,7 @@ export class KbsClient {
     let variant;
     let errorType: string | undefined;
     try {
-      const info = ErrorInformationSchema.parse(JSON.parse(text));
+      const info = ErrorInformationSchema.parse(JSON.parse(text), PARSE_ONCE);
       variant = errorVariantOf(info);
       errorType = (info.type.split('/').pop() ?? '').slice(0, 64);
       detail = `${info.detail} (${errorType})`;

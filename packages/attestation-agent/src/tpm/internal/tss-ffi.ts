@@ -127,33 +127,47 @@ export function loadTss(): TssLibrary {
     const tctildr = koffi.load('libtss2-tctildr.so.0');
     const esysLib = koffi.load('libtss2-esys.so.0');
     const mu = koffi.load('libtss2-mu.so.0');
-    const rc = koffi.load('libtss2-rc.so.0');
     markPhase('tpm:dlopen');
-    const esys: Record<string, Fn> = {};
-    for (const proto of ESYS_PROTOTYPES) {
-      const fn = esysLib.func(proto);
-      esys[fn.info.name] = fn;
-    }
-    const marshal = {} as Record<MuType, Fn>;
-    const unmarshal = {} as Record<MuType, Fn>;
-    for (const t of MU_TYPES) {
-      marshal[t] = mu.func(`uint32_t Tss2_MU_${t}_Marshal(void *src, _Out_ uint8_t *buf, size_t size, _Inout_ size_t *offset)`);
-      unmarshal[t] = mu.func(`uint32_t Tss2_MU_${t}_Unmarshal(const uint8_t *buf, size_t size, _Inout_ size_t *offset, void *dest)`);
-    }
+    // Each C function is bound (its prototype parsed by koffi) when first called: a command uses a
+    // handful of the ~75 declared here.
+    const esys = lazyRecord(ESYS_PROTOTYPES.map((proto) => [/\b(Esys_\w+)\(/.exec(proto)![1]!, () => esysLib.func(proto)]));
+    const marshal = lazyRecord(MU_TYPES.map((t) => [t, () => mu.func(`uint32_t Tss2_MU_${t}_Marshal(void *src, _Out_ uint8_t *buf, size_t size, _Inout_ size_t *offset)`)]));
+    const unmarshal = lazyRecord(MU_TYPES.map((t) => [t, () => mu.func(`uint32_t Tss2_MU_${t}_Unmarshal(const uint8_t *buf, size_t size, _Inout_ size_t *offset, void *dest)`)]));
+    let rcDecode: Fn | undefined;
     loaded = {
       tctiInit: tctildr.func('uint32_t Tss2_TctiLdr_Initialize(const char *conf, _Out_ void **ctx)'),
       tctiFinalize: tctildr.func('void Tss2_TctiLdr_Finalize(_Inout_ void **ctx)'),
       esys,
       free: esysLib.func('void Esys_Free(void *ptr)'),
-      rcDecode: rc.func('const char *Tss2_RC_Decode(uint32_t rc)'),
-      marshal,
-      unmarshal,
+      // libtss2-rc only names error codes: loaded on the first error.
+      get rcDecode() {
+        return (rcDecode ??= koffi.load('libtss2-rc.so.0').func('const char *Tss2_RC_Decode(uint32_t rc)'));
+      },
+      marshal: marshal as Record<MuType, Fn>,
+      unmarshal: unmarshal as Record<MuType, Fn>,
     };
     markPhase('tpm:bind');
     return loaded;
   } catch (err) {
     throw new TpmError('TPM_UNAVAILABLE', 'tpm2-tss libraries could not be loaded', { cause: err });
   }
+}
+
+/** A record whose members are made on first access (then kept). */
+function lazyRecord(entries: readonly (readonly [string, () => Fn])[]): Record<string, Fn> {
+  const out: Record<string, Fn> = {};
+  for (const [name, make] of entries) {
+    Object.defineProperty(out, name, {
+      enumerable: true,
+      configurable: true,
+      get() {
+        const fn = make();
+        Object.defineProperty(out, name, { value: fn, enumerable: true });
+        return fn;
+      },
+    });
+  }
+  return out;
 }
 
 export function esysFn(lib: TssLibrary, name: string): Fn {

@@ -8,6 +8,7 @@
 // each builtin it imports, a facade that reads all of the builtin's exports (node:fs's pull in the
 // streams modules) — tens of ms before the CLI runs.
 'use strict';
+/* eslint-disable @typescript-eslint/no-require-imports -- CommonJS on purpose, see above */
 const { channel } = require('node:diagnostics_channel');
 const { readFileSync, statSync } = require('node:fs');
 const { createRequire } = require('node:module');

@@ -15,20 +15,23 @@
  *                   created on every run (what the agent did before issue 11);
  *   - `bundle`      the bin loader (bundled CLI), fresh state dir (no EK-public cache);
  *   - `bundle+ek`   the bin loader with a kept state dir: the EK public comes from the cache that
- *                   the TPM's own answer for the AK (its qualified name) validates.
+ *                   the TPM's own answer for the AK (its qualified name) validates;
+ *   - `keyprovider` as `bundle+ek`, but `keyprovider cmd` unwrapping one layer's annotation packet
+ *                   (its KEK a KBS resource) from stdin, as ocicrypt's cmd mode runs it per layer key.
  * Breakdown of the `bundle+ek` runs: node start (bare `node -e 0` in the same run), module load
  * (`keyhold-agent --version` minus node start), TPM (swtpm CPU time per run), network + KBS (sum
  * of the HTTP requests' durations, from node:http's diagnostics channels), and the rest (agent work:
  * FFI, crypto, JSON). Wall times need a quiet machine; the agent's CPU time is less sensitive to load.
  */
 import { spawn } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
+import { encodePrivateOptions, wrapAnnotationPacket } from '@keyhold/ocicrypt';
 import { freePort, spawnProcess, startSwtpm, waitForPort } from '@keyhold/test-harness';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '20' }, profile: { type: 'string' }, json: { type: 'boolean', default: false } } });
@@ -98,15 +101,16 @@ async function cpuMs(pid: number | undefined): Promise<number> {
 /** Now, in ms since the epoch, on the clock of performance.timeOrigin (comparable across processes). */
 const epochMs = (): number => performance.timeOrigin + performance.now();
 
-function runProcess(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string; wallMs: number; spawnedAt: number; endedAt: number }> {
+function runProcess(args: string[], env: NodeJS.ProcessEnv = process.env, input?: string): Promise<{ code: number | null; stdout: string; stderr: string; wallMs: number; spawnedAt: number; endedAt: number }> {
   return new Promise((resolvePromise, reject) => {
     const spawnedAt = epochMs();
     const t0 = process.hrtime.bigint();
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { env, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    if (input !== undefined) child.stdin?.end(input);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d));
     child.on('error', reject);
     child.on('exit', (code) => resolvePromise({ code, stdout, stderr, wallMs: Number(process.hrtime.bigint() - t0) / 1e6, spawnedAt, endedAt: epochMs() }));
   });
@@ -162,7 +166,7 @@ async function main(): Promise<void> {
     const url = `http://127.0.0.1:${port}`;
     const now = Math.floor(Date.now() / 1000);
     const token = await new SignJWT({ role: 'admin' }).setProtectedHeader({ alg: 'EdDSA' }).setSubject('bench').setIssuedAt(now).setExpirationTime(now + 3600).sign(admin.privateKey);
-    const adminCall = async (method: string, path: string, body: string, type: string): Promise<void> => {
+    const adminCall = async (method: string, path: string, body: string | Uint8Array, type: string): Promise<void> => {
       const res = await fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': type }, body });
       if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
     };
@@ -178,12 +182,20 @@ async function main(): Promise<void> {
     const timingFile = join(dir, 'timing.json');
     const hookFile = join(dir, 'timing-hook.cjs');
     await writeFile(hookFile, HOOK_SOURCE);
-    const once = async (entry: string, stateDir: string, profile = false): Promise<Run> => {
+    // What ocicrypt's cmd mode hands the agent for one layer: a KEK released as a KBS resource wraps the layer's options.
+    const kek = randomBytes(32);
+    await adminCall('POST', '/kbs/v0/resource/default/image-kek/bench', kek, 'application/octet-stream');
+    const optsData = encodePrivateOptions({ symkey: randomBytes(32), nonce: randomBytes(16), digest: `sha256:${'ab'.repeat(32)}` });
+    const packet = Buffer.from(wrapAnnotationPacket(optsData, { kid: 'kbs:///default/image-kek/bench', kek })).toString('base64');
+    const unwrapRequest = JSON.stringify({ op: 'keyunwrap', keywrapparams: { ec: null, optsdata: null }, keyunwrapparams: { dc: { Parameters: { 'attestation-agent': ['RW5hYmxlZA=='] } }, annotation: packet } });
+    const once = async (entry: string, stateDir: string, profile = false, command: 'get-resource' | 'keyprovider' = 'get-resource'): Promise<Run> => {
       const tpm0 = await cpuMs(swtpm.pid);
       const kbs0 = await cpuMs(kbs.pid);
       const prof = profile && values.profile !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : [];
-      const r = await runProcess([...prof, '--require', hookFile, entry, 'get-resource', 'kbs:///default/key/bench', ...common, '--state-dir', stateDir], { ...process.env, KH_TIMING_FILE: timingFile });
-      if (r.code !== 0 || r.stdout !== SECRET) throw new Error(`get-resource failed (${r.code}): ${r.stderr}`);
+      const args = command === 'get-resource' ? ['get-resource', 'kbs:///default/key/bench'] : ['keyprovider', 'cmd'];
+      const r = await runProcess([...prof, '--require', hookFile, entry, ...args, ...common, '--state-dir', stateDir], { ...process.env, KH_TIMING_FILE: timingFile }, command === 'keyprovider' ? unwrapRequest : undefined);
+      if (command === 'get-resource' && (r.code !== 0 || r.stdout !== SECRET)) throw new Error(`get-resource failed (${r.code}): ${r.stderr}`);
+      if (command === 'keyprovider' && (r.code !== 0 || !r.stdout.includes(Buffer.from(optsData).toString('base64')))) throw new Error(`keyprovider cmd failed (${r.code}): ${r.stderr}`);
       const t = JSON.parse(await readFile(timingFile, 'utf8')) as { hookAt: number; netMs: number; cpuMs: number; exitAt: number; timeOrigin: number; marks: [string, number][] };
       return { wallMs: r.wallMs, cpuMs: t.cpuMs, tpmCpuMs: (await cpuMs(swtpm.pid)) - tpm0, kbsCpuMs: (await cpuMs(kbs.pid)) - kbs0, hookAt: t.hookAt, netMs: t.netMs, phases: phasesOf(t, r.spawnedAt, r.endedAt) };
     };
@@ -191,13 +203,15 @@ async function main(): Promise<void> {
     await once(AGENT_BIN, keptState);
     await once(AGENT_DIST, join(dir, 'warm'));
 
-    const variants = { dist: [] as Run[], bundle: [] as Run[], 'bundle+ek': [] as Run[] };
+    await once(AGENT_BIN, keptState, false, 'keyprovider');
+    const variants = { dist: [] as Run[], bundle: [] as Run[], 'bundle+ek': [] as Run[], keyprovider: [] as Run[] };
     const nodeStart: number[] = [];
     const version: number[] = [];
     for (let i = 0; i < RUNS; i++) {
       variants.dist.push(await once(AGENT_DIST, join(dir, `fresh-d${i}`)));
       variants.bundle.push(await once(AGENT_BIN, join(dir, `fresh-b${i}`)));
       variants['bundle+ek'].push(await once(AGENT_BIN, keptState, true));
+      variants.keyprovider.push(await once(AGENT_BIN, keptState, false, 'keyprovider'));
       nodeStart.push((await runProcess(['-e', '0'])).wallMs);
       version.push((await runProcess([AGENT_BIN, '--version'])).wallMs);
     }
@@ -227,7 +241,7 @@ async function main(): Promise<void> {
     // --json: one machine-readable line for scripts/bench-summary.ts.
     if (values.json) {
       const cpu = median(c.map((r) => r.cpuMs));
-      console.log(`BENCH_RESULT ${JSON.stringify({ bench: 'agent-time-to-secret', runs: RUNS, medianMs: wall, p95Ms: pct(c.map((r) => r.wallMs), 95), agentCpuMs: cpu, nodeStartMs: node0, unbundledNoEkCacheMs: before, phasesMs: phaseMs })}`);
+      console.log(`BENCH_RESULT ${JSON.stringify({ bench: 'agent-time-to-secret', runs: RUNS, medianMs: wall, p95Ms: pct(c.map((r) => r.wallMs), 95), agentCpuMs: cpu, nodeStartMs: node0, unbundledNoEkCacheMs: before, keyproviderCmdMs: median(variants.keyprovider.map((r) => r.wallMs)), phasesMs: phaseMs })}`);
     }
   } finally {
     await kbs.stop();

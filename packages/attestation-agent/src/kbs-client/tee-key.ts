@@ -52,8 +52,8 @@ const RSA_TEE_KEY_BITS = 3072;
 /**
  * Software tee keys of `type`: EC P-256 for ECDH-ES+A256KW only, or RSA-3072 for RSA-OAEP-256, the
  * key pair made and the key agreement done with node:crypto, the JWE decrypted by
- * {@link decryptFlattenedJwe} (jose is its reference in the tests; node:crypto, unlike jose's
- * WebCrypto, costs a CLI start that fetches one secret no module loading). The same keys and
+ * {@link decryptFlattenedJwe}, as for TPM-resident keys (jose is the reference in the tests). jose
+ * would load WebCrypto, ~10 ms of every CLI start that fetches one secret. The same keys and
  * algorithms as {@link generateTeeKeyPair}.
  */
 export function softwareTeeKeys(type: SoftwareTeeKeyType = 'ec'): TeeKeySource {

@@ -153,7 +153,7 @@ export function loadTss(): TssLibrary {
   }
 }
 
-/** A record whose members are made on first access (then kept). */
+/** A record whose members are bound on first access (then kept); a missing symbol is TPM_UNAVAILABLE. */
 function lazyRecord(entries: readonly (readonly [string, () => Fn])[]): Record<string, Fn> {
   const out: Record<string, Fn> = {};
   for (const [name, make] of entries) {
@@ -161,7 +161,12 @@ function lazyRecord(entries: readonly (readonly [string, () => Fn])[]): Record<s
       enumerable: true,
       configurable: true,
       get() {
-        const fn = make();
+        let fn: Fn;
+        try {
+          fn = make();
+        } catch (err) {
+          throw new TpmError('TPM_UNAVAILABLE', `the installed tpm2-tss has no usable ${name}`, { cause: err });
+        }
         Object.defineProperty(out, name, { value: fn, enumerable: true });
         return fn;
       },

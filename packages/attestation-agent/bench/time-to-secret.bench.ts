@@ -15,20 +15,23 @@
  *                   created on every run (what the agent did before issue 11);
  *   - `bundle`      the bin loader (bundled CLI), fresh state dir (no EK-public cache);
  *   - `bundle+ek`   the bin loader with a kept state dir: the EK public comes from the cache that
- *                   the TPM's own answer for the AK (its qualified name) validates.
+ *                   the TPM's own answer for the AK (its qualified name) validates;
+ *   - `keyprovider` as `bundle+ek`, but `keyprovider cmd` unwrapping one layer's annotation packet
+ *                   (its KEK a KBS resource) from stdin, as ocicrypt's cmd mode runs it per layer key.
  * Breakdown of the `bundle+ek` runs: node start (bare `node -e 0` in the same run), module load
  * (`keyhold-agent --version` minus node start), TPM (swtpm CPU time per run), network + KBS (sum
  * of the HTTP requests' durations, from node:http's diagnostics channels), and the rest (agent work:
  * FFI, crypto, JSON). Wall times need a quiet machine; the agent's CPU time is less sensitive to load.
  */
 import { spawn } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
+import { encodePrivateOptions, wrapAnnotationPacket } from '@keyhold/ocicrypt';
 import { freePort, spawnProcess, startSwtpm, waitForPort } from '@keyhold/test-harness';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '20' }, profile: { type: 'string' }, json: { type: 'boolean', default: false } } });
@@ -40,21 +43,24 @@ const KBS_BIN = resolve(here, '..', '..', 'kbs', 'bin', 'keyhold-kbs.js');
 const SECRET = 'time-to-secret-bench-value';
 
 /**
- * Loaded with --import into the agent process: records when node handed over (bootstrap done) and
+ * Preloaded with --require into the agent process (CommonJS: an --import hook would start node's ESM
+ * loader, which the agent itself does not need): records when node handed over (bootstrap done),
  * the duration of every HTTP request (node:http's diagnostics channels: request start to response
- * finish), and writes them with the process's CPU time to KH_TIMING_FILE at exit.
+ * finish) and when each of the agent's phase marks came (its `keyhold:agent:phase` channel,
+ * src/phase-channel.ts), and writes them with the process's CPU time to KH_TIMING_FILE at exit.
  */
-const HOOK = `data:text/javascript,${encodeURIComponent(`
-import dc from 'node:diagnostics_channel';
-import { writeFileSync } from 'node:fs';
+const HOOK_SOURCE = `
 const hookAt = performance.now();
+const dc = require('node:diagnostics_channel');
 const open = new Map();
 let netMs = 0;
 const done = ({ request }) => { const s = open.get(request); if (s !== undefined) { netMs += performance.now() - s; open.delete(request); } };
 dc.subscribe('http.client.request.start', ({ request }) => open.set(request, performance.now()));
 dc.subscribe('http.client.response.finish', done);
-process.on('exit', () => { const c = process.cpuUsage(); writeFileSync(process.env.KH_TIMING_FILE, JSON.stringify({ hookAt, netMs, cpuMs: (c.user + c.system) / 1000, exitAt: performance.now() })); });
-`)}`;
+const marks = [];
+dc.subscribe('keyhold:agent:phase', (name) => marks.push([name, performance.now()]));
+process.on('exit', () => { const c = process.cpuUsage(); require('node:fs').writeFileSync(process.env.KH_TIMING_FILE, JSON.stringify({ hookAt, netMs, cpuMs: (c.user + c.system) / 1000, exitAt: performance.now(), timeOrigin: performance.timeOrigin, marks })); });
+`;
 
 interface Run {
   wallMs: number;
@@ -64,6 +70,25 @@ interface Run {
   kbsCpuMs: number;
   hookAt: number;
   netMs: number;
+  /** Phase name → its duration (ms): from spawn to the hook, between the agent's marks, to exit. */
+  phases: Map<string, number>;
+}
+
+/**
+ * The run's phases, each ending at a mark: `node start` (spawn until the hook runs: exec and node's
+ * bootstrap), then one per agent mark (from the previous mark), `to exit event` (the last mark until
+ * process 'exit') and `exit` (the 'exit' event until the parent sees the process end).
+ */
+function phasesOf(t: { hookAt: number; exitAt: number; timeOrigin: number; marks: [string, number][] }, spawnedAt: number, endedAt: number): Map<string, number> {
+  const out = new Map<string, number>([['node start', t.timeOrigin + t.hookAt - spawnedAt]]);
+  let prev = t.hookAt;
+  for (const [name, at] of t.marks) {
+    out.set(name, (out.get(name) ?? 0) + at - prev);
+    prev = at;
+  }
+  out.set('to exit event', t.exitAt - prev);
+  out.set('exit', endedAt - (t.timeOrigin + t.exitAt));
+  return out;
 }
 
 /** CPU time (user+system) a process used so far, from /proc. */
@@ -73,16 +98,21 @@ async function cpuMs(pid: number | undefined): Promise<number> {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 }
 
-function runProcess(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; stdout: string; stderr: string; wallMs: number }> {
+/** Now, in ms since the epoch, on the clock of performance.timeOrigin (comparable across processes). */
+const epochMs = (): number => performance.timeOrigin + performance.now();
+
+function runProcess(args: string[], env: NodeJS.ProcessEnv = process.env, input?: string): Promise<{ code: number | null; stdout: string; stderr: string; wallMs: number; spawnedAt: number; endedAt: number }> {
   return new Promise((resolvePromise, reject) => {
+    const spawnedAt = epochMs();
     const t0 = process.hrtime.bigint();
-    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { env, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    if (input !== undefined) child.stdin?.end(input);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d));
     child.on('error', reject);
-    child.on('exit', (code) => resolvePromise({ code, stdout, stderr, wallMs: Number(process.hrtime.bigint() - t0) / 1e6 }));
+    child.on('exit', (code) => resolvePromise({ code, stdout, stderr, wallMs: Number(process.hrtime.bigint() - t0) / 1e6, spawnedAt, endedAt: epochMs() }));
   });
 }
 
@@ -91,6 +121,33 @@ const pct = (xs: number[], p: number): number => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
 };
 const median = (xs: number[]): number => pct(xs, 50);
+
+/** What each phase of the breakdown covers (a phase ends at its mark; see src/phase-channel.ts). */
+const PHASE_NOTES: Record<string, string> = {
+  'node start': 'spawn until the first user code: exec and node bootstrap',
+  'loader:check': 'bin loader: is the bundle current (stat of its inputs)',
+  'loader:compile': 'read the bundle and its code cache, V8 deserialises',
+  'cli:init': "the bundle's top level: commander, the CLI declaration",
+  'cli:modules': "argv parsed, get-resource's modules loaded and initialised, config",
+  'tpm:koffi': 'require koffi (native addon)',
+  'tpm:dlopen': 'dlopen tpm2-tss: tctildr, esys, mu, rc',
+  'tpm:bind': 'koffi prototypes of the ESAPI/MU functions',
+  'tpm:tcti': 'Tss2_TctiLdr_Initialize: TCTI module dlopen and connect',
+  'tpm:esys': 'Esys_Initialize',
+  'tpm:ak': 'persistent AK: TR_FromTPMPublic, ReadPublic',
+  session: 'attester, KBS client and tee-key source built',
+  identity: 'EK public (cache, vouched for by the AK qualified name) and EK certificate from NV',
+  'kbs:auth': 'POST /kbs/v0/auth (HTTP) and the challenge parsed',
+  'tee-key': 'ephemeral tee key pair',
+  evidence: 'PCR reads, TPM2_Quote, evidence JSON',
+  'kbs:attest': 'POST /kbs/v0/attest (HTTP; the KBS appraises)',
+  'kbs:resource': 'GET the resource (HTTP)',
+  jwe: 'JWE decrypted',
+  close: 'session closed: HTTP agent, AK handle, Esys_Finalize, TCTI',
+  output: 'secret written to stdout',
+  'to exit event': "last mark until process 'exit' (the event loop drains)",
+  exit: "'exit' event until the parent sees the process end",
+};
 const f1 = (n: number): string => n.toFixed(1).padStart(7);
 
 async function main(): Promise<void> {
@@ -109,7 +166,7 @@ async function main(): Promise<void> {
     const url = `http://127.0.0.1:${port}`;
     const now = Math.floor(Date.now() / 1000);
     const token = await new SignJWT({ role: 'admin' }).setProtectedHeader({ alg: 'EdDSA' }).setSubject('bench').setIssuedAt(now).setExpirationTime(now + 3600).sign(admin.privateKey);
-    const adminCall = async (method: string, path: string, body: string, type: string): Promise<void> => {
+    const adminCall = async (method: string, path: string, body: string | Uint8Array, type: string): Promise<void> => {
       const res = await fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': type }, body });
       if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
     };
@@ -123,26 +180,38 @@ async function main(): Promise<void> {
     await adminCall('POST', '/kbs/v0/resource/default/key/bench', SECRET, 'application/octet-stream');
 
     const timingFile = join(dir, 'timing.json');
-    const once = async (entry: string, stateDir: string, profile = false): Promise<Run> => {
+    const hookFile = join(dir, 'timing-hook.cjs');
+    await writeFile(hookFile, HOOK_SOURCE);
+    // What ocicrypt's cmd mode hands the agent for one layer: a KEK released as a KBS resource wraps the layer's options.
+    const kek = randomBytes(32);
+    await adminCall('POST', '/kbs/v0/resource/default/image-kek/bench', kek, 'application/octet-stream');
+    const optsData = encodePrivateOptions({ symkey: randomBytes(32), nonce: randomBytes(16), digest: `sha256:${'ab'.repeat(32)}` });
+    const packet = Buffer.from(wrapAnnotationPacket(optsData, { kid: 'kbs:///default/image-kek/bench', kek })).toString('base64');
+    const unwrapRequest = JSON.stringify({ op: 'keyunwrap', keywrapparams: { ec: null, optsdata: null }, keyunwrapparams: { dc: { Parameters: { 'attestation-agent': ['RW5hYmxlZA=='] } }, annotation: packet } });
+    const once = async (entry: string, stateDir: string, profile = false, command: 'get-resource' | 'keyprovider' = 'get-resource'): Promise<Run> => {
       const tpm0 = await cpuMs(swtpm.pid);
       const kbs0 = await cpuMs(kbs.pid);
       const prof = profile && values.profile !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : [];
-      const r = await runProcess([...prof, '--import', HOOK, entry, 'get-resource', 'kbs:///default/key/bench', ...common, '--state-dir', stateDir], { ...process.env, KH_TIMING_FILE: timingFile });
-      if (r.code !== 0 || r.stdout !== SECRET) throw new Error(`get-resource failed (${r.code}): ${r.stderr}`);
-      const t = JSON.parse(await readFile(timingFile, 'utf8')) as { hookAt: number; netMs: number; cpuMs: number };
-      return { wallMs: r.wallMs, cpuMs: t.cpuMs, tpmCpuMs: (await cpuMs(swtpm.pid)) - tpm0, kbsCpuMs: (await cpuMs(kbs.pid)) - kbs0, hookAt: t.hookAt, netMs: t.netMs };
+      const args = command === 'get-resource' ? ['get-resource', 'kbs:///default/key/bench'] : ['keyprovider', 'cmd'];
+      const r = await runProcess([...prof, '--require', hookFile, entry, ...args, ...common, '--state-dir', stateDir], { ...process.env, KH_TIMING_FILE: timingFile }, command === 'keyprovider' ? unwrapRequest : undefined);
+      if (command === 'get-resource' && (r.code !== 0 || r.stdout !== SECRET)) throw new Error(`get-resource failed (${r.code}): ${r.stderr}`);
+      if (command === 'keyprovider' && (r.code !== 0 || !r.stdout.includes(Buffer.from(optsData).toString('base64')))) throw new Error(`keyprovider cmd failed (${r.code}): ${r.stderr}`);
+      const t = JSON.parse(await readFile(timingFile, 'utf8')) as { hookAt: number; netMs: number; cpuMs: number; exitAt: number; timeOrigin: number; marks: [string, number][] };
+      return { wallMs: r.wallMs, cpuMs: t.cpuMs, tpmCpuMs: (await cpuMs(swtpm.pid)) - tpm0, kbsCpuMs: (await cpuMs(kbs.pid)) - kbs0, hookAt: t.hookAt, netMs: t.netMs, phases: phasesOf(t, r.spawnedAt, r.endedAt) };
     };
     // Warm-up: file cache, the KBS's first requests, and the EK-public cache of the kept state dir.
     await once(AGENT_BIN, keptState);
     await once(AGENT_DIST, join(dir, 'warm'));
 
-    const variants = { dist: [] as Run[], bundle: [] as Run[], 'bundle+ek': [] as Run[] };
+    await once(AGENT_BIN, keptState, false, 'keyprovider');
+    const variants = { dist: [] as Run[], bundle: [] as Run[], 'bundle+ek': [] as Run[], keyprovider: [] as Run[] };
     const nodeStart: number[] = [];
     const version: number[] = [];
     for (let i = 0; i < RUNS; i++) {
       variants.dist.push(await once(AGENT_DIST, join(dir, `fresh-d${i}`)));
       variants.bundle.push(await once(AGENT_BIN, join(dir, `fresh-b${i}`)));
       variants['bundle+ek'].push(await once(AGENT_BIN, keptState, true));
+      variants.keyprovider.push(await once(AGENT_BIN, keptState, false, 'keyprovider'));
       nodeStart.push((await runProcess(['-e', '0'])).wallMs);
       version.push((await runProcess([AGENT_BIN, '--version'])).wallMs);
     }
@@ -162,12 +231,17 @@ async function main(): Promise<void> {
     const tpm = median(c.map((r) => r.tpmCpuMs));
     const net = median(c.map((r) => r.netMs));
     console.log(`\nbreakdown of bundle+ek (medians, ms): node start ${node0.toFixed(1)} (bare node -e 0; in-process hand-over at ${median(c.map((r) => r.hookAt)).toFixed(1)}), module load ${load.toFixed(1)} (--version ${median(version).toFixed(1)} − node start), TPM ${tpm.toFixed(1)} (swtpm CPU), network+KBS ${net.toFixed(1)}, rest ${(wall - node0 - load - tpm - net).toFixed(1)}`);
+    const names = [...new Set(c.flatMap((r) => [...r.phases.keys()]))];
+    const phaseMs = Object.fromEntries(names.map((n) => [n, median(c.map((r) => r.phases.get(n) ?? 0))]));
+    console.log(`\nphases of bundle+ek (medians, ms; each from the previous mark; HTTP inside the kbs:* phases: ${net.toFixed(1)} ms in all)`);
+    for (const n of names) console.log(`  ${n.padEnd(14)} ${f1(phaseMs[n] ?? 0)}  ${PHASE_NOTES[n] ?? ''}`);
+    console.log(`  ${'sum'.padEnd(14)} ${f1(Object.values(phaseMs).reduce((a, b) => a + b, 0))}  (sum of medians; wall median ${wall.toFixed(1)})`);
     const before = median(variants.dist.map((r) => r.wallMs));
     console.log(`time-to-secret: ${wall.toFixed(1)} ms median (target < 150 ms: ${wall < 150 ? 'met' : 'NOT met'}); unbundled, no EK cache ${before.toFixed(1)} ms (${(before / wall).toFixed(2)}× slower)`);
     // --json: one machine-readable line for scripts/bench-summary.ts.
     if (values.json) {
       const cpu = median(c.map((r) => r.cpuMs));
-      console.log(`BENCH_RESULT ${JSON.stringify({ bench: 'agent-time-to-secret', runs: RUNS, medianMs: wall, p95Ms: pct(c.map((r) => r.wallMs), 95), agentCpuMs: cpu, nodeStartMs: node0, unbundledNoEkCacheMs: before })}`);
+      console.log(`BENCH_RESULT ${JSON.stringify({ bench: 'agent-time-to-secret', runs: RUNS, medianMs: wall, p95Ms: pct(c.map((r) => r.wallMs), 95), agentCpuMs: cpu, nodeStartMs: node0, unbundledNoEkCacheMs: before, keyproviderCmdMs: median(variants.keyprovider.map((r) => r.wallMs)), phasesMs: phaseMs })}`);
     }
   } finally {
     await kbs.stop();

@@ -33,6 +33,8 @@ describe('bin/keyhold-agent.js (bundle loader)', () => {
     await mkdir(join(pkg, 'dist', 'bin'), { recursive: true });
     await mkdir(join(pkg, 'dist', 'bundle'));
     await copyFile(LOADER, join(pkg, 'bin', 'keyhold-agent.js'));
+    // The loader is CommonJS in an ESM package, as bin/package.json declares.
+    await copyFile(join(LOADER, '..', 'package.json'), join(pkg, 'bin', 'package.json'));
     await writeFile(join(pkg, 'package.json'), '{"type":"module"}');
     await writeFile(input(), "console.log('unbundled');\n");
     await writeFile(bundleFile(), "process.stdout.write(require('node:path').basename(__filename) + '\\n');\n");

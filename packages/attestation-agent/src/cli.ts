@@ -7,6 +7,7 @@ import { Command, runProgram, UsageError, type CliIo, type ProgramContext } from
 import { addAgentOptions, commonValues } from './cli-options.js';
 import type { AgentConfig } from './config.js';
 import type { SecretEncoding, SessionOpener } from './node-commands.js';
+import { markPhase } from './phase-channel.js';
 
 export type AgentIo = CliIo;
 export type { SessionOpener } from './node-commands.js';
@@ -135,6 +136,7 @@ function buildProgram(ctx: ProgramContext, env: NodeJS.ProcessEnv, opts: AgentCl
  * --json) and an exit code (0 ok, 1 failure, 2 usage, 3 refused by the KBS, 4 not found).
  */
 export async function runAgentCli(argv: readonly string[], io: AgentIo, env: NodeJS.ProcessEnv, opener?: SessionOpener, opts: AgentCliOptions = {}): Promise<number> {
+  markPhase('cli:init');
   const state: RunState = {};
   const options = { ...opts, ...(opener !== undefined ? { opener } : {}) };
   return runProgram((ctx) => buildProgram(ctx, env, options, state), argv, io, {

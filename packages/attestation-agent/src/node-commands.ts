@@ -6,6 +6,7 @@ import { collectTpmEvidence } from './evidence/tpm-evidence.js';
 import type { NodeSession, NodeSessionOptions } from './node-session.js';
 import { tpm2bPublicToSpkiDer } from './tpm/public-area.js';
 import type { TpmDevice } from './tpm/device.js';
+import { markPhase } from './phase-channel.js';
 
 export type SessionOpener = (config: AgentConfig, opts?: Pick<NodeSessionOptions, 'additionalEvidence'>) => Promise<NodeSession>;
 
@@ -18,6 +19,7 @@ async function withSession<T>(config: AgentConfig, opener: SessionOpener, fn: (s
     return await fn(session);
   } finally {
     await session.close();
+    markPhase('close');
   }
 }
 
@@ -42,6 +44,7 @@ export async function getResource(
   io: CliIo,
   opener: SessionOpener,
 ): Promise<number> {
+  markPhase('cli:modules');
   const secret = await withSession(config, opener, (s) => s.client.getResource(path, path.version !== undefined ? { version: path.version } : {}));
   try {
     if (out.file !== undefined) {
@@ -57,6 +60,7 @@ export async function getResource(
   } finally {
     secret.fill(0);
   }
+  markPhase('output');
   return 0;
 }
 

@@ -16,6 +16,7 @@ import { softwareTeeKeys, type TeeKeySource } from './kbs-client/tee-key.js';
 import { TpmTeeKeySource } from './kbs-client/tpm-tee-key.js';
 import { SealedJweCache } from './kbs-client/sealed-jwe-cache.js';
 import { azVtpmSessionParts } from './attester/az-vtpm-session.js';
+import { markPhase } from './phase-channel.js';
 
 /** An open TPM with the agent's AK loaded, and a KBS client that attests with it. */
 export interface NodeSession {
@@ -65,6 +66,7 @@ export async function openNodeSession(config: AgentConfig, opts: NodeSessionOpti
         : config.akMode === 'persistent'
         ? await loadOrCreateAk(tpm, { alg: config.akAlg, persistentHandle: config.akHandle, persist: config.akCreate })
         : await loadOrCreateAk(tpm, { alg: config.akAlg, stateDir: config.stateDir });
+    markPhase('tpm:ak');
     let initData: { wire: InitData; parsed: ParsedInitData } | undefined;
     if (config.initDataFile !== undefined) {
       initData = await readInitData(config.initDataFile);
@@ -94,6 +96,7 @@ export async function openNodeSession(config: AgentConfig, opts: NodeSessionOpti
       ...(opts.additionalEvidence !== undefined ? { additionalEvidence: opts.additionalEvidence } : {}),
     });
     const loaded = ak;
+    markPhase('session');
     return {
       tpm,
       ak: loaded,

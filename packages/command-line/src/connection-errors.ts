@@ -1,4 +1,5 @@
-import { connect as tlsConnect } from 'node:tls';
+import { createRequire } from 'node:module';
+import type * as Tls from 'node:tls';
 import { CliError } from './errors.js';
 
 const CERT_CODES = new Set([
@@ -27,8 +28,10 @@ function causes(err: unknown): { code?: string; message?: string }[] {
 
 /** Whether something at host:port completes a TLS handshake (any certificate), within `timeoutMs`. */
 export async function speaksTls(host: string, port: number, timeoutMs = 2000): Promise<boolean> {
-  // node:tls is imported statically: a dynamic import() fails inside the agent's bundle, which runs
-  // from a vm.Script with a code cache ("A dynamic import callback was not specified").
+  // node:tls is required here, only after a failure: loading it costs every CLI start a few ms. Not
+  // a dynamic import(), which fails inside the agent's bundle (a vm.Script with a code cache: "A
+  // dynamic import callback was not specified").
+  const { connect: tlsConnect } = createRequire(import.meta.url)('node:tls') as typeof Tls;
   return new Promise((resolve) => {
     const socket = tlsConnect({ host, port, rejectUnauthorized: false, ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }) });
     const done = (v: boolean): void => {

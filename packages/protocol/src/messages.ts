@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** The only protocol version Keyhold speaks, as Trustee's KBS requires. */
 export const PROTOCOL_VERSION = '0.4.0';

@@ -1,5 +1,5 @@
 import { fitReportData, TPM_REPORT_DATA_BYTES } from '@keyhold/protocol';
-import { collectTpmEvidence } from '../evidence/tpm-evidence.js';
+import { collectTpmEvidence, readEvidencePcrs } from '../evidence/tpm-evidence.js';
 import type { TpmDevice, TpmKey } from '../tpm/device.js';
 import type { Attester, EvidenceRequest } from '../kbs-client/kbs-client.js';
 
@@ -23,6 +23,7 @@ export class TpmAttester implements Attester {
   readonly #tpm: TpmDevice;
   readonly #ak: TpmKey;
   readonly #contributors: readonly TpmEvidenceContributor[];
+  #pcrsReadEarlier: Promise<Uint8Array[]> | undefined;
 
   constructor(tpm: TpmDevice, ak: TpmKey, contributors: readonly TpmEvidenceContributor[] = []) {
     this.#tpm = tpm;
@@ -33,6 +34,11 @@ export class TpmAttester implements Attester {
   async requestExtraParams(): Promise<Record<string, unknown>> {
     const out: Record<string, unknown> = {};
     for (const c of this.#contributors) if (c.requestExtraParams !== undefined) Object.assign(out, await c.requestExtraParams());
+    // The TPM reads the PCRs while the KBS answers /auth; the quote's pcrDigest check still decides
+    // whether those values are the ones reported.
+    const early = readEvidencePcrs(this.#tpm);
+    early.catch(() => undefined);
+    this.#pcrsReadEarlier = early;
     return out;
   }
 
@@ -41,7 +47,9 @@ export class TpmAttester implements Attester {
     // Contributors run first: e.g. credential activation must not race the quote's PCR reads.
     for (const c of this.#contributors) if (c.evidenceFields !== undefined) Object.assign(extra, await c.evidenceFields(req.challengeExtra));
     const qualifyingData = fitReportData(req.reportData, TPM_REPORT_DATA_BYTES);
-    const evidence = await collectTpmEvidence(this.#tpm, this.#ak, qualifyingData);
+    const pcrsReadEarlier = this.#pcrsReadEarlier;
+    this.#pcrsReadEarlier = undefined;
+    const evidence = await collectTpmEvidence(this.#tpm, this.#ak, qualifyingData, pcrsReadEarlier !== undefined ? { pcrsReadEarlier } : {});
     for (const c of this.#contributors) if (c.evidenceFieldsAfterQuote !== undefined) Object.assign(extra, await c.evidenceFieldsAfterQuote(req.challengeExtra));
     // A TPM-resident tee key: its certification by the AK, with the quote's qualifying data.
     if (req.teeKey?.residencyEvidence !== undefined) Object.assign(extra, await req.teeKey.residencyEvidence(qualifyingData));

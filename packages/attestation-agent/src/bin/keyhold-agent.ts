@@ -5,7 +5,16 @@ import { runAgentCli } from '../cli.js';
 // TSS2_LOG is read at the first log call, so setting it here (before any TPM call) is enough.
 process.env['TSS2_LOG'] ??= 'all+NONE';
 
-runAgentCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin }, process.env).then(
+// stdin on demand: process.stdin builds a stream (and loads its modules) on first access, which only
+// `keyprovider cmd` needs.
+const io = {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  get stdin() {
+    return process.stdin;
+  },
+};
+runAgentCli(process.argv.slice(2), io, process.env).then(
   (code) => {
     process.exitCode = code;
   },

@@ -4,7 +4,7 @@ import { TpmError } from '../errors.js';
 import type { TpmDevice } from '../tpm/device.js';
 import { createSoftwareTpm } from '../tpm/software-tpm.js';
 import { decodeUnverifiedQuoteAttest } from '../tpm/quote-format.js';
-import { bindInitData, collectTpmEvidence } from './tpm-evidence.js';
+import { bindInitData, collectTpmEvidence, readEvidencePcrs } from './tpm-evidence.js';
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
 
@@ -53,6 +53,30 @@ describe('collectTpmEvidence', () => {
     expect(ev.tpm_quote.pcrs[10]).not.toBe('00'.repeat(32));
     races = 2;
     await expect(collectTpmEvidence(racy, ak, new Uint8Array(32))).rejects.toMatchObject({ code: 'TPM_PCR_CHANGED' });
+  });
+
+  it('reports PCR values read earlier only when the quote covers them: a stale early read is read again, and is no attempt', async () => {
+    const { tpm, ak } = await setup();
+    const early = readEvidencePcrs(tpm);
+    await early;
+    await tpm.extendPcr(10, [{ alg: 'sha256', digest: new Uint8Array(32).fill(2) }]);
+    const now = await tpm.readPcrs('sha256', [10]);
+    const ev = await collectTpmEvidence(tpm, ak, new Uint8Array(32), { pcrsReadEarlier: early });
+    expect(ev.tpm_quote.pcrs[10]).toBe(Buffer.from(now[0]!).toString('hex'));
+    // A stale early read plus one race still succeeds (two fresh attempts remain); a failed early read is read again.
+    let races = 1;
+    const racy: TpmDevice = {
+      ...tpm,
+      async quote(...args) {
+        if (races-- > 0) await tpm.extendPcr(10, [{ alg: 'sha256', digest: new Uint8Array(32).fill(3) }]);
+        return tpm.quote(...args);
+      },
+    };
+    const stale = readEvidencePcrs(tpm);
+    await stale;
+    await tpm.extendPcr(10, [{ alg: 'sha256', digest: new Uint8Array(32).fill(4) }]);
+    await expect(collectTpmEvidence(racy, ak, new Uint8Array(32), { pcrsReadEarlier: stale })).resolves.toBeDefined();
+    await expect(collectTpmEvidence(tpm, ak, new Uint8Array(32), { pcrsReadEarlier: Promise.reject(new Error('TPM busy')) })).resolves.toBeDefined();
   });
 
   it('refuses a quote that is not bound to the report data or covers other PCRs', async () => {

@@ -40,8 +40,11 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  * the quote), the whole sequence is retried once; a second mismatch is TPM_PCR_CHANGED.
  * It also checks that the TPM put `reportData32` into extraData and quoted exactly the selection
  * asked for. It does not verify the signature (the verifier does).
+ *
+ * `pcrsReadEarlier` ({@link readEvidencePcrs}, started e.g. while the KBS answers /auth) stands in
+ * for the first read; it is held to the same pcrDigest check, and a stale one counts as no attempt.
  */
-export async function collectTpmEvidence(tpm: TpmDevice, ak: TpmKey, reportData32: Uint8Array): Promise<TpmEvidence> {
+export async function collectTpmEvidence(tpm: TpmDevice, ak: TpmKey, reportData32: Uint8Array, opts: { pcrsReadEarlier?: Promise<Uint8Array[]> } = {}): Promise<TpmEvidence> {
   if (!(reportData32 instanceof Uint8Array) || reportData32.length !== 32) {
     throw new TypeError('reportData32 must be 32 bytes (report_data truncated as Trustee does)');
   }
@@ -50,8 +53,11 @@ export async function collectTpmEvidence(tpm: TpmDevice, ak: TpmKey, reportData3
     akPublic = Buffer.from(tpm2bPublicToSpkiDer(ak.publicArea)).toString('base64');
     spkiCache.set(ak, akPublic);
   }
+  let earlier = opts.pcrsReadEarlier;
   for (let attempt = 1; ; attempt++) {
-    const pcrs = await tpm.readPcrs('sha256', ALL_PCRS);
+    const early = earlier !== undefined;
+    const pcrs = early ? await earlier!.catch(() => readEvidencePcrs(tpm)) : await readEvidencePcrs(tpm);
+    earlier = undefined;
     const quote = await tpm.quote(ak, 'sha256', ALL_PCRS, reportData32);
     const attest = decodeUnverifiedQuoteAttest(quote.message);
     const sig = parseTpmtSignature(quote.signature);
@@ -79,8 +85,14 @@ export async function collectTpmEvidence(tpm: TpmDevice, ak: TpmKey, reportData3
       };
     }
     // SECURITY: never report PCR values that differ from those the quote signed (go-attestation attest.Quote / PCR read race)
-    if (attempt >= ATTEMPTS) throw new TpmError('TPM_PCR_CHANGED', 'PCRs changed between reading and quoting, twice');
+    if (early) attempt--;
+    else if (attempt >= ATTEMPTS) throw new TpmError('TPM_PCR_CHANGED', 'PCRs changed between reading and quoting, twice');
   }
+}
+
+/** The PCR values evidence reports (SHA-256 PCRs 0-23), read now. */
+export function readEvidencePcrs(tpm: TpmDevice): Promise<Uint8Array[]> {
+  return tpm.readPcrs('sha256', ALL_PCRS);
 }
 
 /**

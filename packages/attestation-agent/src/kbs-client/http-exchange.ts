@@ -1,5 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { createRequire } from 'node:module';
+import type * as Https from 'node:https';
 import { KbsClientError } from './errors.js';
 
 /** An HTTP answer, body read in full. */
@@ -22,13 +23,21 @@ export interface HttpExchangeOptions {
 }
 
 /**
+ * node:https (and node:tls under it), loaded only for an https KBS: a few ms of every start
+ * otherwise. Not a dynamic import(), which fails inside the bundled CLI (a vm.Script).
+ */
+function https(): typeof Https {
+  return createRequire(import.meta.url)('node:https') as typeof Https;
+}
+
+/**
  * Connection reuse for one client: the three requests of a handshake share one connection, and an
  * idle connection never holds a short-lived CLI process open. `caPem`: the CA bundle trusted for an
  * https KBS (`--cert-file`); node's default CAs otherwise.
  */
 export function keepAliveAgent(url: URL, caPem?: string): HttpAgent {
   const opts = { keepAlive: true, maxSockets: 4, scheduling: 'lifo' as const };
-  return url.protocol === 'https:' ? new HttpsAgent({ ...opts, ...(caPem !== undefined ? { ca: caPem } : {}) }) : new HttpAgent(opts);
+  return url.protocol === 'https:' ? new (https().Agent)({ ...opts, ...(caPem !== undefined ? { ca: caPem } : {}) }) : new HttpAgent(opts);
 }
 
 /**
@@ -41,7 +50,7 @@ export function keepAliveAgent(url: URL, caPem?: string): HttpAgent {
  */
 export function httpExchange(url: string, opts: HttpExchangeOptions): Promise<HttpAnswer> {
   const target = new URL(url);
-  const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+  const send = target.protocol === 'https:' ? https().request : httpRequest;
   return new Promise<HttpAnswer>((resolve, reject) => {
     let settled = false;
     const fail = (err: KbsClientError): void => {

@@ -22,6 +22,8 @@ export type JweKeyAgreement =
   | {
       readonly kind: 'ecdh-es';
       readonly crv: 'P-256' | 'P-384';
+      /** Only ECDH-ES+A256KW, not direct ECDH-ES (software tee keys, which advertise that one algorithm). */
+      readonly keyWrapOnly?: boolean;
       /** Z: the x coordinate of d·epk. */
       sharedSecret(epk: { readonly x: Uint8Array; readonly y: Uint8Array }): Promise<Uint8Array>;
     };
@@ -91,6 +93,8 @@ async function unwrapCek(jwe: ResourceResponse, header: Header, key: JweKeyAgree
   const direct = header.alg === 'ECDH-ES';
   // SECURITY: only ECDH-ES+A256KW (what the KBS uses) or direct ECDH-ES for an EC key (RFC 7518 §4.6).
   if (!direct && header.alg !== 'ECDH-ES+A256KW') throw fail(`alg ${header.alg} does not fit an ECDH-ES key`);
+  // SECURITY: a key restricted to key wrapping takes no other algorithm, as jose's keyManagementAlgorithms allow-list did for it (algorithm confusion, RFC 7518 §4.6).
+  if (direct && key.keyWrapOnly === true) throw fail('alg ECDH-ES is not this key\'s algorithm (ECDH-ES+A256KW only)');
   const epk = header.epk as Record<string, unknown> | undefined;
   if (epk === undefined || epk === null || typeof epk !== 'object' || epk['kty'] !== 'EC' || epk['crv'] !== key.crv) throw fail(`epk is not an EC ${key.crv} public key`);
   const size = COORDINATE_BYTES[key.crv];

@@ -18,6 +18,7 @@ import {
 import { KbsClientError } from './errors.js';
 import { httpExchange, keepAliveAgent, type HttpAnswer } from './http-exchange.js';
 import { AgentError } from '../errors.js';
+import { markPhase } from '../phase-channel.js';
 import type { ResourceCache } from './sealed-jwe-cache.js';
 import { softwareTeeKeys, type SoftwareTeeKeyType, type TeeKey, type TeeKeySource } from './tee-key.js';
 
@@ -74,6 +75,11 @@ export interface KbsClientOptions {
 }
 
 const COOKIE = 'kbs-session-id';
+/**
+ * zod parse options for the KBS's answers: the same checks without zod's eval-compiled fast path,
+ * whose code generation costs more than it saves for the few messages one process parses.
+ */
+const PARSE_ONCE = { jitless: true } as const;
 /** A node certificate and its chain are a few KiB; a larger answer is not one. */
 const NODE_CERT_ANSWER_MAX_BYTES = 256 * 1024;
 
@@ -154,7 +160,8 @@ export class KbsClient {
       res = await this.#call('GET', rel, { authorization: `Bearer ${token}` });
     }
     const body = await this.#json(res, rel);
-    const parsed = ResourceResponseSchema.safeParse(body);
+    markPhase('kbs:resource');
+    const parsed = ResourceResponseSchema.safeParse(body, PARSE_ONCE);
     if (!parsed.success) throw new KbsClientError('KBS_PROTOCOL', 'resource response is not a flattened JWE');
     const key = this.#teeKey;
     if (key === undefined) throw new KbsClientError('JWE_DECRYPT_FAILED', 'no tee key for this response');
@@ -166,6 +173,7 @@ export class KbsClient {
       if (cause instanceof KbsClientError || cause instanceof AgentError) throw cause;
       throw new KbsClientError('JWE_DECRYPT_FAILED', 'could not decrypt the resource (wrong key or tampered response)', { cause });
     }
+    markPhase('jwe');
     await this.#opts.cache?.write(rel, parsed.data, key);
     return plaintext;
   }
@@ -183,15 +191,18 @@ export class KbsClient {
   async #handshake(): Promise<string> {
     const attester = this.#opts.attester;
     const extra = (await attester.requestExtraParams?.()) ?? {};
+    markPhase('identity');
     const authRes = await this.#call('POST', '/kbs/v0/auth', { 'content-type': 'application/json' }, JSON.stringify({ version: PROTOCOL_VERSION, tee: attester.tee, 'extra-params': extra }));
     const cookie = cookieFrom(authRes.setCookie);
     const challengeJson = await this.#json(authRes, '/kbs/v0/auth');
-    const ch = ChallengeSchema.safeParse(challengeJson);
+    markPhase('kbs:auth');
+    const ch = ChallengeSchema.safeParse(challengeJson, PARSE_ONCE);
     if (!ch.success) throw new KbsClientError('KBS_PROTOCOL', 'challenge is malformed');
     if (cookie === undefined) throw new KbsClientError('KBS_PROTOCOL', 'KBS set no kbs-session-id cookie');
     const challengeExtra = typeof ch.data['extra-params'] === 'object' ? ch.data['extra-params'] : {};
     const hashAlgorithm = selectedBindingHash(challengeExtra);
     const teeKey = await this.#teeKeys.create();
+    markPhase('tee-key');
     let ev: { primary: unknown };
     const additionalEvidence = this.#opts.additionalEvidence?.() ?? '';
     try {
@@ -208,6 +219,7 @@ export class KbsClient {
       if (cause instanceof KbsClientError) throw cause;
       throw new KbsClientError('EVIDENCE_FAILED', `could not gather evidence: ${(cause as Error).message ?? cause}`, { cause });
     }
+    markPhase('evidence');
     const attestation = {
       ...(this.#opts.initData !== undefined ? { 'init-data': this.#opts.initData } : {}),
       'runtime-data': { nonce: ch.data.nonce, 'tee-pubkey': teeKey.publicJwk },
@@ -215,7 +227,8 @@ export class KbsClient {
     };
     const attRes = await this.#call('POST', '/kbs/v0/attest', { 'content-type': 'application/json', cookie: `${COOKIE}=${cookie}` }, JSON.stringify(attestation));
     const tokenJson = await this.#json(attRes, '/kbs/v0/attest');
-    const tok = AttestationResponseSchema.safeParse(tokenJson);
+    markPhase('kbs:attest');
+    const tok = AttestationResponseSchema.safeParse(tokenJson, PARSE_ONCE);
     if (!tok.success) throw new KbsClientError('KBS_PROTOCOL', 'attestation response has no token');
     let expMs = this.#now() + 60_000;
     try {
@@ -254,7 +267,7 @@ export class KbsClient {
     let variant;
     let errorType: string | undefined;
     try {
-      const info = ErrorInformationSchema.parse(JSON.parse(text));
+      const info = ErrorInformationSchema.parse(JSON.parse(text), PARSE_ONCE);
       variant = errorVariantOf(info);
       errorType = (info.type.split('/').pop() ?? '').slice(0, 64);
       detail = `${info.detail} (${errorType})`;

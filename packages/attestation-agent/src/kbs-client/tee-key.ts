@@ -1,5 +1,9 @@
-import { exportJWK, flattenedDecrypt, generateKeyPair, type CryptoKey } from 'jose';
+import { constants, createPublicKey, diffieHellman, generateKeyPair as generateNodeKeyPair, generateKeyPairSync, privateDecrypt } from 'node:crypto';
+import { promisify } from 'node:util';
+import { exportJWK, generateKeyPair, type CryptoKey } from 'jose';
 import type { ResourceResponse, TeePubkey } from '@keyhold/protocol';
+import { KbsClientError } from './errors.js';
+import { decryptFlattenedJwe, type JweKeyAgreement } from './jwe-decrypt.js';
 
 /** Ephemeral software tee keys, held in this process (Trustee compatible; the default). */
 export type SoftwareTeeKeyType = 'ec' | 'rsa';
@@ -43,22 +47,49 @@ export interface TeeKeySource {
   create(): Promise<TeeKey>;
 }
 
-/** Software tee keys of `type` (decrypted with jose). */
+const RSA_TEE_KEY_BITS = 3072;
+
+/**
+ * Software tee keys of `type`: EC P-256 for ECDH-ES+A256KW only, or RSA-3072 for RSA-OAEP-256, the
+ * key pair made and the key agreement done with node:crypto, the JWE decrypted by
+ * {@link decryptFlattenedJwe}, as for TPM-resident keys (jose is the reference in the tests). jose
+ * would load WebCrypto, ~10 ms of every CLI start that fetches one secret. The same keys and
+ * algorithms as {@link generateTeeKeyPair}.
+ */
 export function softwareTeeKeys(type: SoftwareTeeKeyType = 'ec'): TeeKeySource {
   return {
     async create() {
-      const pair = await generateTeeKeyPair(type);
-      return {
-        publicJwk: pair.publicJwk,
-        async decrypt(jwe) {
-          const { plaintext, protectedHeader } = await flattenedDecrypt(jwe, pair.privateKey, {
-            keyManagementAlgorithms: [pair.alg],
-            contentEncryptionAlgorithms: ['A256GCM'],
-          });
-          if (protectedHeader?.enc !== 'A256GCM') throw new Error('unexpected enc');
-          return plaintext;
+      if (type === 'ec') {
+        const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+        const jwk = publicKey.export({ format: 'jwk' });
+        const agreement: JweKeyAgreement = {
+          kind: 'ecdh-es',
+          crv: 'P-256',
+          keyWrapOnly: true,
+          // The point was checked to be on the curve by decryptFlattenedJwe; Z is its x coordinate.
+          sharedSecret: async ({ x, y }) => {
+            const epk = createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: Buffer.from(x).toString('base64url'), y: Buffer.from(y).toString('base64url') }, format: 'jwk' });
+            return new Uint8Array(diffieHellman({ privateKey, publicKey: epk }));
+          },
+        };
+        return { publicJwk: { kty: 'EC', crv: 'P-256', alg: 'ECDH-ES+A256KW', x: jwk.x!, y: jwk.y! }, decrypt: (jwe) => decryptFlattenedJwe(jwe, agreement) };
+      }
+      // Off the event loop: RSA key generation takes a while.
+      const { publicKey, privateKey } = await promisify(generateNodeKeyPair)('rsa', { modulusLength: RSA_TEE_KEY_BITS });
+      const jwk = publicKey.export({ format: 'jwk' });
+      const agreement: JweKeyAgreement = {
+        kind: 'rsa-oaep-256',
+        modulusBytes: RSA_TEE_KEY_BITS / 8,
+        decryptKey: async (c) => {
+          try {
+            return new Uint8Array(privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, c));
+          } catch (cause) {
+            // SECURITY: one error for every OAEP failure, whatever OpenSSL says (no padding oracle detail, RFC 8017 §7.1.2 note).
+            throw new KbsClientError('JWE_DECRYPT_FAILED', 'could not decrypt the resource: the content key does not decrypt (wrong key or tampered encrypted_key)', { cause });
+          }
         },
       };
+      return { publicJwk: { kty: 'RSA', alg: 'RSA-OAEP-256', n: jwk.n!, e: jwk.e! }, decrypt: (jwe) => decryptFlattenedJwe(jwe, agreement) };
     },
   };
 }

@@ -3,7 +3,6 @@ import type { AgentConfig } from '../config.js';
 import type { NodeSession } from '../node-session.js';
 import { runKeyProviderCmd } from './cmd-mode.js';
 import { asKeyProviderError } from './errors.js';
-import { DEFAULT_KEYPROVIDER_LISTEN, startKeyProviderGrpcServer } from './grpc-server.js';
 import { nodeKekSource } from './node-kek-source.js';
 import { createUnwrapService } from './unwrap-service.js';
 
@@ -38,6 +37,8 @@ export async function runKeyProvider(
         return 1;
       }
     }
+    // gRPC (and its protobuf runtime) only for grpc mode: cmd mode starts once per layer key.
+    const { DEFAULT_KEYPROVIDER_LISTEN, startKeyProviderGrpcServer } = await import('./grpc-server.js');
     const { createCliLogger } = await import('@keyhold/command-line/logger');
     const log = await createCliLogger({ level: 'info', stream: io.stderr });
     let server;

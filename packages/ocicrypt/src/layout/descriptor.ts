@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { OcicryptError } from '../errors.js';
 
 // SECURITY: only sha256 digests with exactly 64 lowercase hex digits are accepted, so a digest

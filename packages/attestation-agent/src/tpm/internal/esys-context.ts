@@ -1,6 +1,7 @@
 import { TpmError, type AgentErrorCode } from '../../errors.js';
 import type { EkPolicy } from '../templates.js';
 import { TpmWriter } from './tpm-bytes.js';
+import { markPhase } from '../../phase-channel.js';
 import { callAsync, decodeRc, esysFn, fromEsysStruct, loadTss, toStruct, type MuType, type TssLibrary } from './tss-ffi.js';
 
 /** ESYS_TR constants (tss2_esys.h). */
@@ -56,12 +57,14 @@ export class EsysContext {
     if (rc1 !== 0) {
       throw new TpmError('TPM_UNAVAILABLE', `TCTI could not be initialised (${decodeRc(lib, rc1)})`, { rc: rc1 });
     }
+    markPhase('tpm:tcti');
     const esysOut: unknown[] = [null];
     const rc2 = esysFn(lib, 'Esys_Initialize')(esysOut, tctiOut[0], null) as number;
     if (rc2 !== 0) {
       lib.tctiFinalize(tctiOut);
       throw new TpmError('TPM_UNAVAILABLE', `ESAPI could not be initialised (${decodeRc(lib, rc2)})`, { rc: rc2 });
     }
+    markPhase('tpm:esys');
     return new EsysContext(lib, esysOut[0], tctiOut[0]);
   }
 

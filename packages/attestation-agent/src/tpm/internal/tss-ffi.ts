@@ -6,10 +6,12 @@
  * by pointer; ESAPI outputs (`TYPE**`, allocated by ESAPI) are turned back into wire bytes with
  * `Tss2_MU_<TYPE>_Marshal` and then released with `Esys_Free`.
  */
-import * as koffi from 'koffi';
+import { createRequire } from 'node:module';
+import type * as Koffi from 'koffi';
 import { TpmError } from '../../errors.js';
+import { markPhase } from '../../phase-channel.js';
 
-type Fn = ReturnType<koffi.LibraryHandle['func']>;
+type Fn = ReturnType<Koffi.LibraryHandle['func']>;
 
 /** Structures we move across the boundary. */
 export type MuType =
@@ -119,34 +121,58 @@ export function loadTss(): TssLibrary {
   // error instead. TSS2_LOG is read at the first log call; a value set by the user is kept.
   process.env['TSS2_LOG'] ??= 'all+NONE';
   try {
+    // koffi (a native addon) is loaded here, on the first TPM use, not when the CLI starts.
+    const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
+    markPhase('tpm:koffi');
     const tctildr = koffi.load('libtss2-tctildr.so.0');
     const esysLib = koffi.load('libtss2-esys.so.0');
     const mu = koffi.load('libtss2-mu.so.0');
-    const rc = koffi.load('libtss2-rc.so.0');
-    const esys: Record<string, Fn> = {};
-    for (const proto of ESYS_PROTOTYPES) {
-      const fn = esysLib.func(proto);
-      esys[fn.info.name] = fn;
-    }
-    const marshal = {} as Record<MuType, Fn>;
-    const unmarshal = {} as Record<MuType, Fn>;
-    for (const t of MU_TYPES) {
-      marshal[t] = mu.func(`uint32_t Tss2_MU_${t}_Marshal(void *src, _Out_ uint8_t *buf, size_t size, _Inout_ size_t *offset)`);
-      unmarshal[t] = mu.func(`uint32_t Tss2_MU_${t}_Unmarshal(const uint8_t *buf, size_t size, _Inout_ size_t *offset, void *dest)`);
-    }
+    markPhase('tpm:dlopen');
+    // Each C function is bound (its prototype parsed by koffi) when first called: a command uses a
+    // handful of the ~75 declared here.
+    const esys = lazyRecord(ESYS_PROTOTYPES.map((proto) => [/\b(Esys_\w+)\(/.exec(proto)![1]!, () => esysLib.func(proto)]));
+    const marshal = lazyRecord(MU_TYPES.map((t) => [t, () => mu.func(`uint32_t Tss2_MU_${t}_Marshal(void *src, _Out_ uint8_t *buf, size_t size, _Inout_ size_t *offset)`)]));
+    const unmarshal = lazyRecord(MU_TYPES.map((t) => [t, () => mu.func(`uint32_t Tss2_MU_${t}_Unmarshal(const uint8_t *buf, size_t size, _Inout_ size_t *offset, void *dest)`)]));
+    let rcDecode: Fn | undefined;
     loaded = {
       tctiInit: tctildr.func('uint32_t Tss2_TctiLdr_Initialize(const char *conf, _Out_ void **ctx)'),
       tctiFinalize: tctildr.func('void Tss2_TctiLdr_Finalize(_Inout_ void **ctx)'),
       esys,
       free: esysLib.func('void Esys_Free(void *ptr)'),
-      rcDecode: rc.func('const char *Tss2_RC_Decode(uint32_t rc)'),
-      marshal,
-      unmarshal,
+      // libtss2-rc only names error codes: loaded on the first error.
+      get rcDecode() {
+        return (rcDecode ??= koffi.load('libtss2-rc.so.0').func('const char *Tss2_RC_Decode(uint32_t rc)'));
+      },
+      marshal: marshal as Record<MuType, Fn>,
+      unmarshal: unmarshal as Record<MuType, Fn>,
     };
+    markPhase('tpm:bind');
     return loaded;
   } catch (err) {
     throw new TpmError('TPM_UNAVAILABLE', 'tpm2-tss libraries could not be loaded', { cause: err });
   }
+}
+
+/** A record whose members are bound on first access (then kept); a missing symbol is TPM_UNAVAILABLE. */
+function lazyRecord(entries: readonly (readonly [string, () => Fn])[]): Record<string, Fn> {
+  const out: Record<string, Fn> = {};
+  for (const [name, make] of entries) {
+    Object.defineProperty(out, name, {
+      enumerable: true,
+      configurable: true,
+      get() {
+        let fn: Fn;
+        try {
+          fn = make();
+        } catch (err) {
+          throw new TpmError('TPM_UNAVAILABLE', `the installed tpm2-tss has no usable ${name}`, { cause: err });
+        }
+        Object.defineProperty(out, name, { value: fn, enumerable: true });
+        return fn;
+      },
+    });
+  }
+  return out;
 }
 
 export function esysFn(lib: TssLibrary, name: string): Fn {

@@ -5,7 +5,7 @@
  * tsc -b, so no TypeScript loader is timed) and reporting process.resourceUsage(); skopeo under
  * /usr/bin/time -v. Each operation runs --reps times (default 3); medians are printed.
  *
- *   cd packages/ocicrypt && pnpm run bench   (or: node --import tsx bench/image.bench.ts [--mb 256] [--reps 3] [--json])
+ *   cd packages/ocicrypt && pnpm run bench   (or: node --import tsx bench/image.bench.ts [--mb 256] [--reps 3] [--cold] [--json])
  *
  * `--json` adds one `BENCH_RESULT {...}` line at the end (read by scripts/bench-summary.ts).
  *
@@ -18,7 +18,9 @@
  * memory freed more than a moment ago has been handed back, and touching it again costs a host-side
  * fault per page: writing 256 MiB then takes ~0.75 s of system time instead of ~0.08 s (dd). An
  * operation that runs right after a 256 MiB output was deleted gets warm pages. So each operation's
- * previous output is deleted right before it runs, giving all four the same conditions.
+ * previous output is deleted right before it runs, giving all four the same conditions; `--cold`
+ * then waits 3 s before each operation (freed pages are reported after ~2 s), so all four write
+ * into memory the host has taken back instead.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -164,6 +166,7 @@ async function main(): Promise<void> {
   };
   const mb = arg('--mb', 256);
   const reps = arg('--reps', 3);
+  const cold = process.argv.includes('--cold');
   for (const tool of ['skopeo', '/usr/bin/time']) {
     if (spawnSync(tool, ['--version'], { stdio: 'ignore' }).error) {
       console.log(`skipping: ${tool} is not installed`);
@@ -195,6 +198,7 @@ async function main(): Promise<void> {
     // first operation, ours encrypt, the only one to write into just-freed memory).
     const fresh = async (dir: string): Promise<string> => {
       await rm(join(root, dir), { recursive: true, force: true });
+      if (cold) await new Promise((r) => setTimeout(r, 3000));
       return join(root, dir);
     };
     for (let i = 0; i < reps; i++) {
@@ -209,7 +213,7 @@ async function main(): Promise<void> {
 
     const mbps = (ms: number): string => (layerBytes / MiB / (ms / 1000)).toFixed(1);
     const load = (await readFile('/proc/loadavg', 'utf8').catch(() => '?')).split(' ').slice(0, 3).join(' ');
-    console.log(`\nlayer ${(layerBytes / MiB).toFixed(1)} MiB, RSA-2048 jwe recipient, node ${process.version}, median of ${reps}, load average ${load}`);
+    console.log(`\nlayer ${(layerBytes / MiB).toFixed(1)} MiB, RSA-2048 jwe recipient, node ${process.version}, median of ${reps}${cold ? ', --cold' : ''}, load average ${load}`);
     console.log('MB/s: wall = layer MiB / whole-process wall time; cpu = layer MiB / process user+sys CPU; in-op = our library call alone');
     console.log('op      | keyhold wall / cpu / in-op | skopeo wall / cpu | ratio wall / cpu | peak RSS keyhold / skopeo');
     for (const [op, k, s] of rows) {

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { FlattenedJWE, GeneralJWE } from 'jose';
-// jose's JWE entry points rather than its index: loading only the JWE modules takes ~half the
-// time of `import 'jose'` (every keyhold-agent and image process pays it at start-up).
+// jose's JWE entry points rather than its index: an unbundled process that encrypts or decrypts
+// an image then loads ~45 ms of jose instead of ~115 ms (measured on 2 busy cores), and ~1 MiB less.
 import { flattenedDecrypt } from 'jose/jwe/flattened/decrypt';
 import { FlattenedEncrypt } from 'jose/jwe/flattened/encrypt';
 import { generalDecrypt } from 'jose/jwe/general/decrypt';

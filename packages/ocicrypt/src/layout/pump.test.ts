@@ -30,15 +30,44 @@ async function withFiles<T>(input: Buffer, fn: (src: FileHandle, out: FileHandle
   }
 }
 
-describe('pump (read, transform and write overlapped, fixed memory)', () => {
-  it('copies untransformed chunks from its two read buffers, in order', async () => {
+describe('pump (read ahead, transform and write behind, fixed memory)', () => {
+  it('copies untransformed chunks in order, from at most three read buffers', async () => {
     const input = randomBytes(5 * 4096 + 123);
     await withFiles(input, async (src, out, outPath) => {
       const seen: number[] = [];
-      await pump(src.fd, out.fd, 4096, { chunk: (c) => (seen.push(c.length), c), end: () => Buffer.alloc(0) }, readErr);
+      const buffers = new Set<ArrayBufferLike>();
+      await pump(src.fd, out.fd, 4096, { chunk: (c) => (seen.push(c.length), buffers.add(c.buffer), c), end: () => Buffer.alloc(0) }, readErr);
       expect(seen).toEqual([4096, 4096, 4096, 4096, 4096, 123]);
+      expect(buffers.size).toBeLessThanOrEqual(3);
       expect((await readFile(outPath)).equals(input)).toBe(true);
     });
+  });
+
+  // Reads, the step and writes complete in varying orders; every interleaving must keep the bytes.
+  it('keeps every byte in order whatever the timing (slow steps, pass-through and transformed)', async () => {
+    const input = randomBytes(300 * 1024 + 5);
+    const busy = (us: number): void => {
+      const until = performance.now() + us / 1000;
+      while (performance.now() < until);
+    };
+    for (const passThrough of [true, false]) {
+      await withFiles(input, async (src, out, outPath) => {
+        let n = 0;
+        const buffers = new Set<ArrayBufferLike>();
+        const step: PumpStep = {
+          chunk: (c) => {
+            buffers.add(c.buffer);
+            if (n++ % 7 === 3) busy(400);
+            return passThrough ? c : Buffer.from(c);
+          },
+          end: () => Buffer.alloc(0),
+        };
+        await pump(src.fd, out.fd, 1024, step, readErr);
+        expect((await readFile(outPath)).equals(input)).toBe(true);
+        // A step that never passes its input through needs only two read buffers.
+        expect(buffers.size).toBeLessThanOrEqual(passThrough ? 3 : 2);
+      });
+    }
   });
 
   it('writes transformed chunks in order (some empty), and the end bytes last; at most two outputs are held at once', async () => {

@@ -1,6 +1,6 @@
 import { read, write } from 'node:fs';
 
-/** What {@link pump} does with the bytes it reads. Both may throw, which fails the pump. */
+/** What {@link pump} does with the bytes it reads. Each may throw, which fails the pump. */
 export interface PumpStep {
   /** Consume one chunk read from the source (valid only during the call); return the bytes to write. */
   chunk(chunk: Buffer): Buffer;
@@ -10,127 +10,174 @@ export interface PumpStep {
   written?(buf: Buffer): void;
 }
 
+/** Read buffers at most: one being read, one read and waiting, one aliased by a pass-through chunk waiting for or under write. */
+const MAX_BUFFERS = 3;
+
 /**
  * Copy file descriptor `src` to `out` through `step`, with the disk and the CPU working at once:
- * while chunk k is being written (in the libuv thread pool), chunk k+1 is read and run through
- * `step` on this thread. At most one read and one write are in flight, into two read buffers of
- * `chunkBytes` (a chunk returned untransformed is written from its read buffer, which is read
- * into again only after that write completed), so memory use is fixed whatever the file size.
- * Writes are sequential and in order, at the descriptor's current position.
+ * while chunk k is being written (in the libuv thread pool), chunk k+1 is run through `step` on
+ * this thread and chunk k+2 is read. The stages hand over through single slots (one read in
+ * flight, one read chunk waiting, one output waiting, one write in flight), so at most two
+ * outputs of `step` are held and at most three read buffers of `chunkBytes` exist (two when
+ * `step` never passes its input through): memory use is fixed whatever the file size. Writes are
+ * sequential and in order, at the descriptor's current position.
  *
- * Written with plain callbacks rather than FileHandle promises: that allocates a few hundred bytes
- * per chunk instead of several KiB, so streaming a large layer does not make V8 grow its young
- * generation (a few MiB of peak RSS).
+ * Plain callbacks rather than FileHandle promises: a few hundred bytes of garbage per chunk
+ * instead of several KiB, so a large layer does not make V8 grow its young generation.
  *
- * Resolves after `step.end()` returned and every byte was written. On any error (read, write, or
- * thrown by `step`) it stops, waits for the operations in flight to finish (so the caller may
- * close and delete the files at once), and rejects with the first error; `readError` wraps read
- * failures.
+ * Resolves after `step.end()` returned and every byte was written. On any error (read, write, a
+ * throw from `step`, a synchronous fs argument error) it stops, waits for the operations in flight
+ * to finish (so the caller may close and delete the files at once), and rejects with the first
+ * error; `readError` wraps read failures.
  */
 export function pump(src: number, out: number, chunkBytes: number, step: PumpStep, readError: (cause: unknown) => Error): Promise<void> {
   return new Promise<void>((resolve, reject) => {
-    let buf = Buffer.allocUnsafeSlow(chunkBytes);
-    let spare = Buffer.allocUnsafeSlow(chunkBytes);
-    let reading = false;
-    /** The buffer being written, and how much of it is done. */
-    let writing: Buffer | undefined;
-    let writtenBytes = 0;
-    /** Produced, waiting for the write in flight. */
+    const bufs: Buffer[] = [Buffer.allocUnsafeSlow(chunkBytes)];
+    let reading: Buffer | undefined;
+    let eof = false;
+    /** Read, not yet run through `step` (two variables rather than an object: no garbage per chunk). */
+    let filled: Buffer | undefined;
+    let filledBytes = 0;
+    /** Produced by `step`, waiting for the write in flight; `readyBuf` is the read buffer it aliases, if any. */
     let ready: Buffer | undefined;
+    let readyBuf: Buffer | undefined;
+    let writing: Buffer | undefined;
+    let writingBuf: Buffer | undefined;
+    let writtenBytes = 0;
     let ended = false;
     let failed = false;
     let failure: unknown;
+    let settled = false;
 
-    const settleFailure = (): void => {
-      if (!reading && writing === undefined) reject(failure);
-    };
-    const fail = (err: unknown): void => {
-      if (!failed) {
-        failed = true;
-        failure = err;
-      }
+    const setFailed = (err: unknown): void => {
+      if (failed) return;
+      failed = true;
+      failure = err;
+      filled = undefined;
       ready = undefined;
-      settleFailure();
+      readyBuf = undefined;
     };
-    const startRead = (): void => {
-      reading = true;
+    const freeBuffer = (): Buffer | undefined => {
+      for (const b of bufs) if (b !== reading && b !== filled && b !== readyBuf && b !== writingBuf) return b;
+      if (bufs.length >= MAX_BUFFERS) return undefined;
+      const b = Buffer.allocUnsafeSlow(chunkBytes);
+      bufs.push(b);
+      return b;
+    };
+    const startRead = (buf: Buffer): void => {
+      reading = buf;
       try {
         read(src, buf, 0, chunkBytes, null, onRead);
-      } catch (e) {
+      } catch (err) {
         // Argument validation throws synchronously (e.g. a step that detached a read buffer).
-        reading = false;
-        fail(e);
+        reading = undefined;
+        setFailed(err);
       }
     };
-    const startWrite = (from: number): void => {
+    const startWrite = (): void => {
       const w = writing as Buffer;
       try {
-        write(out, w, from, w.length - from, null, onWrite);
-      } catch (e) {
+        write(out, w, writtenBytes, w.length - writtenBytes, null, onWrite);
+      } catch (err) {
         writing = undefined;
-        fail(e);
+        writingBuf = undefined;
+        setFailed(err);
+      }
+    };
+    /**
+     * Start reading the next chunk if no read is in flight and the read slot is free, or is about
+     * to be emptied (`consuming`: called right before the waiting chunk is processed).
+     */
+    const readAhead = (consuming: boolean): void => {
+      if (failed || eof || reading !== undefined || (filled !== undefined && !consuming)) return;
+      const buf = freeBuffer();
+      if (buf !== undefined) startRead(buf);
+    };
+    /** Move every stage that can move; settle when done, or failed with nothing in flight. */
+    const tick = (): void => {
+      for (let moved = true; moved && !failed; ) {
+        moved = false;
+        if (filled !== undefined && ready === undefined) {
+          // Read chunk k+1 in the thread pool while this thread runs chunk k through `step`.
+          readAhead(true);
+          const buf = filled;
+          const bytes = filledBytes;
+          filled = undefined;
+          moved = true;
+          try {
+            let produced: Buffer;
+            if (bytes === 0) {
+              ended = true;
+              produced = step.end();
+            } else {
+              produced = step.chunk(bytes === chunkBytes ? buf : buf.subarray(0, bytes));
+            }
+            if (produced.length > 0) {
+              ready = produced;
+              readyBuf = produced.buffer === buf.buffer ? buf : undefined;
+            }
+          } catch (err) {
+            setFailed(err);
+          }
+        }
+        if (!failed && writing === undefined && ready !== undefined) {
+          writing = ready;
+          writingBuf = readyBuf;
+          ready = undefined;
+          readyBuf = undefined;
+          writtenBytes = 0;
+          moved = true;
+          startWrite();
+        }
+      }
+      readAhead(false);
+      if (settled) return;
+      if (failed) {
+        if (reading === undefined && writing === undefined) {
+          settled = true;
+          reject(failure);
+        }
+      } else if (ended && ready === undefined && writing === undefined) {
+        settled = true;
+        resolve();
       }
     };
     const onRead = (err: NodeJS.ErrnoException | null, bytesRead: number): void => {
-      reading = false;
-      if (failed) return settleFailure();
-      if (err !== null) return fail(readError(err));
-      let produced: Buffer;
-      try {
-        if (bytesRead === 0) {
-          ended = true;
-          produced = step.end();
-        } else {
-          produced = step.chunk(buf.subarray(0, bytesRead));
-        }
-      } catch (e) {
-        return fail(e);
+      const buf = reading as Buffer;
+      reading = undefined;
+      if (err !== null) setFailed(readError(err));
+      else if (filled !== undefined) setFailed(new Error('pump: a read completed while the previous chunk still waited')); // never drop a chunk
+      else if (!failed) {
+        if (bytesRead === 0) eof = true;
+        filled = buf;
+        filledBytes = bytesRead;
       }
-      if (produced.length > 0) {
-        ready = produced;
-        advance();
-      } else if (ended) {
-        if (writing === undefined) resolve();
-      } else {
-        // Nothing to write for this chunk, and nothing refers to `buf` any more: read on into it.
-        startRead();
-      }
-    };
-    /** Start writing the ready chunk once no write is in flight, and read the next chunk meanwhile. */
-    const advance = (): void => {
-      if (writing !== undefined || ready === undefined) return;
-      writing = ready;
-      ready = undefined;
-      writtenBytes = 0;
-      startWrite(0);
-      if (!ended && !failed) {
-        // `spare` held chunk k-1, whose write has completed.
-        [buf, spare] = [spare, buf];
-        startRead();
-      }
+      tick();
     };
     const onWrite = (err: NodeJS.ErrnoException | null, n: number): void => {
       const w = writing as Buffer;
-      if (err === null) {
-        // A write that makes no progress would otherwise be retried forever.
-        if (n === 0) err = Object.assign(new Error('write made no progress'), { code: 'EIO' });
+      // A write that makes no progress would otherwise be retried forever.
+      const error = err ?? (n === 0 ? Object.assign(new Error('write made no progress'), { code: 'EIO' }) : null);
+      if (error === null) {
         writtenBytes += n;
-        if (writtenBytes < w.length && !failed && err === null) {
-          startWrite(writtenBytes);
-          return;
-        }
+        if (writtenBytes < w.length && !failed) return startWriteOrFail();
       }
       writing = undefined;
-      if (err !== null) return fail(err);
-      if (failed) return settleFailure();
-      try {
-        step.written?.(w);
-      } catch (e) {
-        return fail(e);
+      writingBuf = undefined;
+      if (error !== null) setFailed(error);
+      else if (!failed) {
+        try {
+          step.written?.(w);
+        } catch (e) {
+          setFailed(e);
+        }
       }
-      if (ready !== undefined) advance();
-      else if (ended) resolve();
+      tick();
     };
-    startRead();
+    const startWriteOrFail = (): void => {
+      startWrite();
+      if (failed) tick();
+    };
+    tick();
   });
 }

@@ -13,12 +13,13 @@ import { pump, type PumpStep } from './pump.js';
 import { DigestCheck, DigestCounter } from './verify-stream.js';
 
 /**
- * Read size of `writeBlob` (two such buffers, reused for the whole blob). 256 KiB: large enough
- * that per-chunk overhead is small, small enough that the chunks in flight (two read buffers, a
- * transformed chunk being written, the next one being produced) stay ~1 MiB; 512 KiB and 1 MiB
- * measured the same speed and ~1-2 MiB more peak RSS (bench/image.bench.ts).
+ * Read size of `writeBlob` (two read buffers of it for a transform, three for a plain copy, reused
+ * for the whole blob). 384 KiB, measured on the 256 MiB bench layer (bench/image.bench.ts): 256 KiB
+ * to 1 MiB run at the same speed; peak RSS is lowest at 384-512 KiB (1 MiB: the chunks in flight
+ * weigh; 256 KiB: enough calls per layer that V8 compiles the pump's loop with TurboFan, whose
+ * background compile memory stays mapped, ~1.5-2 MiB, once per process).
  */
-const PUMP_CHUNK_BYTES = 256 * 1024;
+const PUMP_CHUNK_BYTES = 384 * 1024;
 
 /**
  * Write side of an OCI image layout. Nothing becomes visible at the destination until
@@ -98,9 +99,9 @@ export class OciLayoutWriter {
 
   /**
    * Copy the blob `desc` of `reader` to a staged blob, through an optional synchronous transform
-   * (layer encryption or decryption), in one pass ({@link pump}: the next chunk is read and
-   * transformed while the previous one is written; two read buffers, each transformed chunk
-   * released once written). Memory use is a few chunks whatever the blob size. The input's size
+   * (layer encryption or decryption), in one pass ({@link pump}: chunk k+1 is read and chunk k
+   * verified and transformed while chunk k-1 is written; each transformed chunk is released once
+   * written). Memory use is a few chunks whatever the blob size. The input's size
    * and digest are verified as it is read; the transform's `final` checks (HMAC, plaintext digest)
    * run before the blob is staged, and any failure removes the partial file. Returns the output's
    * digest and size.

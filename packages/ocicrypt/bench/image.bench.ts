@@ -5,13 +5,22 @@
  * tsc -b, so no TypeScript loader is timed) and reporting process.resourceUsage(); skopeo under
  * /usr/bin/time -v. Each operation runs --reps times (default 3); medians are printed.
  *
- *   cd packages/ocicrypt && pnpm run bench   (or: node --import tsx bench/image.bench.ts [--mb 256] [--reps 3] [--json])
+ *   cd packages/ocicrypt && pnpm run bench   (or: node --import tsx bench/image.bench.ts [--mb 256] [--reps 3] [--cold] [--json])
  *
  * `--json` adds one `BENCH_RESULT {...}` line at the end (read by scripts/bench-summary.ts).
  *
  * Prints MB/s per operation (layer bytes / wall time of the whole process, so both sides pay
  * their start-up), our in-process MB/s, peak RSS, and ours/skopeo ratios, then each figure
  * against its target (≥ 2× skopeo's wall time, ≤ 64 MiB peak RSS).
+ *
+ * Page-cache note: every operation writes a 256 MiB blob, i.e. 256 MiB of new page cache. On a VM
+ * whose balloon reports free pages to the host (this machine: virtio_balloon free page reporting),
+ * memory freed more than a moment ago has been handed back, and touching it again costs a host-side
+ * fault per page: writing 256 MiB then takes ~0.75 s of system time instead of ~0.08 s (dd). An
+ * operation that runs right after a 256 MiB output was deleted gets warm pages. So each operation's
+ * previous output is deleted right before it runs, giving all four the same conditions; `--cold`
+ * then waits 3 s before each operation (freed pages are reported after ~2 s), so all four write
+ * into memory the host has taken back instead.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -157,6 +166,7 @@ async function main(): Promise<void> {
   };
   const mb = arg('--mb', 256);
   const reps = arg('--reps', 3);
+  const cold = process.argv.includes('--cold');
   for (const tool of ['skopeo', '/usr/bin/time']) {
     if (spawnSync(tool, ['--version'], { stdio: 'ignore' }).error) {
       console.log(`skipping: ${tool} is not installed`);
@@ -183,20 +193,27 @@ async function main(): Promise<void> {
     };
     const k: Record<string, Measured[]> = { encrypt: [], decrypt: [] };
     const g: Record<string, Measured[]> = { encrypt: [], decrypt: [] };
+    // Each operation's previous output is removed right before it runs, so all four start from the
+    // same page-cache state (see the header: removing all four at the start of a round made the
+    // first operation, ours encrypt, the only one to write into just-freed memory).
+    const fresh = async (dir: string): Promise<string> => {
+      await rm(join(root, dir), { recursive: true, force: true });
+      if (cold) await new Promise((r) => setTimeout(r, 3000));
+      return join(root, dir);
+    };
     for (let i = 0; i < reps; i++) {
       // Alternate the tools so both see the same machine load on average.
-      for (const dir of ['k-enc', 'k-dec', 's-enc', 's-dec']) await rm(join(root, dir), { recursive: true, force: true });
-      k.encrypt?.push(await ours('encrypt', plain, join(root, 'k-enc'), pub));
-      g.encrypt?.push(await skopeo(['--encryption-key', `jwe:${pub}`, `oci:${plain}:latest`, `oci:${join(root, 's-enc')}:latest`]));
+      k.encrypt?.push(await ours('encrypt', plain, await fresh('k-enc'), pub));
+      g.encrypt?.push(await skopeo(['--encryption-key', `jwe:${pub}`, `oci:${plain}:latest`, `oci:${await fresh('s-enc')}:latest`]));
       // Each side decrypts its own output; cross-decryption is covered by the compatibility tests.
-      k.decrypt?.push(await ours('decrypt', join(root, 'k-enc'), join(root, 'k-dec'), priv));
-      g.decrypt?.push(await skopeo(['--decryption-key', priv, `oci:${join(root, 's-enc')}:latest`, `oci:${join(root, 's-dec')}:latest`]));
+      k.decrypt?.push(await ours('decrypt', join(root, 'k-enc'), await fresh('k-dec'), priv));
+      g.decrypt?.push(await skopeo(['--decryption-key', priv, `oci:${join(root, 's-enc')}:latest`, `oci:${await fresh('s-dec')}:latest`]));
     }
     const rows: [string, Measured, Measured][] = (['encrypt', 'decrypt'] as const).map((op) => [op, median(k[op] ?? []), median(g[op] ?? [])]);
 
     const mbps = (ms: number): string => (layerBytes / MiB / (ms / 1000)).toFixed(1);
     const load = (await readFile('/proc/loadavg', 'utf8').catch(() => '?')).split(' ').slice(0, 3).join(' ');
-    console.log(`\nlayer ${(layerBytes / MiB).toFixed(1)} MiB, RSA-2048 jwe recipient, node ${process.version}, median of ${reps}, load average ${load}`);
+    console.log(`\nlayer ${(layerBytes / MiB).toFixed(1)} MiB, RSA-2048 jwe recipient, node ${process.version}, median of ${reps}${cold ? ', --cold' : ''}, load average ${load}`);
     console.log('MB/s: wall = layer MiB / whole-process wall time; cpu = layer MiB / process user+sys CPU; in-op = our library call alone');
     console.log('op      | keyhold wall / cpu / in-op | skopeo wall / cpu | ratio wall / cpu | peak RSS keyhold / skopeo');
     for (const [op, k, s] of rows) {

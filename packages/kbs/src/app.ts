@@ -78,7 +78,7 @@ export function createApp(deps: KbsDeps): Hono<KbsEnv> {
   app.get('/kbs/v0/token-jwks', (c) => c.json(deps.signer.jwks()));
   app.get('/.well-known/jwks.json', (c) => c.json(deps.signer.jwks()));
 
-  // The attestation flow's routes; on node, flow-listener.ts serves them before Hono sees them.
+  // The attestation flow's routes: plain handlers of a FlowExchange (hot-path/flow-exchange.ts).
   app.post('/kbs/v0/auth', flowOnHono(handleAuth));
   app.post('/kbs/v0/attest', flowOnHono(handleAttest));
   app.get(RESOURCE, resourceOnHono(handleGetResource));

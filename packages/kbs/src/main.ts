@@ -157,7 +157,7 @@ export async function startKbs(config: KbsConfig, logger: Logger = pino({ level:
     };
     const app = createApp(deps);
     registerConsole(app, { enabled: config.console.enabled, assetsDir: CONSOLE_ASSETS_DIR });
-    const listener = await listenKbs({ fetch: app.fetch, flowDeps: deps, host: config.host, port: config.port, http: config.httpServer, clientCaFile: config.owners.admin.clientCaFile });
+    const listener = await listenKbs({ fetch: app.fetch, host: config.host, port: config.port, http: config.httpServer, clientCaFile: config.owners.admin.clientCaFile });
     const { url, port } = listener;
     if (listener.tls === undefined) {
       logger.warn({ url }, 'INSECURE: serving plain HTTP (--insecure-http / [http_server] insecure_http): tokens, cookies and released secrets cross the network in clear; use TLS ([http_server] certificate and private_key) anywhere but loopback tests');

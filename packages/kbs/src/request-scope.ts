@@ -6,8 +6,8 @@ import { clientAddress } from './owners/client-address.js';
 /**
  * What the audit trail, events, rate limits and continuous-attestation steps need to know about the
  * request they act for: the KBS's dependencies, the request's logger and id, and the client's
- * network address. A Hono route has it through its `Context`; the three attestation-flow routes,
- * which node serves without Hono (hot-path/flow-listener.ts), through their `FlowExchange`.
+ * network address. A Hono route has it through its `Context`; the three attestation-flow handlers
+ * through their `FlowExchange` (hot-path/flow-exchange.ts).
  */
 export interface RequestScope {
   readonly deps: KbsDeps;

@@ -2,10 +2,9 @@ import type { RequestScope } from '../request-scope.js';
 
 /**
  * One request of the attestation flow (`POST /kbs/v0/auth`, `POST /kbs/v0/attest`,
- * `GET /kbs/v0/resource/...`) as its handler sees it, whoever serves it: node directly
- * (flow-listener.ts, the production path) or Hono (flow-on-hono.ts: in-process `app.request()`,
- * HEAD requests and unusual URLs). The handlers are plain functions from an exchange to an answer,
- * so both paths run the same code and checks.
+ * `GET /kbs/v0/resource/...`) as its handler sees it. The handlers are plain functions from an
+ * exchange to an answer, independent of the HTTP framework; flow-on-hono.ts serves them as Hono
+ * routes (reading headers, cookies and bodies from node's own request where there is one).
  */
 export interface FlowExchange extends RequestScope {
   /** Whether the request came over TLS (session cookies are then `Secure`). */

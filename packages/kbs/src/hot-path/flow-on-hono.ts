@@ -5,11 +5,7 @@ import type { FlowAnswer, FlowExchange, ResourceExchange } from './flow-exchange
 import { requestCookie, requestHeader } from './node-request.js';
 import { readJsonRequest } from './read-body.js';
 
-/**
- * The attestation flow's handlers as Hono routes. Node serves these routes itself in production
- * (flow-listener.ts); Hono serves them in process (`app.request()`), for HEAD, and for URLs the
- * node path leaves to Hono (percent-encoded paths). Errors go to the app's `onError` as for any route.
- */
+/** The attestation flow's handlers as Hono routes; errors go to the app's `onError` as for any route. */
 export function flowOnHono(handler: (x: FlowExchange) => Promise<FlowAnswer>): Handler<KbsEnv> {
   return async (c) => answer(c, await handler(exchangeOf(c)));
 }

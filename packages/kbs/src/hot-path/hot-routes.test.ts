@@ -1,9 +1,8 @@
 /**
  * The three flow routes skip Hono's requestId/secureHeaders/bodyLimit middleware (hot-routes.ts):
  * their responses must carry exactly the headers Hono's middleware gives every other route, and
- * their bodies must still be capped — over a real @hono/node-server socket (Hono serving them,
- * headers written onto node's response) and in process (`app.request()`). In production node serves
- * these routes itself (flow-listener.ts); flow-listener.test.ts checks that both answer alike.
+ * their bodies must still be capped — over a real @hono/node-server socket (the production path,
+ * headers written onto node's response) and in process (`app.request()`, the fallback).
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { request as httpRequest } from 'node:http';

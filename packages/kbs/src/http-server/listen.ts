@@ -17,8 +17,6 @@
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createHttpServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
-import type { KbsDeps } from '../app-env.js';
-import { flowRequestListener } from '../hot-path/flow-listener.js';
 import type { HttpServerConfig } from './http-server-config.js';
 import { loadTlsMaterial, type TlsMaterial } from './tls-material.js';
 
@@ -46,11 +44,6 @@ export interface ListenOptions {
   readonly http: HttpServerConfig;
   /** `[admin] client_ca`: mutual TLS for the admin API (needs TLS). */
   readonly clientCaFile?: string | undefined;
-  /**
-   * The app's dependencies: with them node serves the attestation flow's three routes itself
-   * (hot-path/flow-listener.ts) and everything else through `fetch`; without, `fetch` serves all.
-   */
-  readonly flowDeps?: KbsDeps;
 }
 
 /** How often node looks for requests past their headers / request timeout (node's default is 30 s). */
@@ -69,8 +62,7 @@ export async function listenKbs(opts: ListenOptions): Promise<KbsListener> {
     keepAliveTimeout: http.keepAliveTimeoutMs,
     connectionsCheckingInterval: checkIntervalMs(http),
   };
-  const honoListener = getRequestListener(opts.fetch, { hostname: opts.host }) as RequestListener;
-  const listener = opts.flowDeps !== undefined ? flowRequestListener(opts.flowDeps, honoListener) : honoListener;
+  const listener = getRequestListener(opts.fetch, { hostname: opts.host }) as RequestListener;
   const server =
     material !== undefined
       ? createHttpsServer(

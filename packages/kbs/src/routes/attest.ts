@@ -117,7 +117,7 @@ export async function handleAttest(c: FlowExchange): Promise<FlowAnswer> {
   // What `/resource` by cookie needs, on whichever replica it lands.
   await deps.state.sessions.recordAttestation(session.id, { claims: claims as Record<string, unknown>, teePubkey: runtime['tee-pubkey'] });
   deps.metrics?.count('attest_ok', session.tee);
-  // The request's child logger is made only when the line is logged (flow-listener.ts makes it lazily).
+  // The request's child logger is made only when the line is logged (the flow exchange makes it lazily).
   if (deps.logger.isLevelEnabled('info')) c.log.info({ tee: session.tee, status: verdict.status, policy: verdict.policyId, node: appraisal.extra?.['node_id'] }, 'attested');
   return { body: { token } };
 }

@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LayerDecryptor, LayerEncryptor } from '../layer/cipher-stream.js';
 import { OciLayoutReader } from './read.js';
 import { OciLayoutWriter } from './write.js';
@@ -37,6 +37,47 @@ describe('OCI layout writing', () => {
     expect(r2.resolve('v1').digest).toBe(m.digest);
     expect(r2.resolve('v2').digest).toBe(m2.digest);
     expect((await readdir(dir)).sort()).toEqual(['blobs', 'index.json', 'oci-layout']);
+  });
+
+  it('syncs every staged blob before commit, and the index, oci-layout and directories before commit resolves', async () => {
+    // A power loss after commit must not leave the layout naming a short blob (skopeo syncs the same).
+    const probe = await open(join(root, 'probe'), 'w');
+    const handleProto = Object.getPrototypeOf(probe) as { datasync(): Promise<void>; sync(): Promise<void> };
+    await probe.close();
+    const datasync = vi.spyOn(handleProto, 'datasync');
+    const sync = vi.spyOn(handleProto, 'sync');
+    try {
+      for (const [name, existing] of [['durable-new', false], ['durable-existing', true]] as const) {
+        const dir = join(root, name);
+        if (existing) {
+          const w0 = await OciLayoutWriter.begin(dir);
+          await w0.commit('v0', { mediaType: MANIFEST, ...(await w0.writeBytes(Buffer.from('{"m":0}'))) });
+        }
+        datasync.mockClear();
+        sync.mockClear();
+        const w = await OciLayoutWriter.begin(dir);
+        await w.writeStream(Readable.from([Buffer.from('layer one')]));
+        const source = join(root, `${name}-src`);
+        const src = await OciLayoutWriter.begin(source);
+        const layer = await src.writeBytes(randomBytes(1000));
+        await src.commit('s', { mediaType: MANIFEST, ...(await src.writeBytes(Buffer.from('{"s":1}'))) });
+        datasync.mockClear();
+        sync.mockClear();
+        await w.writeStream(Readable.from([Buffer.from('layer two')]));
+        await w.writeBlob(await OciLayoutReader.open(source), { mediaType: 'x', ...layer });
+        const m = await w.writeBytes(Buffer.from(`{"m":"${name}"}`));
+        expect(datasync).toHaveBeenCalledTimes(3);
+        expect(sync).not.toHaveBeenCalled();
+        await w.commit('v1', { mediaType: MANIFEST, ...m });
+        // New layout: oci-layout and index.json; existing one: index.json.
+        expect(datasync).toHaveBeenCalledTimes(existing ? 4 : 5);
+        // Directories: blobs/sha256, blobs, the staged layout and its parent; or blobs/sha256 and the layout.
+        expect(sync).toHaveBeenCalledTimes(existing ? 2 : 4);
+      }
+    } finally {
+      datasync.mockRestore();
+      sync.mockRestore();
+    }
   });
 
   it('abort leaves neither the destination nor staging files behind', async () => {

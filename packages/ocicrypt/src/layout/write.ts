@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { link, mkdir, open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { syncDir, syncFile, writeFileDurably } from './durable-file.js';
 import { basename, dirname, join } from 'node:path';
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -89,6 +90,7 @@ export class OciLayoutWriter {
     const counter = new DigestCounter();
     try {
       await pipeline([source, ...transforms, counter, createWriteStream(tmp, { mode: 0o600 })]);
+      await syncFile(tmp);
     } catch (err) {
       await rm(tmp, { force: true });
       throw err;
@@ -137,6 +139,8 @@ export class OciLayoutWriter {
       src = await reader.openBlobHandle(desc);
       out = await open(tmp, 'wx', 0o600);
       await pump(src.fd, out.fd, PUMP_CHUNK_BYTES, step, (cause) => new OcicryptError('OCI_BLOB_NOT_FOUND', 'blob could not be read', { cause }));
+      // On disk before commit() renames it into a layout (a power loss never leaves a short blob).
+      await out.datasync();
       await out.close();
       out = undefined;
     } catch (err) {
@@ -159,7 +163,7 @@ export class OciLayoutWriter {
   /** Stage an in-memory blob (manifest, config). */
   async writeBytes(bytes: Uint8Array): Promise<{ digest: string; size: number }> {
     const tmp = this.tempPath();
-    await writeFile(tmp, bytes, { mode: 0o600 });
+    await writeFileDurably(tmp, bytes);
     const digest = 'sha256:' + createHash('sha256').update(bytes).digest('hex');
     this.adopt(tmp, digest);
     return { digest, size: bytes.byteLength };
@@ -180,9 +184,13 @@ export class OciLayoutWriter {
     try {
       if (this.#fresh) {
         for (const [digest, tmp] of this.#staged) await rename(tmp, join(this.#staging, 'blobs', 'sha256', hexOf(digest)));
-        await writeFile(join(this.#staging, 'oci-layout'), JSON.stringify({ imageLayoutVersion: OCI_LAYOUT_VERSION }));
-        await writeFile(join(this.#staging, 'index.json'), JSON.stringify(index));
+        await writeFileDurably(join(this.#staging, 'oci-layout'), JSON.stringify({ imageLayoutVersion: OCI_LAYOUT_VERSION }), 0o644);
+        await writeFileDurably(join(this.#staging, 'index.json'), JSON.stringify(index), 0o644);
+        await syncDir(join(this.#staging, 'blobs', 'sha256'));
+        await syncDir(join(this.#staging, 'blobs'));
+        await syncDir(this.#staging);
         await rename(this.#staging, this.dir);
+        await syncDir(dirname(this.dir));
         return;
       }
       await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
@@ -192,9 +200,12 @@ export class OciLayoutWriter {
         if (await exists(dest)) continue;
         await link(tmp, dest).catch(async () => rename(tmp, dest));
       }
+      // The blobs' names are durable before the index that refers to them is replaced.
+      await syncDir(join(this.dir, 'blobs', 'sha256'));
       const tmpIndex = join(this.#staging, 'index.json');
-      await writeFile(tmpIndex, JSON.stringify(index));
+      await writeFileDurably(tmpIndex, JSON.stringify(index), 0o644);
       await rename(tmpIndex, join(this.dir, 'index.json'));
+      await syncDir(this.dir);
     } catch (err) {
       await this.#cleanup();
       throw err;

@@ -10,10 +10,10 @@
  * the e2e suite (swtpm, the real agent, the KBS process).
  */
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
 import { flattenedDecrypt } from 'jose';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendHttp, type HttpAnswer, type SendOptions } from './http-send.test-support.js';
 import type { KbsDeps } from '../app-env.js';
 import { createApp } from '../app.js';
 import { defaultAttestationPolicy } from '../attestation/attestation-policy.js';
@@ -80,32 +80,11 @@ afterAll(async () => {
   await state?.close();
 });
 
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
+type Answer = HttpAnswer;
 
-function send(method: string, path: string, opts: { body?: string; headers?: Record<string, string>; chunked?: boolean } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: server.port, method, path, headers: opts.headers ?? {} }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    if (opts.body !== undefined) {
-      if (opts.chunked === true) {
-        req.write(opts.body.slice(0, 10));
-        req.write(opts.body.slice(10));
-      } else {
-        req.setHeader('content-length', Buffer.byteLength(opts.body));
-        req.write(opts.body);
-      }
-    }
-    req.end();
-  });
+/** One request over a real socket; `chunked` sends the body without a content-length. */
+function send(method: string, path: string, opts: SendOptions = {}): Promise<Answer> {
+  return sendHttp(server.port, method, path, opts);
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json' };

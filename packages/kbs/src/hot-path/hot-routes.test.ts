@@ -5,11 +5,11 @@
  * headers written onto node's response) and in process (`app.request()`, the fallback).
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendHttp, type HttpAnswer, type SendOptions } from './http-send.test-support.js';
 import type { KbsDeps } from '../app-env.js';
 import { createApp } from '../app.js';
 import { defaultAttestationPolicy } from '../attestation/attestation-policy.js';
@@ -52,35 +52,11 @@ afterAll(async () => {
   await state?.close();
 });
 
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
+type Answer = HttpAnswer;
 
 /** One request over a real socket; `chunked` sends the body without a content-length. */
-function send(method: string, path: string, opts: { body?: string; headers?: Record<string, string>; chunked?: boolean } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, method, path, headers: opts.headers ?? {} }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    if (opts.body !== undefined) {
-      if (opts.chunked === true) {
-        // Two writes without a length: node sends Transfer-Encoding: chunked.
-        const half = Math.floor(opts.body.length / 2);
-        req.write(opts.body.slice(0, half));
-        req.write(opts.body.slice(half));
-      } else {
-        req.setHeader('content-length', Buffer.byteLength(opts.body));
-        req.write(opts.body);
-      }
-    }
-    req.end();
-  });
+function send(method: string, path: string, opts: SendOptions = {}): Promise<Answer> {
+  return sendHttp(port, method, path, opts);
 }
 
 const securityHeadersOf = (h: Record<string, string | string[] | undefined>): Record<string, unknown> =>

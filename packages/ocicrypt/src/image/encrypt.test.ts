@@ -70,7 +70,8 @@ describe('encryptImage / decryptImage', () => {
     for (const [i, l] of enc.entries()) {
       expect(l.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip+encrypted');
       expect(l.size).toBe(plain[i]?.length);
-      if (l.size > 0) expect(l.bytes.equals(plain[i] as Buffer)).toBe(false);
+      // A 1-byte ciphertext equals its plaintext by chance 1 time in 256: only compare layers long enough to mean it.
+      if (l.size >= 16) expect(l.bytes.equals(plain[i] as Buffer)).toBe(false);
       expect(Object.keys(l.annotations ?? {})).toEqual([
         'com.example.layer',
         'org.opencontainers.image.enc.keys.jwe',

@@ -1,9 +1,9 @@
 import { open } from 'node:fs/promises';
 
 /**
- * Make a written file or a directory's entries survive a power loss, as skopeo's layout writer
- * does: a blob's bytes are on disk before the rename that publishes it, and a rename is on disk
- * before the layout that names it is reported written.
+ * Make a written file survive a power loss, as skopeo's layout writer does: a blob's bytes are on
+ * disk before the rename that publishes it (directories are synced with @keyhold/atomic-file's
+ * `syncDir`).
  */
 
 /** fdatasync a file that was written and closed (Linux syncs through any descriptor of the file). */
@@ -11,16 +11,6 @@ export async function syncFile(path: string): Promise<void> {
   const fh = await open(path, 'r');
   try {
     await fh.datasync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** fsync a directory, so the entries created or renamed in it are durable. */
-export async function syncDir(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
   } finally {
     await fh.close();
   }

@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { link, mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { syncDir, syncFile, writeFileDurably } from './durable-file.js';
+import { syncDir } from '@keyhold/atomic-file';
+import { syncFile, writeFileDurably } from './durable-file.js';
 import { basename, dirname, join } from 'node:path';
 import type { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';

@@ -3,6 +3,8 @@
 // fast start) while it is current, i.e. every stamp recorded at bundling — the bundle itself, and for
 // each workspace package bundled, its dist/.tsbuildinfo (rewritten by every `tsc -b` that emits) —
 // still has its size and mtime; otherwise the compiled modules in dist/ directly.
+// `get-resource --resource-socket PATH RESOURCE` (the daemon fetches; nothing to attest here) runs
+// from its own small bundle, dist/bundle/fast-get-resource.cjs, under the same rule.
 //
 // CommonJS (bin/package.json), not ESM: an ESM entry costs every start node's ESM loader and, for
 // each builtin it imports, a facade that reads all of the builtin's exports (node:fs's pull in the
@@ -25,14 +27,36 @@ function unchanged(entry) {
   return st.size === entry.size && st.mtimeMs === entry.mtimeMs;
 }
 
-function currentBundle() {
+/** dist/bundle/inputs.json: the bundles and the stamps of what each was built from. */
+function manifest() {
   try {
-    const { bundle, inputs } = JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
+    return JSON.parse(readFileSync(join(dir, 'inputs.json'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The bundle file named by `entry` ({ bundle, inputs }) while it and all its inputs are unchanged. */
+function current(entry) {
+  try {
+    const { bundle, inputs } = entry;
     if (!Array.isArray(inputs) || inputs.length === 0 || !unchanged(bundle)) return undefined;
     return inputs.every(unchanged) ? join(dir, bundle.path) : undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * `get-resource --resource-socket PATH ...`: the fast path's own small bundle handles the plain
+ * forms (src/resource-socket/fast-get-resource.ts); undefined when it does not apply.
+ */
+function fastGetResource(built) {
+  const args = process.argv.slice(2);
+  if (args[0] !== 'get-resource' || !args.some((a) => a === '--resource-socket' || a.startsWith('--resource-socket='))) return undefined;
+  const file = built?.fast !== undefined ? current(built.fast) : undefined;
+  if (file === undefined) return undefined;
+  return require(file).fastGetResource(args, { stdout: process.stdout, stderr: process.stderr });
 }
 
 function runBundle(file) {
@@ -51,7 +75,15 @@ function runBundle(file) {
   script.runInThisContext()(mod.exports, createRequire(file), mod, file, dirname(file));
 }
 
-const bundle = currentBundle();
-mark('loader:check');
-if (bundle !== undefined) runBundle(bundle);
-else import('../dist/bin/keyhold-agent.js');
+const built = manifest();
+const fast = fastGetResource(built);
+if (fast !== undefined) {
+  fast.then((code) => {
+    process.exitCode = code;
+  });
+} else {
+  const bundle = built !== undefined ? current(built) : undefined;
+  mark('loader:check');
+  if (bundle !== undefined) runBundle(bundle);
+  else import('../dist/bin/keyhold-agent.js');
+}

@@ -128,5 +128,31 @@ const modules = Object.keys(result.metafile.inputs)
   .map((p) => resolve(pkg, p))
   .filter((p) => !p.includes('/node_modules/') || p.includes('/node_modules/@keyhold/'));
 const inputs = [...new Set(modules.map(stampFileOf))].map(stamp);
-writeFileSync(resolve(outdir, 'inputs.json'), JSON.stringify({ bundle: stamp(outfile), inputs }));
+
+/**
+ * The fast path of `get-resource --resource-socket` (src/resource-socket/fast-get-resource.ts): its
+ * own small bundle, which bin/keyhold-agent.js loads instead of the CLI for that command line.
+ */
+const fastFile = resolve(outdir, 'fast-get-resource.cjs');
+const fast = await build({
+  absWorkingDir: pkg,
+  entryPoints: [resolve(pkg, 'dist', 'resource-socket', 'fast-get-resource.js')],
+  outfile: fastFile,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  metafile: true,
+  logLevel: 'warning',
+  legalComments: 'none',
+  minifyWhitespace: true,
+});
+const fastModules = Object.keys(fast.metafile.inputs).map((p) => resolve(pkg, p));
+const stray = fastModules.filter((p) => p.includes('/node_modules/') && !p.includes('/node_modules/@keyhold/'));
+// It must stay small: a third-party module here (commander, zod) would cost every such start.
+if (stray.length > 0) throw new Error(`fast-get-resource bundle: unexpected dependencies ${stray.join(', ')}`);
+const fastInputs = [...new Set(fastModules.map(stampFileOf))].map(stamp);
+
+writeFileSync(resolve(outdir, 'inputs.json'), JSON.stringify({ bundle: stamp(outfile), inputs, fast: { bundle: stamp(fastFile), inputs: fastInputs } }));
+console.log(`keyhold-agent fast-get-resource bundle: ${fastModules.length} modules (${(statSync(fastFile).size / 1024).toFixed(0)} KiB)`);
 console.log(`keyhold-agent bundle: ${modules.length} workspace modules (${inputs.length} stamps) → ${relative(pkg, outfile)} (${(source.length / 1024).toFixed(0)} KiB, code cache ${(statSync(`${outfile}.cache`).size / 1024).toFixed(0)} KiB)`);

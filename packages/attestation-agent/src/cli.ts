@@ -53,15 +53,18 @@ function buildProgram(ctx: ProgramContext, env: NodeJS.ProcessEnv, opts: AgentCl
     .option('-o, --output <file>', 'write the secret to FILE (created 0600, atomically) instead of stdout')
     .option('--base64', `print the secret as base64 and a newline${kbsClient ? ' (the default, as kbs-client)' : ''}`)
     .option('--raw', `print the raw bytes${kbsClient ? '' : ' (the default)'}`)
+    .option('--resource-socket <path>', "fetch through the daemon ('keyhold-agent run --resource-socket PATH'), which holds a fresh attestation, instead of attesting here")
     .addHelpText('after', agentOptionsNote)
     .action(
-      ctx.action(async (resource: string | undefined, o: { path?: string; output?: string; base64?: boolean; raw?: boolean }, cmd: Command) => {
+      ctx.action(async (resource: string | undefined, o: { path?: string; output?: string; base64?: boolean; raw?: boolean; resourceSocket?: string }, cmd: Command) => {
         if ((resource === undefined) === (o.path === undefined)) throw new UsageError('give the resource once: kbs:///REPO/TYPE/TAG or --path REPO/TYPE/TAG');
         if (o.base64 === true && o.raw === true) throw new UsageError('--base64 and --raw exclude each other');
         const m = await nodeCommands();
         const path = m.resourceArgument((resource ?? o.path) as string);
         const encoding: SecretEncoding = o.raw === true ? 'raw' : o.base64 === true || kbsClient ? 'base64' : 'raw';
-        return m.getResource(path, { file: o.output, encoding }, await config(cmd), io, await opener());
+        const out = { file: o.output, encoding };
+        if (o.resourceSocket !== undefined) return m.getResourceThroughSocket(o.resourceSocket, path, out, commonValues(cmd).json === true, io);
+        return m.getResource(path, out, await config(cmd), io, await opener());
       }),
     );
 
@@ -107,9 +110,10 @@ function buildProgram(ctx: ProgramContext, env: NodeJS.ProcessEnv, opts: AgentCl
     .option('--status-file <file>', 'write the status JSON here (atomically) on every change')
     .option('--health-listen <addr>', 'serve GET /health on this loopback HOST:PORT: 200 while attested, 503 otherwise (port 0: any; the URL is printed on stdout)')
     .option('--log-level <level>', 'fatal, error, warn, info (default), debug, trace or silent; logs go to stderr (JSON, or pretty on a terminal)')
+    .option('--resource-socket <path>', "serve secrets to local workloads on this unix socket (created 0600): GET /cdh/resource/REPO/TYPE/TAG, as confidential-data-hub; 'keyhold-agent get-resource --resource-socket PATH' uses it")
     .addHelpText('after', '\nRuns until SIGINT/SIGTERM, then exits 0. One log line per attestation. On a 401/403 from the KBS the node is at once not attested,\nits token is dropped and cert.pem removed; NodeBanned/NodeRevoked stop renewals. Errors without an answer back off exponentially (capped).')
     .action(
-      ctx.action(async (o: { interval?: string; nodeCertDir?: string; deleteKeyOnBan?: boolean; statusFile?: string; healthListen?: string; logLevel?: string }, cmd: Command) => {
+      ctx.action(async (o: { interval?: string; nodeCertDir?: string; deleteKeyOnBan?: boolean; statusFile?: string; healthListen?: string; logLevel?: string; resourceSocket?: string }, cmd: Command) => {
         const { runAttestationDaemon } = await import('./daemon/daemon-command.js');
         return runAttestationDaemon(o, await config(cmd), io, await opener());
       }),

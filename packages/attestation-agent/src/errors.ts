@@ -34,7 +34,9 @@ export type AgentErrorCode =
   /** The node-certificate directory, key or certificate files cannot be used (`run --node-cert-dir`). */
   | 'NODE_CERT_FILES'
   /** The KBS answered the node-certificate request with something that is not the certificate asked for. */
-  | 'NODE_CERT_INVALID';
+  | 'NODE_CERT_INVALID'
+  /** The `run --resource-socket` path cannot be served (in use, not a socket, an unsafe directory). */
+  | 'RESOURCE_SOCKET';
 
 export class AgentError extends Error {
   override readonly name: string = 'AgentError';

@@ -1,17 +1,18 @@
 import { writeFileAtomic } from '@keyhold/atomic-file';
 import { UsageError, type CliIo } from '@keyhold/command-line';
-import { fitReportData, parseResourceUri, TPM_REPORT_DATA_BYTES, type ResourcePath } from '@keyhold/protocol';
+import { fitReportData, TPM_REPORT_DATA_BYTES, type ResourcePath } from '@keyhold/protocol';
 import type { AgentConfig } from './config.js';
 import { collectTpmEvidence } from './evidence/tpm-evidence.js';
 import type { NodeSession, NodeSessionOptions } from './node-session.js';
 import { tpm2bPublicToSpkiDer } from './tpm/public-area.js';
 import type { TpmDevice } from './tpm/device.js';
 import { markPhase } from './phase-channel.js';
+import { printSecret, type SecretEncoding } from './resource-socket/print-secret.js';
+import { resourceFromArgument } from './resource-socket/wire.js';
 
 export type SessionOpener = (config: AgentConfig, opts?: Pick<NodeSessionOptions, 'additionalEvidence'>) => Promise<NodeSession>;
 
-/** How `get-resource` prints the secret: raw bytes (keyhold-agent's default) or base64 + newline (kbs-client's). */
-export type SecretEncoding = 'raw' | 'base64';
+export type { SecretEncoding } from './resource-socket/print-secret.js';
 
 async function withSession<T>(config: AgentConfig, opener: SessionOpener, fn: (s: NodeSession) => Promise<T>): Promise<T> {
   const session = await opener(config);
@@ -28,9 +29,8 @@ async function withSession<T>(config: AgentConfig, opener: SessionOpener, fn: (s
  * and ocicrypt's URI), `REPO/TYPE/TAG` or `/REPO/TYPE/TAG` (kbs-client's `--path`) — as a path.
  */
 export function resourceArgument(text: string): ResourcePath & { version?: number } {
-  const uri = /^kbs:/i.test(text) ? text : `kbs:///${text.replace(/^\/+/, '')}`;
   try {
-    return parseResourceUri(uri);
+    return resourceFromArgument(text);
   } catch (err) {
     throw new UsageError(`${JSON.stringify(text.slice(0, 200))} is not a resource: ${(err as Error).message}`, { hint: 'write REPO/TYPE/TAG or kbs:///REPO/TYPE/TAG[?version=N]' });
   }
@@ -39,29 +39,44 @@ export function resourceArgument(text: string): ResourcePath & { version?: numbe
 /** `get-resource`: attest, fetch one secret, print it (raw or base64) or write it to a 0600 file. */
 export async function getResource(
   path: ResourcePath & { version?: number },
-  out: { file: string | undefined; encoding: SecretEncoding },
+  out: SecretOutput,
   config: AgentConfig,
   io: CliIo,
   opener: SessionOpener,
 ): Promise<number> {
   markPhase('cli:modules');
   const secret = await withSession(config, opener, (s) => s.client.getResource(path, path.version !== undefined ? { version: path.version } : {}));
+  await writeSecret(secret, out, config.json, io);
+  markPhase('output');
+  return 0;
+}
+
+/** `get-resource --resource-socket PATH`: the same, fetched through the daemon (no TPM, no handshake here). */
+export async function getResourceThroughSocket(socketPath: string, path: ResourcePath & { version?: number }, out: SecretOutput, json: boolean, io: CliIo): Promise<number> {
+  const { fetchFromResourceSocket } = await import('./resource-socket/client.js');
+  await writeSecret(await fetchFromResourceSocket(socketPath, path), out, json, io);
+  return 0;
+}
+
+/** Where and how `get-resource` puts the secret. */
+export interface SecretOutput {
+  readonly file: string | undefined;
+  readonly encoding: SecretEncoding;
+}
+
+/** Print the secret (raw or base64) or write it to a 0600 file; zeroed afterwards. */
+async function writeSecret(secret: Uint8Array, out: SecretOutput, json: boolean, io: CliIo): Promise<void> {
   try {
     if (out.file !== undefined) {
       await writeSecretFile(out.file, secret);
-      if (config.json) io.stdout.write(`${JSON.stringify({ written: out.file, bytes: secret.length })}\n`);
+      if (json) io.stdout.write(`${JSON.stringify({ written: out.file, bytes: secret.length })}\n`);
       else io.stderr.write(`keyhold-agent: wrote ${secret.length} bytes to ${out.file}\n`);
-    } else if (out.encoding === 'base64') {
-      io.stdout.write(`${Buffer.from(secret).toString('base64')}\n`);
     } else {
-      // Zeroed below only once the stream has taken the bytes (it may hold this very buffer until then).
-      await new Promise<void>((resolve, reject) => io.stdout.write(secret, (err) => (err ? reject(err) : resolve())));
+      await printSecret(secret, out.encoding, io);
     }
   } finally {
     secret.fill(0);
   }
-  markPhase('output');
-  return 0;
 }
 
 /** `token`: attest and print the attestation token. */

@@ -2,14 +2,9 @@ import type { Command } from 'commander';
 import { CliError, UsageError } from './errors.js';
 import { EXIT } from './exit-codes.js';
 import { describeFileError } from './file-errors.js';
+import { jsonRequested, writeError, type CliIo } from './reporting.js';
 
-/** Where a command writes: results on stdout, messages and errors on stderr. */
-export interface CliIo {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-  /** Standard input, for commands that read it. */
-  stdin?: NodeJS.ReadableStream;
-}
+export { jsonRequested, writeError, type CliIo } from './reporting.js';
 
 /** Handed to a program's builder: the streams, and how an action reports its exit code. */
 export interface ProgramContext {
@@ -31,21 +26,6 @@ export function commandPath(cmd: Command): string {
   const names: string[] = [];
   for (let c: Command | null = cmd; c !== null; c = c.parent) names.unshift(c.name());
   return names.join(' ');
-}
-
-/** Whether `--json` is on the command line (before a `--`): errors are then printed as JSON too. */
-export function jsonRequested(argv: readonly string[]): boolean {
-  const end = argv.indexOf('--');
-  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
-}
-
-/** Print a reported error: one line (plus a hint line), or one JSON object when `--json` is given. */
-export function writeError(io: CliIo, prefix: string, err: CliError, json: boolean): void {
-  if (json) {
-    io.stderr.write(`${JSON.stringify({ error: { code: err.code, message: err.message, ...(err.hint !== undefined ? { hint: err.hint } : {}), exit: err.exitCode } })}\n`);
-    return;
-  }
-  io.stderr.write(`${prefix}: ${err.message}\n${err.hint !== undefined ? `  hint: ${err.hint}\n` : ''}`);
 }
 
 function configureTree(cmd: Command, io: CliIo, onError: (text: string, cmd: Command) => void): void {

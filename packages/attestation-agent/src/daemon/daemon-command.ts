@@ -12,9 +12,10 @@ import { AgentError } from '../errors.js';
 import type { SessionOpener } from '../node-commands.js';
 import { NodeCertificates } from '../node-cert/node-certificates.js';
 import { initialStatus, type AttestationStatus } from './attestation-status.js';
-import { CycleSession } from './cycle-session.js';
+import { CycleSession, openGrantClient } from './cycle-session.js';
 import { daemonConfigFrom, type DaemonFlags } from './daemon-config.js';
 import { startHealthServer, type HealthServer } from './health-server.js';
+import type { ResourceSocket } from '../resource-socket/server.js';
 import { runDaemon } from './run-daemon.js';
 import { writeStatusFile } from './status-file.js';
 
@@ -34,6 +35,7 @@ export async function runAttestationDaemon(flags: DaemonFlags, config: AgentConf
   let certs: NodeCertificates | undefined;
   let session: CycleSession | undefined;
   let health: HealthServer | undefined;
+  let resources: ResourceSocket | undefined;
   let current: AttestationStatus = initialStatus(Date.now());
   try {
     if (daemon.nodeCertDir !== undefined) {
@@ -50,12 +52,17 @@ export async function runAttestationDaemon(flags: DaemonFlags, config: AgentConf
     const open = () => opener(config, held !== undefined ? { additionalEvidence: () => held.additionalEvidence() } : {});
     // Opened once here so that a TPM that cannot be reached at all fails the start (exit 1); then
     // per cycle (cycle-session.ts).
-    session = new CycleSession(open, await open());
+    const grantClient = daemon.resourceSocket !== undefined ? await openGrantClient(config) : undefined;
+    session = new CycleSession(open, await open(), grantClient !== undefined ? { grantClient } : {});
     const cycles = session;
     controller.signal.addEventListener('abort', () => cycles.abort(), { once: true });
     if (daemon.healthListen !== undefined) {
       health = await startHealthServer(daemon.healthListen, () => current);
       io.stdout.write(`${health.url}\n`);
+    }
+    if (daemon.resourceSocket !== undefined) {
+      const { startResourceSocket } = await import('../resource-socket/server.js');
+      resources = await startResourceSocket({ path: daemon.resourceSocket, log, fetch: (r) => cycles.getResource(r, r.version !== undefined ? { version: r.version } : {}) });
     }
     log.info(
       {
@@ -65,6 +72,7 @@ export async function runAttestationDaemon(flags: DaemonFlags, config: AgentConf
         ...(daemon.nodeCertDir !== undefined ? { nodeCertDir: daemon.nodeCertDir, spkiSha256: certs?.key?.spkiSha256 } : {}),
         ...(health !== undefined ? { health: health.url } : {}),
         ...(daemon.statusFile !== undefined ? { statusFile: daemon.statusFile } : {}),
+        ...(resources !== undefined ? { resourceSocket: resources.path } : {}),
       },
       'keyhold-agent run: started',
     );
@@ -92,6 +100,7 @@ export async function runAttestationDaemon(flags: DaemonFlags, config: AgentConf
     process.off('SIGTERM', stop);
     opts.signal?.removeEventListener('abort', stop);
     await health?.close();
+    await resources?.close();
     await session?.release();
     await certs?.close();
   }

@@ -13,6 +13,7 @@ export interface DaemonFlags {
   readonly statusFile?: string | undefined;
   readonly healthListen?: string | undefined;
   readonly logLevel?: string | undefined;
+  readonly resourceSocket?: string | undefined;
 }
 
 export interface DaemonConfig {
@@ -22,6 +23,8 @@ export interface DaemonConfig {
   readonly statusFile: string | undefined;
   readonly healthListen: ListenAddress | undefined;
   readonly logLevel: string;
+  /** Where to serve resources to local workloads (absolute), if anywhere. */
+  readonly resourceSocket: string | undefined;
 }
 
 export const DEFAULT_INTERVAL = '60s';
@@ -49,6 +52,7 @@ export function daemonConfigFrom(flags: DaemonFlags): DaemonConfig {
     healthListen = parseHealthListen(flags.healthListen);
     if (healthListen === undefined) invalid('--health-listen must be a loopback HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464 (port 0: any free port)');
   }
+  if (flags.resourceSocket !== undefined && (flags.resourceSocket === '' || Buffer.byteLength(flags.resourceSocket) > 100)) invalid('--resource-socket must be a path of at most 100 bytes (a unix socket path limit)');
   const logLevel = flags.logLevel ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) invalid(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
   return Object.freeze({
@@ -58,5 +62,6 @@ export function daemonConfigFrom(flags: DaemonFlags): DaemonConfig {
     statusFile: flags.statusFile !== undefined ? resolve(flags.statusFile) : undefined,
     healthListen,
     logLevel,
+    resourceSocket: flags.resourceSocket !== undefined ? resolve(flags.resourceSocket) : undefined,
   });
 }

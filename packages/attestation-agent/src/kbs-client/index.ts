@@ -1,5 +1,5 @@
 export { KbsClient } from './kbs-client.js';
-export type { Attester, EvidenceRequest, KbsClientOptions } from './kbs-client.js';
+export type { Attester, EvidenceRequest, KbsClientOptions, ResourceGrant } from './kbs-client.js';
 export { KbsClientError } from './errors.js';
 export type { KbsClientErrorCode } from './errors.js';
 export { generateTeeKeyPair, softwareTeeKeys } from './tee-key.js';

@@ -74,6 +74,17 @@ export interface KbsClientOptions {
   additionalEvidence?: () => string;
 }
 
+/**
+ * An attestation token and the in-process tee key its runtime data bound: enough to fetch and
+ * decrypt resources until the token expires, without the attester (the TPM).
+ */
+export interface ResourceGrant {
+  readonly token: string;
+  /** When the token expires, ms since the epoch. */
+  readonly expMs: number;
+  readonly teeKey: TeeKey;
+}
+
 const COOKIE = 'kbs-session-id';
 /**
  * zod parse options for the KBS's answers: the same checks without zod's eval-compiled fast path,
@@ -114,6 +125,32 @@ export class KbsClient {
     this.#teeKeys = opts.teeKeys ?? softwareTeeKeys(opts.teeKeyType ?? 'ec');
   }
 
+  /** Use this token and the tee key it binds (another client's {@link grant}) from now on. */
+  adopt(grant: ResourceGrant): void {
+    this.#token = { value: grant.token, expMs: grant.expMs };
+    this.#teeKey = grant.teeKey;
+  }
+
+  /**
+   * The current token with its tee key, when that key decrypts without the TPM (software keys);
+   * undefined otherwise (no token, or a TPM-resident tee key).
+   */
+  grant(): ResourceGrant | undefined {
+    const token = this.#token;
+    const teeKey = this.#teeKey;
+    return token !== undefined && teeKey?.inProcess === true ? { token: token.value, expMs: token.expMs, teeKey } : undefined;
+  }
+
+  /** Whether a token is cached and not within the refresh margin of its expiry. */
+  hasFreshToken(): boolean {
+    return this.#freshToken() !== undefined;
+  }
+
+  #freshToken(): string | undefined {
+    const t = this.#token;
+    return t !== undefined && this.#now() + (this.#opts.tokenRefreshMarginMs ?? 10_000) < t.expMs ? t.value : undefined;
+  }
+
   /** Drop idle connections to the KBS. */
   close(): void {
     this.#agent.destroy();
@@ -131,9 +168,16 @@ export class KbsClient {
 
   /** A valid attestation token: the cached one, or a fresh handshake. */
   async token(): Promise<string> {
-    const margin = this.#opts.tokenRefreshMarginMs ?? 10_000;
-    if (this.#token !== undefined && this.#now() + margin < this.#token.expMs) return this.#token.value;
-    return this.attest();
+    return this.#freshToken() ?? this.attest();
+  }
+
+  /** A fresh token (attesting when there is none) and the tee key it binds, read together. */
+  async #held(): Promise<{ token: string; teeKey: TeeKey }> {
+    if (this.#freshToken() === undefined) await this.attest();
+    const token = this.#token;
+    const teeKey = this.#teeKey;
+    if (token === undefined || teeKey === undefined) throw new KbsClientError('JWE_DECRYPT_FAILED', 'no tee key for this response');
+    return { token: token.value, teeKey };
   }
 
   /** Run the handshake now (auth → attest) and return the token. Concurrent calls share one run. */
@@ -152,19 +196,21 @@ export class KbsClient {
     const rel = `/kbs/v0/resource/${formatResourcePath(path)}${opts.version !== undefined ? `?version=${opts.version}` : ''}`;
     const cached = await this.#opts.cache?.read(rel);
     if (cached !== undefined) return cached;
-    let token = await this.token();
-    let res = await this.#call('GET', rel, { authorization: `Bearer ${token}` });
+    // The token and the tee key it binds are taken together: a handshake finishing meanwhile (a
+    // daemon's cycle) replaces both, and this answer is wrapped to the key of the token sent.
+    let held = await this.#held();
+    let res = await this.#call('GET', rel, { authorization: `Bearer ${held.token}` });
     if (res.statusCode === 401) {
       // Token or session no longer accepted: one fresh handshake, then give up.
-      token = await this.attest();
-      res = await this.#call('GET', rel, { authorization: `Bearer ${token}` });
+      await this.attest();
+      held = await this.#held();
+      res = await this.#call('GET', rel, { authorization: `Bearer ${held.token}` });
     }
     const body = await this.#json(res, rel);
     markPhase('kbs:resource');
     const parsed = ResourceResponseSchema.safeParse(body, PARSE_ONCE);
     if (!parsed.success) throw new KbsClientError('KBS_PROTOCOL', 'resource response is not a flattened JWE');
-    const key = this.#teeKey;
-    if (key === undefined) throw new KbsClientError('JWE_DECRYPT_FAILED', 'no tee key for this response');
+    const key = held.teeKey;
     let plaintext: Uint8Array;
     try {
       plaintext = await key.decrypt(parsed.data);

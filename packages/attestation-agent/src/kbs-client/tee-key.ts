@@ -40,6 +40,12 @@ export interface TeeKey {
    * (TPM keys: the AK's certification, `tee_key`). Absent for software keys.
    */
   residencyEvidence?(reportData: Uint8Array): Promise<Record<string, unknown>>;
+  /**
+   * True when the private key lives in this process's memory (software keys): it decrypts without
+   * the TPM, so a token bound to it can be used after the TPM session that attested has closed
+   * (`run --resource-socket`). TPM-resident keys are flushed with their session.
+   */
+  readonly inProcess?: boolean;
 }
 
 /** Makes one fresh tee key per attestation. */
@@ -72,7 +78,7 @@ export function softwareTeeKeys(type: SoftwareTeeKeyType = 'ec'): TeeKeySource {
             return new Uint8Array(diffieHellman({ privateKey, publicKey: epk }));
           },
         };
-        return { publicJwk: { kty: 'EC', crv: 'P-256', alg: 'ECDH-ES+A256KW', x: jwk.x!, y: jwk.y! }, decrypt: (jwe) => decryptFlattenedJwe(jwe, agreement) };
+        return { publicJwk: { kty: 'EC', crv: 'P-256', alg: 'ECDH-ES+A256KW', x: jwk.x!, y: jwk.y! }, decrypt: (jwe) => decryptFlattenedJwe(jwe, agreement), inProcess: true };
       }
       // Off the event loop: RSA key generation takes a while.
       const { publicKey, privateKey } = await promisify(generateNodeKeyPair)('rsa', { modulusLength: RSA_TEE_KEY_BITS });
@@ -89,7 +95,7 @@ export function softwareTeeKeys(type: SoftwareTeeKeyType = 'ec'): TeeKeySource {
           }
         },
       };
-      return { publicJwk: { kty: 'RSA', alg: 'RSA-OAEP-256', n: jwk.n!, e: jwk.e! }, decrypt: (jwe) => decryptFlattenedJwe(jwe, agreement) };
+      return { publicJwk: { kty: 'RSA', alg: 'RSA-OAEP-256', n: jwk.n!, e: jwk.e! }, decrypt: (jwe) => decryptFlattenedJwe(jwe, agreement), inProcess: true };
     },
   };
 }

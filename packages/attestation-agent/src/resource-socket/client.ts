@@ -7,7 +7,7 @@
  * chunking, bounded head and body, read to the end.
  */
 import { connect } from 'node:net';
-import { CliError, EXIT } from '@keyhold/command-line/reporting';
+import { CliError, type ExitCode } from '@keyhold/command-line/reporting';
 import { AGENT_ERROR_TYPE_PREFIX, exitCodeForAnswer, MAX_ERROR_BODY_BYTES, MAX_HEAD_BYTES, MAX_SECRET_BYTES, resourceTarget, type SocketResource } from './wire.js';
 
 /** A failure fetching through the socket, as the CLI reports it (code, message, exit code). */
@@ -15,7 +15,7 @@ export class ResourceSocketError extends CliError {
   override readonly name: string = 'ResourceSocketError';
   /** The HTTP status of the agent's answer, when there was one. */
   readonly status: number | undefined;
-  constructor(code: string, message: string, options: { status?: number; exitCode?: (typeof EXIT)[keyof typeof EXIT]; hint?: string; cause?: unknown } = {}) {
+  constructor(code: string, message: string, options: { status?: number; exitCode?: ExitCode; hint?: string; cause?: unknown } = {}) {
     super(code, `${code}: ${message}`, options);
     this.status = options.status;
   }

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-dev redis-server redis-tools skopeo umoci openssl ca-certificates chromium)
+APT_PACKAGES=(swtpm swtpm-tools tpm2-tools libtss2-dev redis-server redis-tools skopeo umoci openssl ca-certificates chromium curl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -12,7 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodePrivateOptions, wrapAnnotationPacket } from '@keyhold/ocicrypt';
 import { startSwtpm, type RunningSwtpm } from '@keyhold/test-harness';
+import { randomBytes } from 'node:crypto';
+import { goUnwrapRequest } from './harness/keyprovider-client.js';
 import { createAdminKeys } from './harness/admin-keys.js';
 import { startAgentDaemon, type AgentDaemon } from './harness/agent-daemon.js';
 import { swtpmLocalCaFiles } from './harness/hardware-identity.js';
@@ -23,6 +26,7 @@ import { runNodeCli } from './harness/run-cli.js';
 const run = promisify(execFile);
 const SECRET = 'keyhold-resident-secret-41c9e2';
 const SECRET_PATH = 'default/key/resident';
+const KEK = randomBytes(32);
 
 let dir: string;
 let swtpm: RunningSwtpm;
@@ -55,6 +59,9 @@ beforeAll(async () => {
   await writeFile(join(dir, 'secret.bin'), SECRET);
   const set = await owner('config', 'set-resource', '--path', SECRET_PATH, '--resource-file', join(dir, 'secret.bin'));
   expect(set.code, set.stderr).toBe(0);
+  await writeFile(join(dir, 'kek.bin'), KEK);
+  const setKek = await owner('config', 'set-resource', '--path', 'default/image-kek/resident', '--resource-file', join(dir, 'kek.bin'));
+  expect(setKek.code, setKek.stderr).toBe(0);
   const ek = await runNodeCli(CLI_BIN, ['ek-hash', '--tcti', swtpm.tcti, '--json']);
   expect(ek.code, ek.stderr).toBe(0);
   nodeId = (JSON.parse(ek.stdout) as { ekHash: string }).ekHash;
@@ -97,13 +104,20 @@ describe('keyhold-agent run --resource-socket', () => {
     expect(bad.status).toBe(400);
     expect(JSON.parse(bad.body)).toMatchObject({ type: 'https://keyhold.dev/agent/errors/RESOURCE_PATH_INVALID' });
 
+    // ocicrypt's cmd mode, once per layer key: the KEK comes through the daemon too.
+    const optsData = encodePrivateOptions({ symkey: randomBytes(32), digest: `sha256:${'ef'.repeat(32)}`, nonce: randomBytes(16) });
+    const packet = Buffer.from(wrapAnnotationPacket(optsData, { kid: 'kbs:///default/image-kek/resident', kek: KEK })).toString('base64');
+    const unwrapped = await runNodeCli(AGENT_BIN, ['keyprovider', 'cmd', '--resource-socket', socket], { input: goUnwrapRequest(packet) });
+    expect(unwrapped.code, unwrapped.stderr).toBe(0);
+    expect(JSON.parse(unwrapped.stdout)).toEqual({ keyunwrapresults: { optsdata: Buffer.from(optsData).toString('base64') } });
+
     // The TPM is not held between attestations: a direct TPM command runs while the daemon serves.
     const ak = await runNodeCli(AGENT_BIN, ['ak', '--json', '--tcti', swtpm.tcti, '--state-dir', join(dir, 'agent-state')], { timeoutMs: 20_000 });
     expect(ak.code, ak.stderr).toBe(0);
 
     const logs = daemon!.logs();
     expect(logs.filter((l) => l['msg'] === 'attested')).toHaveLength(1);
-    expect(logs.filter((l) => l['msg'] === 'resource served').length).toBeGreaterThanOrEqual(4);
+    expect(logs.filter((l) => l['msg'] === 'resource served').length).toBeGreaterThanOrEqual(5);
     expect(logs.find((l) => l['msg'] === 'resource served')).toMatchObject({ resource: SECRET_PATH, bytes: SECRET.length });
     expect(JSON.stringify(logs)).not.toContain(SECRET);
     expect(JSON.stringify(logs)).not.toMatch(/eyJ[A-Za-z0-9_-]{20,}\./);

@@ -152,6 +152,7 @@ function otherRows(outcomes: Record<string, Outcome>): Row[] {
     row('keyhold eventlog vs tpm2_eventlog, CPU', num(at(ev, 'cpuRatio')), x, '≥ 2×', (n) => n >= 2),
     row('agent time-to-secret, cold (get-resource, swtpm, median)', num(at(tts, 'medianMs')), (n) => `${n.toFixed(1)} ms (bare node ${f(num(at(tts, 'nodeStartMs')), 0)} ms)`, '< 150 ms', (n) => n < 150),
     row('  through the resident daemon (--resource-socket)', num(at(tts, 'residentMs')), (n) => `${n.toFixed(1)} ms (p95 ${f(num(at(tts, 'residentP95Ms')), 1)})`, '< 150 ms', (n) => n < 150),
+    row('  keyprovider cmd, one layer key: direct / through the daemon', num(at(tts, 'keyproviderCmdMs')), (n) => `${n.toFixed(1)} / ${f(num(at(tts, 'keyproviderSocketMs')), 1)} ms`, 'for the record'),
     ...(at(tts, 'withExtraCaMs') !== undefined
       ? [row('  cold, with this machine\'s NODE_EXTRA_CA_CERTS', num(at(tts, 'withExtraCaMs')), (n) => `${n.toFixed(1)} ms (bare node ${f(num(at(tts, 'nodeStartWithExtraCaMs')), 0)} ms)`, 'for the record')]
       : []),

@@ -21,7 +21,8 @@
  *   - `resident`    `get-resource --resource-socket PATH` with the attestation daemon
  *                   (`keyhold-agent run --resource-socket PATH`, same TPM and state) running: the
  *                   daemon holds a fresh token and fetches; the process starts no TPM session and
- *                   no handshake (its own small bundle). The daemon's CPU per fetch is printed.
+ *                   no handshake (its own small bundle). The daemon's CPU per fetch is printed;
+ *   - `keyprov+sock` `keyprovider cmd --resource-socket PATH`: one layer key through the daemon.
  * Breakdown of the `bundle+ek` runs: node start (bare `node -e 0` in the same run), module load
  * (`keyhold-agent --version` minus node start), TPM (swtpm CPU time per run), network + KBS (sum
  * of the HTTP requests' durations, from node:http's diagnostics channels), and the rest (agent work:
@@ -244,7 +245,7 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 100));
     }
     await resident();
-    const variants: Record<string, Run[]> = { dist: [], bundle: [], 'bundle+ek': [], keyprovider: [], resident: [], ...(EXTRA_CA !== undefined ? { 'bundle+ek+ca': [] } : {}) };
+    const variants: Record<string, Run[]> = { dist: [], bundle: [], 'bundle+ek': [], keyprovider: [], resident: [], 'keyprov+sock': [], ...(EXTRA_CA !== undefined ? { 'bundle+ek+ca': [] } : {}) };
     const nodeStartWithCa: number[] = [];
     const nodeStart: number[] = [];
     const version: number[] = [];
@@ -254,6 +255,7 @@ async function main(): Promise<void> {
       variants['bundle+ek']!.push(await once(AGENT_BIN, keptState, true));
       variants.keyprovider!.push(await once(AGENT_BIN, keptState, false, 'keyprovider'));
       variants.resident!.push(await resident());
+      variants['keyprov+sock']!.push(await once(AGENT_BIN, keptState, false, 'keyprovider', ['--resource-socket', socket]));
       if (EXTRA_CA !== undefined) {
         variants['bundle+ek+ca']!.push(await once(AGENT_BIN, keptState, false, 'get-resource', [], process.env));
         nodeStartWithCa.push((await runProcess(['-e', '0'], process.env)).wallMs);
@@ -263,10 +265,10 @@ async function main(): Promise<void> {
     }
 
     console.log(`keyhold-agent get-resource on swtpm, persisted AK, ${RUNS} runs per variant (interleaved); node ${process.version}`);
-    console.log(`${'variant'.padEnd(11)} ${'median ms'.padStart(9)} ${'p95 ms'.padStart(7)} ${'agent cpu'.padStart(9)} ${'swtpm cpu'.padStart(9)} ${'net+KBS'.padStart(7)} ${'KBS cpu'.padStart(7)}`);
+    console.log(`${'variant'.padEnd(13)} ${'median ms'.padStart(9)} ${'p95 ms'.padStart(7)} ${'agent cpu'.padStart(9)} ${'swtpm cpu'.padStart(9)} ${'net+KBS'.padStart(7)} ${'KBS cpu'.padStart(7)}`);
     for (const [name, runs] of Object.entries(variants)) {
       console.log(
-        `${name.padEnd(11)} ${f1(median(runs.map((r) => r.wallMs))).padStart(9)} ${f1(pct(runs.map((r) => r.wallMs), 95))} ${f1(median(runs.map((r) => r.cpuMs))).padStart(9)} ${f1(median(runs.map((r) => r.tpmCpuMs))).padStart(9)} ${f1(median(runs.map((r) => r.netMs)))} ${f1(median(runs.map((r) => r.kbsCpuMs)))}`,
+        `${name.padEnd(13)} ${f1(median(runs.map((r) => r.wallMs))).padStart(9)} ${f1(pct(runs.map((r) => r.wallMs), 95))} ${f1(median(runs.map((r) => r.cpuMs))).padStart(9)} ${f1(median(runs.map((r) => r.tpmCpuMs))).padStart(9)} ${f1(median(runs.map((r) => r.netMs)))} ${f1(median(runs.map((r) => r.kbsCpuMs)))}`,
       );
     }
     console.log('(swtpm and KBS CPU come from /proc in 10 ms ticks; the agent CPU from process.cpuUsage at exit)');
@@ -295,7 +297,7 @@ async function main(): Promise<void> {
     // --json: one machine-readable line for scripts/bench-summary.ts.
     if (values.json) {
       const cpu = median(c.map((r) => r.cpuMs));
-      console.log(`BENCH_RESULT ${JSON.stringify({ bench: 'agent-time-to-secret', runs: RUNS, medianMs: wall, p95Ms: pct(c.map((r) => r.wallMs), 95), agentCpuMs: cpu, nodeStartMs: node0, unbundledNoEkCacheMs: before, keyproviderCmdMs: median(variants.keyprovider!.map((r) => r.wallMs)), residentMs, residentP95Ms: pct(variants.resident!.map((r) => r.wallMs), 95), residentDaemonCpuMs: daemonCpu, ...(withCa !== undefined ? { withExtraCaMs: withCa, nodeStartWithExtraCaMs: median(nodeStartWithCa) } : {}), phasesMs: phaseMs })}`);
+      console.log(`BENCH_RESULT ${JSON.stringify({ bench: 'agent-time-to-secret', runs: RUNS, medianMs: wall, p95Ms: pct(c.map((r) => r.wallMs), 95), agentCpuMs: cpu, nodeStartMs: node0, unbundledNoEkCacheMs: before, keyproviderCmdMs: median(variants.keyprovider!.map((r) => r.wallMs)), residentMs, residentP95Ms: pct(variants.resident!.map((r) => r.wallMs), 95), residentDaemonCpuMs: daemonCpu, keyproviderSocketMs: median(variants['keyprov+sock']!.map((r) => r.wallMs)), ...(withCa !== undefined ? { withExtraCaMs: withCa, nodeStartWithExtraCaMs: median(nodeStartWithCa) } : {}), phasesMs: phaseMs })}`);
     }
   } finally {
     await daemon?.stop();

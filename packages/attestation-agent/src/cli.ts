@@ -91,13 +91,15 @@ function buildProgram(ctx: ProgramContext, env: NodeJS.ProcessEnv, opts: AgentCl
     .description('ocicrypt key provider: cmd (request JSON on stdin, answer on stdout; the default) or grpc')
     .argument('[mode]', 'cmd or grpc', 'cmd')
     .option('--listen <addr>', 'grpc: HOST:PORT or unix:/path (default 127.0.0.1:50000)')
+    .option('--resource-socket <path>', "fetch KEKs through the daemon ('keyhold-agent run --resource-socket PATH') instead of attesting here")
     .addHelpText('after', '\ncmd exits 1 with one line "keyhold-agent: CODE: message" on stderr when it refuses; grpc serves until SIGINT/SIGTERM.')
     .action(
-      ctx.action(async (mode: string, o: { listen?: string }, cmd: Command) => {
+      ctx.action(async (mode: string, o: { listen?: string; resourceSocket?: string }, cmd: Command) => {
         if (mode !== 'cmd' && mode !== 'grpc') throw new UsageError(`keyprovider mode must be cmd or grpc, not ${JSON.stringify(mode.slice(0, 64))}`);
         if (mode === 'cmd' && o.listen !== undefined) throw new UsageError('--listen is for keyprovider grpc');
         const { runKeyProvider } = await import('./keyprovider/command.js');
-        return runKeyProvider(mode, { listen: o.listen }, await config(cmd), io, await opener());
+        // The TPM layer is loaded only when a KEK is fetched here (not through --resource-socket).
+        return runKeyProvider(mode, { listen: o.listen, resourceSocket: o.resourceSocket }, await config(cmd), io, async (c) => (await opener())(c));
       }),
     );
 

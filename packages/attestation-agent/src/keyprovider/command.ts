@@ -17,13 +17,14 @@ export type CommandIo = CliIo;
  */
 export async function runKeyProvider(
   mode: 'cmd' | 'grpc',
-  flags: { listen: string | undefined },
+  flags: { listen: string | undefined; resourceSocket?: string | undefined },
   config: AgentConfig,
   io: CommandIo,
   opener: (config: AgentConfig) => Promise<NodeSession>,
   opts: { signal?: AbortSignal; onListening?: (address: string) => void } = {},
 ): Promise<number> {
-  const source = nodeKekSource(() => opener(config));
+  // Through the resident daemon when asked: no TPM session and no handshake in this process.
+  const source = flags.resourceSocket !== undefined ? (await import('./socket-kek-source.js')).socketKekSource(flags.resourceSocket) : nodeKekSource(() => opener(config));
   const service = createUnwrapService(source);
   try {
     if (mode === 'cmd') {

@@ -15,9 +15,12 @@ export class ResourceSocketError extends CliError {
   override readonly name: string = 'ResourceSocketError';
   /** The HTTP status of the agent's answer, when there was one. */
   readonly status: number | undefined;
-  constructor(code: string, message: string, options: { status?: number; exitCode?: ExitCode; hint?: string; cause?: unknown } = {}) {
-    super(code, `${code}: ${message}`, options);
+  /** The message without the code. */
+  readonly detail: string;
+  constructor(code: string, detail: string, options: { status?: number; exitCode?: ExitCode; hint?: string; cause?: unknown } = {}) {
+    super(code, `${code}: ${detail}`, options);
     this.status = options.status;
+    this.detail = detail;
   }
 }
 

@@ -6,9 +6,10 @@
  * embedded, tpm2_eventlog, skopeo). Nothing here asserts anything: it prints figures.
  *
  * Runs, in order (full mode takes about 6–9 minutes on two cores):
- *   1. KBS flows, embedded then Redis state, 32 agents, KBS pinned to core 0 and the load generator to
- *      core 1 (packages/kbs/bench/flows.bench.ts --compare --pin): KBS CPU per flow and its ratio to
- *      the crypto floor, flows/s per KBS core, generator CPU per flow, p99 at 32, Redis ÷ embedded;
+ *   1. KBS flows, embedded and Redis state, 32 agents, KBS pinned to core 0 and the load generator to
+ *      core 1 (packages/kbs/bench/flows.bench.ts --compare --rounds 3 --pin: three interleaved windows
+ *      of each, the median window's figures): KBS CPU per flow and its ratio to the crypto floor,
+ *      flows/s per KBS core, generator CPU per flow, p99 at 32, Redis ÷ embedded;
  *   2. the same, embedded, 200 agents: p99 at 200;
  *   3. `keyhold-kbs serve --workers 2` on Redis, unpinned: flows/s (for the record);
  *   4. 100k pending sessions through /auth: the KBS process's RSS (flows.bench.ts --sessions);
@@ -76,7 +77,8 @@ const FLOWS = path.join(repoRoot, 'packages/kbs/bench/flows.bench.ts');
 // 0.20 ms/flow after 15 s, same A/B). 15 s measures the server a long-running KBS is.
 const flowTimes = QUICK ? ['--seconds', '3', '--warmup', '2', '--baseline-seconds', '1'] : ['--seconds', '10', '--warmup', '15', '--baseline-seconds', '2'];
 const RUNS: readonly BenchRun[] = [
-  { name: 'kbs-flows-compare', file: FLOWS, args: ['--compare', '--pin', '--concurrency', '32', ...flowTimes, '--json'] },
+  // Three interleaved windows per state, medians: the Redis ÷ embedded ratio swung 0.95–1.59 between single runs minutes apart.
+  { name: 'kbs-flows-compare', file: FLOWS, args: ['--compare', '--rounds', QUICK ? '1' : '3', '--pin', '--concurrency', '32', ...flowTimes, '--json'] },
   { name: 'kbs-flows-200', file: FLOWS, args: ['--pin', '--concurrency', '200', ...flowTimes, '--json'] },
   { name: 'kbs-flows-workers', file: FLOWS, args: ['--state', 'redis', '--workers', '2', '--concurrency', '64', ...flowTimes, '--json'] },
   { name: 'kbs-sessions', file: FLOWS, args: ['--sessions', QUICK ? '20000' : '100000', '--json'] },

@@ -14,6 +14,8 @@
  *     [--seconds 10] [--warmup 3]   measured and unmeasured (JIT, caches) seconds per level
  *     [--state embedded|redis] [--redis standalone|cluster] [--replicas N] [--workers N]
  *     [--compare]                   embedded state, then Redis state, same run, with their ratios
+ *     [--rounds N]                  with --compare: both KBSs warmed up, then N measured windows of each,
+ *                                   interleaved (E R E R ...); each figure is the median window's
  *     [--pin]                       KBS on core 0, this load generator on core 1 (taskset): flows/s per KBS core
  *     [--sessions N]                memory mode instead: open N sessions through /auth, print the KBS's RSS
  *     [--ak ecc|rsa] [--profile DIR] [--json]
@@ -45,6 +47,7 @@ const { values } = parseArgs({
     state: { type: 'string', default: 'embedded' },
     redis: { type: 'string', default: 'standalone' },
     compare: { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '1' },
     pin: { type: 'boolean', default: false },
     sessions: { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -60,6 +63,8 @@ const WORKERS = Number(values.workers);
 const STATE = values.state === 'redis' ? 'redis' : 'embedded';
 const REDIS_KIND = values.redis === 'cluster' ? 'cluster' : 'standalone';
 const SESSIONS = values.sessions === undefined ? undefined : Number(values.sessions);
+const ROUNDS = Number(values.rounds);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new TypeError('--rounds takes a positive integer');
 if (LEVELS.some((n) => !Number.isInteger(n) || n < 1)) throw new TypeError('--concurrency takes positive integers');
 if (!Number.isInteger(REPLICAS) || REPLICAS < 1 || !Number.isInteger(WORKERS) || WORKERS < 1) throw new TypeError('--replicas and --workers take positive integers');
 if (STATE === 'embedded' && (REPLICAS > 1 || WORKERS > 1) && !values.compare) throw new TypeError('embedded state is one process: use --state redis for --replicas or --workers > 1');
@@ -172,7 +177,46 @@ function startKbs(s: Scenario, redis: BenchRedis | undefined): Promise<BenchKbs>
   });
 }
 
-async function runLevel(s: Scenario, kbs: BenchKbs, agents: readonly BenchAgent[], redis: BenchRedis | undefined, floorMs: number): Promise<LevelResult> {
+/**
+ * --compare --rounds N: both KBSs started and warmed up, then N measured windows of each at every
+ * level, interleaved, so that both states see the same machine (this box is shared and its load
+ * drifts over minutes). Returns, per level, the window with the median KBS CPU per flow of each state.
+ */
+async function runInterleaved(agents: readonly BenchAgent[], redis: BenchRedis, floorMs: number): Promise<LevelResult[]> {
+  const scenarios: Scenario[] = [
+    { state: 'embedded', replicas: 1, workers: 1 },
+    { state: 'redis', replicas: REPLICAS, workers: WORKERS },
+  ];
+  const servers: BenchKbs[] = [];
+  try {
+    for (const s of scenarios) {
+      const kbs = await startKbs(s, s.state === 'redis' ? redis : undefined);
+      servers.push(kbs);
+      await kbs.setup(agents.map((a) => a.akPublic), RESOURCE, SECRET);
+      process.stdout.write(`KBS started (${s.state}): pid ${kbs.mainPids.join(', ')}\n`);
+    }
+    const out: LevelResult[] = [];
+    for (const concurrency of LEVELS) {
+      const windows: LevelResult[][] = scenarios.map(() => []);
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const [i, s] of scenarios.entries()) {
+          const r = await runLevel(s, servers[i]!, agents.slice(0, concurrency), s.state === 'redis' ? redis : undefined, floorMs, { warmupSeconds: round === 0 ? WARMUP_SECONDS : 0 });
+          windows[i]!.push(r);
+          process.stdout.write(`round ${round + 1}/${ROUNDS}, ${s.state}: ${r.flowsPerSec.toFixed(1)} flows/s, KBS CPU per flow ${r.kbsCpuMsPerFlow.toFixed(3)} ms\n`);
+        }
+      }
+      const [emb, red] = windows as [LevelResult[], LevelResult[]];
+      process.stdout.write(`per-round redis ÷ embedded KBS CPU per flow: ${emb.map((e, k) => (red[k]!.kbsCpuMsPerFlow / e.kbsCpuMsPerFlow).toFixed(3)).join(', ')}\n`);
+      for (const w of windows) out.push([...w].sort((a, b) => a.kbsCpuMsPerFlow - b.kbsCpuMsPerFlow)[Math.floor(w.length / 2)]!);
+    }
+    return out;
+  } finally {
+    for (const kbs of servers) await kbs.stop();
+  }
+}
+
+async function runLevel(s: Scenario, kbs: BenchKbs, agents: readonly BenchAgent[], redis: BenchRedis | undefined, floorMs: number, opts: { warmupSeconds?: number } = {}): Promise<LevelResult> {
+  const warmupSeconds = opts.warmupSeconds ?? WARMUP_SECONDS;
   const concurrency = agents.length;
   const pools = kbs.pools(Math.max(1, Math.ceil(concurrency / kbs.mainPids.length)));
   let rr = 0;
@@ -217,8 +261,8 @@ async function runLevel(s: Scenario, kbs: BenchKbs, agents: readonly BenchAgent[
         }),
       );
     };
-    if (WARMUP_SECONDS > 0) {
-      await runFlows(WARMUP_SECONDS);
+    if (warmupSeconds > 0) {
+      await runFlows(warmupSeconds);
       lat = { auth: [], attest: [], resource: [], flow: [] };
       flows = 0;
       // Errors are kept: a failure while warming up is still a failure.
@@ -377,14 +421,21 @@ async function main(): Promise<void> {
       const scenarios: Scenario[] = values.compare
         ? [{ state: 'embedded', replicas: 1, workers: 1 }, { state: 'redis', replicas: REPLICAS, workers: WORKERS }]
         : [{ state: STATE, replicas: REPLICAS, workers: WORKERS }];
-      for (const s of scenarios) {
-        for (const r of await runLevels(s, agents, s.state === 'redis' ? redis : undefined, floorMs)) {
+      if (values.compare && ROUNDS > 1 && redis !== undefined) {
+        for (const r of await runInterleaved(agents, redis, floorMs)) {
           report(r, floorMs);
           runs.push(r);
         }
+      } else {
+        for (const s of scenarios) {
+          for (const r of await runLevels(s, agents, s.state === 'redis' ? redis : undefined, floorMs)) {
+            report(r, floorMs);
+            runs.push(r);
+          }
+        }
       }
       if (values.compare) {
-        process.stdout.write('--- redis ÷ embedded (same run, same concurrency)\n');
+        process.stdout.write(`--- redis ÷ embedded (same run, same concurrency${ROUNDS > 1 ? `; median windows of ${ROUNDS}, interleaved` : ''})\n`);
         for (const e of runs.filter((r) => r.state === 'embedded')) {
           const r = runs.find((x) => x.state === 'redis' && x.concurrency === e.concurrency);
           if (r === undefined) continue;

@@ -160,6 +160,30 @@ describe('resource socket server', () => {
     }
   });
 
+  it('answers 504 at its deadline; the late fetch still counts as in flight, and its secret is zeroed', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const late = new Uint8Array(Buffer.from(SECRET));
+    const { socket } = await serve(
+      async () => {
+        await gate;
+        return late;
+      },
+      { maxInFlight: 1, answerTimeoutMs: 150 },
+    );
+    try {
+      const slow = await call(socket.path, 'GET', '/cdh/resource/default/key/k1');
+      expect([slow.status, JSON.parse(slow.body).type]).toEqual([504, 'https://keyhold.dev/agent/errors/AGENT_TIMEOUT']);
+      expect((await call(socket.path, 'GET', '/cdh/resource/default/key/k1')).status).toBe(503);
+      release();
+      await new Promise((r) => setTimeout(r, 20));
+      expect(late.every((x) => x === 0)).toBe(true);
+      expect((await call(socket.path, 'GET', '/cdh/resource/default/key/k1')).status).toBe(200);
+    } finally {
+      await socket.close();
+    }
+  });
+
   it('replaces a stale socket, but not a live one, a file, or a symlink', async () => {
     const fetch = async () => new Uint8Array(1);
     const dir = join(root, `p${n++}`);

@@ -26,8 +26,8 @@ export interface ResourceSocketOptions {
   readonly log: ResourceSocketLog;
   /** Requests served at once; more get 503 (default 16). */
   readonly maxInFlight?: number;
-  /** Deadline of one request, attestation included (default 120 s). */
-  readonly requestTimeoutMs?: number;
+  /** Deadline of one answer, attestation included (default 120 s): then 504, and the fetch still counts as in flight until it ends. */
+  readonly answerTimeoutMs?: number;
 }
 
 export interface ResourceSocket {
@@ -87,6 +87,7 @@ async function preparePath(path: string): Promise<void> {
 export async function startResourceSocket(opts: ResourceSocketOptions): Promise<ResourceSocket> {
   const path = resolve(opts.path);
   const maxInFlight = opts.maxInFlight ?? 16;
+  const answerTimeoutMs = opts.answerTimeoutMs ?? 120_000;
   const { log } = opts;
   await preparePath(path);
   let inFlight = 0;
@@ -101,15 +102,26 @@ export async function startResourceSocket(opts: ResourceSocketOptions): Promise<
     if (inFlight >= maxInFlight) return refuse(res, 503, 'AGENT_BUSY', `${maxInFlight} requests are in flight; retry`, { 'retry-after': '1' });
     inFlight++;
     const name = `${resource.repository}/${resource.type}/${resource.tag}`;
-    let secret: Uint8Array | undefined;
+    // The fetch counts as in flight until it ends, even when the answer went out at the deadline.
+    const work = opts.fetch(resource).finally(() => inFlight--);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((done) => (timer = setTimeout(() => done('timeout'), answerTimeoutMs)));
+    let secret: Uint8Array;
     try {
-      secret = await opts.fetch(resource);
+      const first = await Promise.race([work, deadline]);
+      if (first === 'timeout') {
+        // A secret that arrives after the answer is zeroed, never kept.
+        work.then((late) => late.fill(0), () => undefined);
+        log.warn({ resource: name, status: 504, code: 'AGENT_TIMEOUT' }, 'resource not served');
+        return refuse(res, 504, 'AGENT_TIMEOUT', `no answer within ${answerTimeoutMs} ms (attestation or the KBS too slow)`);
+      }
+      secret = first;
     } catch (err) {
       const a = answerForError(err);
       log.warn({ resource: name, status: a.status, code: a.code, ...(a.code === 'INTERNAL' ? { reason: String((err as Error)?.message ?? err).slice(0, 500) } : {}) }, 'resource not served');
       return refuse(res, a.status, a.code, a.detail);
     } finally {
-      inFlight--;
+      clearTimeout(timer);
     }
     if (secret.length > MAX_SECRET_BYTES) {
       secret.fill(0);
@@ -130,9 +142,9 @@ export async function startResourceSocket(opts: ResourceSocketOptions): Promise<
       else res.destroy();
     });
   });
-  // SECURITY: slow or silent clients are cut off (headers in 5 s, the whole request within the deadline), so they cannot hold connections open.
+  // SECURITY: slow or silent clients are cut off (the request's headers within 5 s, all of it within 10 s), so they cannot hold connections open.
   server.headersTimeout = 5000;
-  server.requestTimeout = opts.requestTimeoutMs ?? 120_000;
+  server.requestTimeout = 10_000;
   server.maxConnections = maxInFlight * 4;
 
   const listening = new Promise<void>((done, fail) => {

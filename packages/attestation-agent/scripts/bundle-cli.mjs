@@ -40,6 +40,21 @@ const lazyChildProcessForCommander = {
     }));
   },
 };
+/**
+ * koffi's entry file, as node resolves the package from here now: the bundle requires this file
+ * directly (src/tpm/internal/koffi-entry.ts is replaced) and stamps it with the bundle's inputs, so a
+ * reinstalled or moved koffi makes the loader fall back to dist/ until the next build.
+ */
+const koffiFile = createRequire(resolve(pkg, 'package.json')).resolve('koffi');
+const resolvedKoffi = {
+  name: 'resolved-koffi-entry',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]tpm[\\/]internal[\\/]koffi-entry\.js$/ }, () => ({
+      contents: `const { join } = require('node:path');\nexport function koffiEntry() { return join(__dirname, ${JSON.stringify(relative(resolve(pkg, 'dist', 'bundle'), koffiFile))}); }\n`,
+      loader: 'js',
+    }));
+  },
+};
 const outdir = resolve(pkg, 'dist', 'bundle');
 const outfile = resolve(outdir, 'keyhold-agent.cjs');
 rmSync(outdir, { recursive: true, force: true });
@@ -57,7 +72,7 @@ const result = await build({
   // (createRequire takes a path as well as a file URL).
   define: { 'import.meta.url': '__filename' },
   metafile: true,
-  plugins: [lazyChildProcessForCommander],
+  plugins: [lazyChildProcessForCommander, resolvedKoffi],
   logLevel: 'warning',
   legalComments: 'none',
   // Fewer bytes to read at every start (names are kept for stack traces); pure ASCII (esbuild's
@@ -214,7 +229,7 @@ const modules = Object.keys(result.metafile.inputs)
   .filter((p) => !p.startsWith('keyhold-lazy:'))
   .map((p) => resolve(pkg, p))
   .filter((p) => !p.includes('/node_modules/') || p.includes('/node_modules/@keyhold/'));
-const inputs = [...new Set(modules.map(stampFileOf))].map(stamp);
+const inputs = [...new Set([...modules.map(stampFileOf), koffiFile])].map(stamp);
 
 /**
  * The fast path of `get-resource --resource-socket` (src/resource-socket/fast-get-resource.ts): its

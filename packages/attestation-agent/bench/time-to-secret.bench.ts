@@ -162,7 +162,7 @@ const PHASE_NOTES: Record<string, string> = {
   'tpm:esys': 'Esys_Initialize',
   'tpm:ak': 'persistent AK: TR_FromTPMPublic, ReadPublic',
   session: 'attester, KBS client and tee-key source built',
-  identity: 'EK public (cache, vouched for by the AK qualified name) and EK certificate from NV',
+  identity: 'EK public (cache, vouched for by the AK qualified name) and EK certificate (cache: a valid certificate of that EK, < 1 day old; else NV)',
   'kbs:auth': 'POST /kbs/v0/auth (HTTP; the tee key is made while the KBS answers)',
   'tee-key': 'challenge parsed, tee key ready',
   evidence: 'PCR reads, TPM2_Quote, evidence JSON',

@@ -41,16 +41,29 @@ const lazyChildProcessForCommander = {
   },
 };
 /**
- * koffi's entry file, as node resolves the package from here now: the bundle requires this file
- * directly (src/tpm/internal/koffi-entry.ts is replaced) and stamps it with the bundle's inputs, so a
- * reinstalled or moved koffi makes the loader fall back to dist/ until the next build.
+ * koffi's native module, the very file koffi's own entry loads here now (its loader script picks it
+ * by platform and libc, then adds deprecated aliases the agent does not use): the bundles require
+ * this file directly (src/tpm/internal/koffi-entry.ts is replaced), which skips resolving the koffi
+ * package (node's ESM resolver for its `exports` map) and running its loader, several ms of every
+ * TPM command's start. Its version is checked against koffi's package as koffi does, and the file
+ * is stamped with the bundles' inputs: a reinstalled or moved koffi makes the loader fall back to
+ * dist/ (which requires the package by name) until the next build.
  */
-const koffiFile = createRequire(resolve(pkg, 'package.json')).resolve('koffi');
+const koffiPackage = createRequire(resolve(pkg, 'package.json')).resolve('koffi');
+const koffiNative = (() => {
+  const req = createRequire(import.meta.url);
+  const before = new Set(Object.keys(req.cache));
+  const koffi = req(koffiPackage);
+  const loaded = Object.keys(req.cache).filter((p) => p.endsWith('.node') && !before.has(p));
+  const version = JSON.parse(readFileSync(join(dirname(koffiPackage), 'package.json'), 'utf8')).version;
+  if (loaded.length !== 1 || koffi.version !== version) throw new Error(`keyhold-agent bundle: cannot tell which native module koffi ${version} loads (${loaded.join(', ') || 'none'}; native version ${koffi.version})`);
+  return loaded[0];
+})();
 const resolvedKoffi = {
-  name: 'resolved-koffi-entry',
+  name: 'resolved-koffi-native',
   setup(b) {
     b.onLoad({ filter: /[\\/]tpm[\\/]internal[\\/]koffi-entry\.js$/ }, () => ({
-      contents: `const { join } = require('node:path');\nexport function koffiEntry() { return join(__dirname, ${JSON.stringify(relative(resolve(pkg, 'dist', 'bundle'), koffiFile))}); }\n`,
+      contents: `const { join } = require('node:path');\nexport function koffiEntry() { return join(__dirname, ${JSON.stringify(relative(resolve(pkg, 'dist', 'bundle'), koffiNative))}); }\n`,
       loader: 'js',
     }));
   },
@@ -276,15 +289,15 @@ function stampFileOf(file) {
   }
   return file;
 }
-/** The stamps of a bundle's workspace inputs (and of the koffi entry it requires by path). */
+/** The stamps of a bundle's workspace inputs (and of koffi's native module it requires by path). */
 const workspaceModules = (inputs) =>
   inputs
     .filter((p) => !p.startsWith('keyhold-lazy:'))
     .map((p) => resolve(pkg, p))
     .filter((p) => !p.includes('/node_modules/') || p.includes('/node_modules/@keyhold/'));
 const modules = workspaceModules(cli.inputs);
-const inputs = [...new Set([...modules.map(stampFileOf), koffiFile])].map(stamp);
-const coldInputs = [...new Set([...workspaceModules(cold.inputs).map(stampFileOf), koffiFile])].map(stamp);
+const inputs = [...new Set([...modules.map(stampFileOf), koffiNative])].map(stamp);
+const coldInputs = [...new Set([...workspaceModules(cold.inputs).map(stampFileOf), koffiNative])].map(stamp);
 
 /**
  * The fast path of `get-resource --resource-socket` (src/resource-socket/fast-get-resource.ts): its

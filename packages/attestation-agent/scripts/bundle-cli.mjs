@@ -170,8 +170,29 @@ async function trainingRun(script, file, args) {
 const TRAINING_RESOURCE = 'kbs:///keyhold/code-cache/training';
 const NO_TPM = ['--tcti', 'device:/nonexistent/keyhold-code-cache-training'];
 
+/** A certificate for the training EK (a throwaway self-signed CA, @peculiar/x509): DER. */
+async function trainingEkCertificate(spkiDer) {
+  await import('reflect-metadata');
+  const { X509CertificateGenerator } = await import('@peculiar/x509');
+  const { webcrypto } = await import('node:crypto');
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const ca = await webcrypto.subtle.generateKey(alg, false, ['sign', 'verify']);
+  const now = Date.now();
+  const cert = await X509CertificateGenerator.create({
+    serialNumber: '01',
+    subject: 'CN=keyhold code-cache training EK',
+    issuer: 'CN=keyhold code-cache training CA',
+    notBefore: new Date(now - 3600_000),
+    notAfter: new Date(now + 3600_000),
+    publicKey: spkiDer,
+    signingKey: ca.privateKey,
+    signingAlgorithm: alg,
+  });
+  return new Uint8Array(cert.rawData);
+}
+
 /**
- * A whole get-resource, twice (as ocicrypt's cmd mode runs it: the AK at 0x81010002 already there),
+ * A whole get-resource, three times (as ocicrypt's cmd mode runs it: the AK at 0x81010002 already there),
  * through a bundle's own CLI and session code (`run(args, io, opener)`), so that what runs after the
  * TPM is open — the handshake over node:http, the KBS's answers parsed, tee key, evidence, JWE
  * decryption, output — is compiled into its cache as well (a get-resource then compiles ~7 ms less
@@ -188,18 +209,28 @@ async function trainGetResource(run) {
   const { createPublicKey, generateKeyPairSync, randomBytes } = await import('node:crypto');
   const { mkdtempSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
+  const { akQualifiedNameUnderEk } = await import('../dist/attester/ek-public-cache.js');
+  const { tpm2bPublicToSpkiDer } = await import('../dist/tpm/public-area.js');
   const rsa = () => generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
   const keys = { akKeys: { rsa: rsa() }, ekKeys: { rsa: rsa() } };
-  // Any bytes serve as the EK certificate here (nothing checks it); read from NV as on a real TPM.
-  const nv = new Map([[EK_CERT_NV_INDEX.rsa, new Uint8Array(randomBytes(1200))]]);
-  /** The same software TPM for each run (a session closes its device): the AK persisted at 0x81010002. */
+  const nv = new Map();
+  /**
+   * The same software TPM for each run (a session closes its device): the AK persisted at
+   * 0x81010002, reported with the qualified name a TPM gives a child of the EK, and an EK
+   * certificate in NV, so that the runs after the first take the EK-public and EK-certificate
+   * caches' paths as a node's runs do.
+   */
   const softwareTpm = async () => {
     const tpm = createSoftwareTpm({ ...keys, nv });
     const ek = await tpm.createEk('rsa');
     const { key } = await tpm.createAk(ek, 'rsa');
+    const qualifiedName = akQualifiedNameUnderEk(ek.name, key.name);
+    if (!nv.has(EK_CERT_NV_INDEX.rsa)) nv.set(EK_CERT_NV_INDEX.rsa, await trainingEkCertificate(tpm2bPublicToSpkiDer(ek.publicArea)));
     await tpm.persistKey(key, 0x81010002);
     await tpm.flushKey(key);
     await tpm.flushKey(ek);
+    const loadPersistentKey = tpm.loadPersistentKey.bind(tpm);
+    tpm.loadPersistentKey = async (handle) => Object.assign(await loadPersistentKey(handle), { qualifiedName });
     return tpm;
   };
   let teePubkey;
@@ -226,12 +257,14 @@ async function trainGetResource(run) {
   try {
     const url = `http://127.0.0.1:${server.address().port}`;
     const args = ['get-resource', TRAINING_RESOURCE, '--url', url, ...NO_TPM, '--ak-handle', '0x81010002', '--state-dir', stateDir];
-    for (let i = 0; i < 2; i++) {
+    for (let i = 0; i < 3; i++) {
       const errors = [];
       const code = await run(args, { stdout: sink(), stderr: { write: (c, enc, cb) => (errors.push(String(c)), sink().write(c, enc, cb)) } }, await softwareTpm());
       // A training run that fails would leave the cache without the path it is for.
       if (code !== 0) throw new Error(`keyhold-agent bundle: the code-cache training get-resource failed (${code}): ${errors.join('')}`);
     }
+    // The later runs named the EK and its certificate from the caches only if the first kept them.
+    for (const f of ['ek-rsa.pub', 'ek-rsa.crt']) if (!existsSync(join(stateDir, f))) throw new Error(`keyhold-agent bundle: the code-cache training kept no ${f}`);
   } finally {
     server.close();
     rmSync(stateDir, { recursive: true, force: true });

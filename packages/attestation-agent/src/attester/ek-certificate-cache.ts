@@ -1,5 +1,6 @@
 import { createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
-import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tpm2bPublicToSpkiDer } from '../tpm/public-area.js';
 import type { EkAlg } from '../tpm/templates.js';
@@ -47,16 +48,18 @@ export class EkCertificateCache {
   /** The kept certificate of the `alg` EK whose TPM2B_PUBLIC is `ekPublic`, when it may stand in for the NV index (see the class). */
   async lookup(alg: EkAlg, ekPublic: Uint8Array): Promise<Uint8Array | undefined> {
     try {
-      const fh = await open(this.#file(alg), 'r');
+      // Synchronous: a file of a few KiB in the agent's own state dir, read once per session (four
+      // thread-pool round trips otherwise, on the path of every attestation's start).
+      const fd = openSync(this.#file(alg), 'r');
       let der: Buffer;
       try {
-        const st = await fh.stat();
+        const st = fstatSync(fd);
         const age = this.#now() - st.mtimeMs;
         // SECURITY: a copy older than a day (or dated in the future) is read afresh from NV: a renewed certificate is not missed for long (stale cache).
         if (st.size > MAX_CERT_BYTES || age < -60_000 || age > this.#maxAgeMs) return undefined;
-        der = await fh.readFile();
+        der = readFileSync(fd);
       } finally {
-        await fh.close();
+        closeSync(fd);
       }
       return usable(der, ekPublic, this.#now()) ? new Uint8Array(der) : undefined;
     } catch {

@@ -4,10 +4,16 @@
  * once per layer key. Asserts nothing; prints median and p95 per variant and a breakdown.
  *
  *   node --import tsx packages/attestation-agent/bench/time-to-secret.bench.ts [--runs 20] [--profile DIR] [--json]
+ *        [--only bundle+ek,...] [--baseline OTHER/bin/keyhold-agent.js]
  *
  * `--json` adds one `BENCH_RESULT {...}` line at the end (read by scripts/bench-summary.ts).
  *
  * --profile DIR writes a V8 CPU profile of each `bundle+ek` run to DIR.
+ *
+ * --only runs just the variants named (comma-separated; `bundle+ek` is always run). --baseline adds
+ * the variant `baseline`: `bundle+ek` with another checkout's agent (e.g. a worktree of main, built),
+ * interleaved with this one's runs on the same TPM, KBS and state dir, for an A/B of a change; its
+ * phases are printed beside this checkout's.
  *
  * Needs swtpm (and the built packages: pnpm run build, which also bundles the agent CLI).
  * Variants, measured in the same run, interleaved:
@@ -45,7 +51,9 @@ import { SignJWT } from 'jose';
 import { encodePrivateOptions, wrapAnnotationPacket } from '@keyhold/ocicrypt';
 import { freePort, spawnProcess, startSwtpm, waitForPort } from '@keyhold/test-harness';
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '20' }, profile: { type: 'string' }, json: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: { runs: { type: 'string', default: '20' }, profile: { type: 'string' }, json: { type: 'boolean', default: false }, only: { type: 'string' }, baseline: { type: 'string' } },
+});
 const RUNS = Number(values.runs);
 const here = dirname(fileURLToPath(import.meta.url));
 const AGENT_BIN = resolve(here, '..', 'bin', 'keyhold-agent.js');
@@ -117,6 +125,8 @@ const epochMs = (): number => performance.timeOrigin + performance.now();
 /** The environment the agent runs in: this one without NODE_EXTRA_CA_CERTS (see the header). */
 const AGENT_ENV: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_EXTRA_CA_CERTS'));
 const EXTRA_CA = process.env['NODE_EXTRA_CA_CERTS'];
+/** --baseline: another checkout's bin loader, run as `bundle+ek` beside this one's. */
+const BASELINE = values.baseline !== undefined ? resolve(values.baseline) : undefined;
 
 function runProcess(args: string[], env: NodeJS.ProcessEnv = AGENT_ENV, input?: string): Promise<{ code: number | null; stdout: string; stderr: string; wallMs: number; spawnedAt: number; endedAt: number }> {
   return new Promise((resolvePromise, reject) => {
@@ -144,8 +154,8 @@ const PHASE_NOTES: Record<string, string> = {
   'node start': 'spawn until the first user code: exec and node bootstrap',
   'loader:check': 'bin loader: is the bundle current (stat of its inputs)',
   'loader:compile': 'read the bundle and its code cache, V8 deserialises',
-  'cli:init': "the bundle's top level: commander, the CLI declaration",
-  'cli:modules': "argv parsed, get-resource's modules loaded and initialised, config",
+  'cli:init': "the bundle's top level (cold get-resource bundle: its argument check; CLI: commander, the declaration)",
+  'cli:modules': "get-resource's modules loaded and initialised, config (CLI: argv parsed)",
   'tpm:koffi': 'require koffi (native addon)',
   'tpm:dlopen': 'dlopen tpm2-tss: tctildr, esys, mu, rc',
   'tpm:bind': 'koffi prototypes of the ESAPI/MU functions',
@@ -153,9 +163,9 @@ const PHASE_NOTES: Record<string, string> = {
   'tpm:esys': 'Esys_Initialize',
   'tpm:ak': 'persistent AK: TR_FromTPMPublic, ReadPublic',
   session: 'attester, KBS client and tee-key source built',
-  identity: 'EK public (cache, vouched for by the AK qualified name) and EK certificate from NV',
-  'kbs:auth': 'POST /kbs/v0/auth (HTTP) and the challenge parsed',
-  'tee-key': 'ephemeral tee key pair',
+  identity: 'EK public (cache, vouched for by the AK qualified name) and EK certificate (cache: a valid certificate of that EK, < 1 day old; else NV)',
+  'kbs:auth': 'POST /kbs/v0/auth (HTTP; the tee key is made while the KBS answers)',
+  'tee-key': 'challenge parsed, tee key ready',
   evidence: 'PCR reads, TPM2_Quote, evidence JSON',
   'kbs:attest': 'POST /kbs/v0/attest (HTTP; the KBS appraises)',
   'kbs:resource': 'GET the resource (HTTP)',
@@ -219,45 +229,55 @@ async function main(): Promise<void> {
       const t = JSON.parse(await readFile(timingFile, 'utf8')) as { hookAt: number; netMs: number; cpuMs: number; exitAt: number; timeOrigin: number; marks: [string, number][] };
       return { wallMs: r.wallMs, cpuMs: t.cpuMs, tpmCpuMs: (await cpuMs(swtpm.pid)) - tpm0, kbsCpuMs: (await cpuMs(kbs.pid)) - kbs0, hookAt: t.hookAt, netMs: t.netMs, phases: phasesOf(t, r.spawnedAt, r.endedAt) };
     };
+    const ALL = ['dist', 'bundle', 'bundle+ek', 'keyprovider', 'resident', 'keyprov+sock', ...(EXTRA_CA !== undefined ? ['bundle+ek+ca'] : []), ...(BASELINE !== undefined ? ['baseline'] : [])];
+    const picked = values.only?.split(',').map((v) => v.trim()) ?? ALL;
+    const unknown = picked.filter((v) => !ALL.includes(v));
+    if (unknown.length > 0) throw new Error(`--only: unknown variant(s) ${unknown.join(', ')} (known: ${ALL.join(', ')})`);
+    const wanted = new Set([...picked, 'bundle+ek', ...(BASELINE !== undefined ? ['baseline'] : [])]);
+    const variants: Record<string, Run[]> = Object.fromEntries(ALL.filter((v) => wanted.has(v)).map((v) => [v, []]));
     // Warm-up: file cache, the KBS's first requests, and the EK-public cache of the kept state dir.
     await once(AGENT_BIN, keptState);
-    await once(AGENT_DIST, join(dir, 'warm'));
-
-    await once(AGENT_BIN, keptState, false, 'keyprovider');
+    if (BASELINE !== undefined) await once(BASELINE, keptState);
+    if (wanted.has('dist')) await once(AGENT_DIST, join(dir, 'warm'));
+    if (wanted.has('keyprovider')) await once(AGENT_BIN, keptState, false, 'keyprovider');
 
     // The resident daemon: it attests at start, then every hour (well after the bench ends).
     const socket = join(dir, 'agent.sock');
-    daemon = spawnProcess({
-      name: 'keyhold-agent run',
-      command: process.execPath,
-      args: [AGENT_BIN, 'run', '--resource-socket', socket, '--interval', '1h', '--log-level', 'warn', ...common, '--state-dir', keptState],
-    });
     const resident = async (): Promise<Run> => {
       const pid = daemon?.pid;
       const agent0 = await cpuMs(pid);
       const r = await once(AGENT_BIN, keptState, false, 'get-resource', ['--resource-socket', socket]);
       return { ...r, daemonCpuMs: (await cpuMs(pid)) - agent0 };
     };
-    for (let waited = 0; ; waited += 100) {
-      const probe = await runProcess([AGENT_BIN, 'get-resource', '--resource-socket', socket, 'kbs:///default/key/bench']);
-      if (probe.code === 0) break;
-      if (waited > 20_000) throw new Error(`the daemon did not serve its socket: ${probe.stderr}`);
-      await new Promise((r) => setTimeout(r, 100));
+    if (wanted.has('resident') || wanted.has('keyprov+sock')) {
+      daemon = spawnProcess({
+        name: 'keyhold-agent run',
+        command: process.execPath,
+        args: [AGENT_BIN, 'run', '--resource-socket', socket, '--interval', '1h', '--log-level', 'warn', ...common, '--state-dir', keptState],
+      });
+      for (let waited = 0; ; waited += 100) {
+        const probe = await runProcess([AGENT_BIN, 'get-resource', '--resource-socket', socket, 'kbs:///default/key/bench']);
+        if (probe.code === 0) break;
+        if (waited > 20_000) throw new Error(`the daemon did not serve its socket: ${probe.stderr}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await resident();
     }
-    await resident();
-    const variants: Record<string, Run[]> = { dist: [], bundle: [], 'bundle+ek': [], keyprovider: [], resident: [], 'keyprov+sock': [], ...(EXTRA_CA !== undefined ? { 'bundle+ek+ca': [] } : {}) };
     const nodeStartWithCa: number[] = [];
     const nodeStart: number[] = [];
     const version: number[] = [];
     for (let i = 0; i < RUNS; i++) {
-      variants.dist!.push(await once(AGENT_DIST, join(dir, `fresh-d${i}`)));
-      variants.bundle!.push(await once(AGENT_BIN, join(dir, `fresh-b${i}`)));
+      variants.dist?.push(await once(AGENT_DIST, join(dir, `fresh-d${i}`)));
+      variants.bundle?.push(await once(AGENT_BIN, join(dir, `fresh-b${i}`)));
+      // The A/B pair back to back, in alternating order.
+      if (BASELINE !== undefined && i % 2 === 1) variants.baseline!.push(await once(BASELINE, keptState));
       variants['bundle+ek']!.push(await once(AGENT_BIN, keptState, true));
-      variants.keyprovider!.push(await once(AGENT_BIN, keptState, false, 'keyprovider'));
-      variants.resident!.push(await resident());
-      variants['keyprov+sock']!.push(await once(AGENT_BIN, keptState, false, 'keyprovider', ['--resource-socket', socket]));
-      if (EXTRA_CA !== undefined) {
-        variants['bundle+ek+ca']!.push(await once(AGENT_BIN, keptState, false, 'get-resource', [], process.env));
+      if (BASELINE !== undefined && i % 2 === 0) variants.baseline!.push(await once(BASELINE, keptState));
+      variants.keyprovider?.push(await once(AGENT_BIN, keptState, false, 'keyprovider'));
+      if (variants.resident !== undefined) variants.resident.push(await resident());
+      variants['keyprov+sock']?.push(await once(AGENT_BIN, keptState, false, 'keyprovider', ['--resource-socket', socket]));
+      if (variants['bundle+ek+ca'] !== undefined) {
+        variants['bundle+ek+ca'].push(await once(AGENT_BIN, keptState, false, 'get-resource', [], process.env));
         nodeStartWithCa.push((await runProcess(['-e', '0'], process.env)).wallMs);
       }
       nodeStart.push((await runProcess(['-e', '0'])).wallMs);
@@ -272,9 +292,11 @@ async function main(): Promise<void> {
       );
     }
     console.log('(swtpm and KBS CPU come from /proc in 10 ms ticks; the agent CPU from process.cpuUsage at exit)');
-    const daemonCpu = median(variants.resident!.map((r) => r.daemonCpuMs ?? 0));
-    const residentMs = median(variants.resident!.map((r) => r.wallMs));
-    console.log(`resident: the daemon spent ${daemonCpu.toFixed(1)} ms CPU per fetch (median, /proc ticks); wall ${residentMs.toFixed(1)} ms = node start + ${(residentMs - median(nodeStart)).toFixed(1)} ms`);
+    /** A variant's median wall time, undefined when --only left it out. */
+    const wallOf = (name: string): number | undefined => (variants[name] !== undefined ? median(variants[name].map((r) => r.wallMs)) : undefined);
+    const daemonCpu = variants.resident !== undefined ? median(variants.resident.map((r) => r.daemonCpuMs ?? 0)) : undefined;
+    const residentMs = wallOf('resident');
+    if (residentMs !== undefined) console.log(`resident: the daemon spent ${daemonCpu!.toFixed(1)} ms CPU per fetch (median, /proc ticks); wall ${residentMs.toFixed(1)} ms = node start + ${(residentMs - median(nodeStart)).toFixed(1)} ms`);
     const c = variants['bundle+ek']!;
     const wall = median(c.map((r) => r.wallMs));
     const node0 = median(nodeStart);
@@ -282,22 +304,52 @@ async function main(): Promise<void> {
     const tpm = median(c.map((r) => r.tpmCpuMs));
     const net = median(c.map((r) => r.netMs));
     console.log(`\nbreakdown of bundle+ek (medians, ms): node start ${node0.toFixed(1)} (bare node -e 0; in-process hand-over at ${median(c.map((r) => r.hookAt)).toFixed(1)}), module load ${load.toFixed(1)} (--version ${median(version).toFixed(1)} − node start), TPM ${tpm.toFixed(1)} (swtpm CPU), network+KBS ${net.toFixed(1)}, rest ${(wall - node0 - load - tpm - net).toFixed(1)}`);
-    const names = [...new Set(c.flatMap((r) => [...r.phases.keys()]))];
-    const phaseMs = Object.fromEntries(names.map((n) => [n, median(c.map((r) => r.phases.get(n) ?? 0))]));
-    console.log(`\nphases of bundle+ek (medians, ms; each from the previous mark; HTTP inside the kbs:* phases: ${net.toFixed(1)} ms in all)`);
-    for (const n of names) console.log(`  ${n.padEnd(14)} ${f1(phaseMs[n] ?? 0)}  ${PHASE_NOTES[n] ?? ''}`);
-    console.log(`  ${'sum'.padEnd(14)} ${f1(Object.values(phaseMs).reduce((a, b) => a + b, 0))}  (sum of medians; wall median ${wall.toFixed(1)})`);
-    const before = median(variants.dist!.map((r) => r.wallMs));
-    console.log(`time-to-secret: ${wall.toFixed(1)} ms median (target < 150 ms: ${wall < 150 ? 'met' : 'NOT met'}); unbundled, no EK cache ${before.toFixed(1)} ms (${(before / wall).toFixed(2)}× slower)`);
-    const withCa = EXTRA_CA !== undefined ? median(variants['bundle+ek+ca']!.map((r) => r.wallMs)) : undefined;
+    const base = variants.baseline;
+    const names = [...new Set([...c, ...(base ?? [])].flatMap((r) => [...r.phases.keys()]))];
+    const phaseMedians = (runs: Run[]): Record<string, number> => Object.fromEntries(names.map((n) => [n, median(runs.map((r) => r.phases.get(n) ?? 0))]));
+    const phaseMs = phaseMedians(c);
+    const basePhaseMs = base !== undefined ? phaseMedians(base) : undefined;
+    const sum = (m: Record<string, number>): number => Object.values(m).reduce((x, y) => x + y, 0);
+    console.log(`\nphases of bundle+ek (medians, ms; each from the previous mark; HTTP inside the kbs:* phases: ${net.toFixed(1)} ms in all)${basePhaseMs !== undefined ? `; baseline ${BASELINE} beside` : ''}`);
+    if (basePhaseMs !== undefined) console.log(`  ${'phase'.padEnd(14)} ${'this'.padStart(7)} ${'baseline'.padStart(8)} ${'Δ'.padStart(7)}`);
+    for (const n of names) {
+      const cols = basePhaseMs !== undefined ? ` ${f1(basePhaseMs[n] ?? 0).padStart(8)} ${f1((phaseMs[n] ?? 0) - (basePhaseMs[n] ?? 0))}` : '';
+      console.log(`  ${n.padEnd(14)} ${f1(phaseMs[n] ?? 0)}${cols}  ${PHASE_NOTES[n] ?? ''}`);
+    }
+    console.log(`  ${'sum'.padEnd(14)} ${f1(sum(phaseMs))}${basePhaseMs !== undefined ? ` ${f1(sum(basePhaseMs)).padStart(8)} ${f1(sum(phaseMs) - sum(basePhaseMs))}` : ''}  (sum of medians; wall median ${wall.toFixed(1)})`);
+    const before = wallOf('dist');
+    console.log(`time-to-secret: ${wall.toFixed(1)} ms median (target < 150 ms: ${wall < 150 ? 'met' : 'NOT met'})${before !== undefined ? `; unbundled, no EK cache ${before.toFixed(1)} ms (${(before / wall).toFixed(2)}× slower)` : ''}`);
+    const baseMs = wallOf('baseline');
+    if (baseMs !== undefined) {
+      const diffs = c.map((r, i) => (base![i] !== undefined ? base![i].wallMs - r.wallMs : NaN)).filter((d) => !Number.isNaN(d));
+      console.log(`A/B: this ${wall.toFixed(1)} ms vs baseline ${baseMs.toFixed(1)} ms median (${(baseMs - wall).toFixed(1)} ms, ${(baseMs / wall).toFixed(2)}×); median of the paired differences ${median(diffs).toFixed(1)} ms; agent CPU ${median(c.map((r) => r.cpuMs)).toFixed(1)} vs ${median(base!.map((r) => r.cpuMs)).toFixed(1)} ms`);
+    }
+    const withCa = wallOf('bundle+ek+ca');
     if (withCa !== undefined) {
       console.log(`NODE_EXTRA_CA_CERTS=${EXTRA_CA} is set here: with it, bundle+ek takes ${withCa.toFixed(1)} ms and bare node -e 0 ${median(nodeStartWithCa).toFixed(1)} ms (${(median(nodeStartWithCa) - median(nodeStart)).toFixed(1)} ms of every node start; the variants above run without it)`);
     }
-    console.log(`time-to-secret through the resident daemon: ${residentMs.toFixed(1)} ms median (target < 150 ms: ${residentMs < 150 ? 'met' : 'NOT met'}); bare node start ${median(nodeStart).toFixed(1)} ms`);
+    if (residentMs !== undefined) console.log(`time-to-secret through the resident daemon: ${residentMs.toFixed(1)} ms median (target < 150 ms: ${residentMs < 150 ? 'met' : 'NOT met'}); bare node start ${median(nodeStart).toFixed(1)} ms`);
     // --json: one machine-readable line for scripts/bench-summary.ts.
     if (values.json) {
       const cpu = median(c.map((r) => r.cpuMs));
-      console.log(`BENCH_RESULT ${JSON.stringify({ bench: 'agent-time-to-secret', runs: RUNS, medianMs: wall, p95Ms: pct(c.map((r) => r.wallMs), 95), agentCpuMs: cpu, nodeStartMs: node0, unbundledNoEkCacheMs: before, keyproviderCmdMs: median(variants.keyprovider!.map((r) => r.wallMs)), residentMs, residentP95Ms: pct(variants.resident!.map((r) => r.wallMs), 95), residentDaemonCpuMs: daemonCpu, keyproviderSocketMs: median(variants['keyprov+sock']!.map((r) => r.wallMs)), ...(withCa !== undefined ? { withExtraCaMs: withCa, nodeStartWithExtraCaMs: median(nodeStartWithCa) } : {}), phasesMs: phaseMs })}`);
+      const keyproviderCmdMs = wallOf('keyprovider');
+      console.log(
+        `BENCH_RESULT ${JSON.stringify({
+          bench: 'agent-time-to-secret',
+          runs: RUNS,
+          medianMs: wall,
+          p95Ms: pct(c.map((r) => r.wallMs), 95),
+          agentCpuMs: cpu,
+          nodeStartMs: node0,
+          ...(before !== undefined ? { unbundledNoEkCacheMs: before } : {}),
+          ...(keyproviderCmdMs !== undefined ? { keyproviderCmdMs } : {}),
+          ...(wallOf('keyprov+sock') !== undefined ? { keyproviderSocketMs: wallOf('keyprov+sock') } : {}),
+          ...(residentMs !== undefined ? { residentMs, residentP95Ms: pct(variants.resident!.map((r) => r.wallMs), 95), residentDaemonCpuMs: daemonCpu } : {}),
+          ...(withCa !== undefined ? { withExtraCaMs: withCa, nodeStartWithExtraCaMs: median(nodeStartWithCa) } : {}),
+          ...(baseMs !== undefined ? { baselineMs: baseMs, baselinePhasesMs: basePhaseMs } : {}),
+          phasesMs: phaseMs,
+        })}`,
+      );
     }
   } finally {
     await daemon?.stop();

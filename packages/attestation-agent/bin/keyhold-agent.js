@@ -4,7 +4,10 @@
 // each workspace package bundled, its dist/.tsbuildinfo (rewritten by every `tsc -b` that emits) —
 // still has its size and mtime; otherwise the compiled modules in dist/ directly.
 // `get-resource --resource-socket PATH RESOURCE` (the daemon fetches; nothing to attest here) runs
-// from its own small bundle, dist/bundle/fast-get-resource.cjs, under the same rule.
+// from its own small bundle, dist/bundle/fast-get-resource.cjs, under the same rule; any other
+// `get-resource` line is offered first to the cold fast path's bundle, dist/bundle/cold-get-resource.cjs
+// (src/cold-start/: the command without commander and the rest of the CLI), which takes the plain
+// forms and leaves the rest to the CLI.
 //
 // CommonJS (bin/package.json), not ESM: an ESM entry costs every start node's ESM loader and, for
 // each builtin it imports, a facade that reads all of the builtin's exports (node:fs's pull in the
@@ -59,6 +62,7 @@ function fastGetResource(built) {
   return require(file).fastGetResource(args, { stdout: process.stdout, stderr: process.stderr });
 }
 
+/** Compile a bundle with its code cache and run it as a CommonJS module: its exports. */
 function runBundle(file) {
   // Pure ASCII (scripts/bundle-cli.mjs checks): latin1 is exact, and cheaper to decode than utf8.
   const source = readFileSync(file, 'latin1');
@@ -73,6 +77,27 @@ function runBundle(file) {
   mark('loader:compile');
   const mod = { exports: {} };
   script.runInThisContext()(mod.exports, createRequire(file), mod, file, dirname(file));
+  return mod.exports;
+}
+
+/**
+ * `get-resource` without the CLI (src/cold-start/cold-get-resource.ts), when its bundle is current
+ * and takes this command line: the exit code's promise; undefined otherwise.
+ */
+function coldGetResource(built) {
+  const args = process.argv.slice(2);
+  if (args[0] !== 'get-resource') return undefined;
+  const file = built?.cold !== undefined ? current(built.cold) : undefined;
+  if (file === undefined) return undefined;
+  mark('loader:check');
+  const io = { stdout: process.stdout, stderr: process.stderr };
+  return runBundle(file).coldGetResource(args, io, process.env);
+}
+
+/** Exit once what was written to stdout and stderr is handed to the OS (as src/bin/keyhold-agent.ts). */
+function exitWhenWritten(code) {
+  process.exitCode = code;
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
 }
 
 const built = manifest();
@@ -82,8 +107,16 @@ if (fast !== undefined) {
     process.exitCode = code;
   });
 } else {
-  const bundle = built !== undefined ? current(built) : undefined;
-  mark('loader:check');
-  if (bundle !== undefined) runBundle(bundle);
-  else import('../dist/bin/keyhold-agent.js');
+  const cold = coldGetResource(built);
+  if (cold !== undefined) {
+    cold.then(exitWhenWritten, (err) => {
+      process.stderr.write(`keyhold-agent: ${err instanceof Error ? err.message : String(err)}\n`);
+      exitWhenWritten(1);
+    });
+  } else {
+    const bundle = built !== undefined ? current(built) : undefined;
+    mark('loader:check');
+    if (bundle !== undefined) runBundle(bundle);
+    else import('../dist/bin/keyhold-agent.js');
+  }
 }

@@ -66,4 +66,46 @@ describe('bin/keyhold-agent.js (bundle loader)', () => {
     await rm(join(pkg, 'dist', 'bundle', 'inputs.json'));
     expect(await which()).toBe('unbundled');
   });
+
+  describe('the cold get-resource bundle', () => {
+    const coldFile = () => join(pkg, 'dist', 'bundle', 'cold-get-resource.cjs');
+    const agent = async (args: string[]) => {
+      try {
+        const r = await run(process.execPath, [join(pkg, 'bin', 'keyhold-agent.js'), ...args]);
+        return { code: 0, out: r.stdout.trim() };
+      } catch (err) {
+        const e = err as { code: number; stdout: string };
+        return { code: e.code, out: e.stdout.trim() };
+      }
+    };
+    async function writeColdManifest() {
+      await writeFile(join(pkg, 'dist', 'bundle', 'inputs.json'), JSON.stringify({ bundle: await stamp(bundleFile()), inputs: [await stamp(input())], cold: { bundle: await stamp(coldFile()), inputs: [await stamp(input())] } }));
+    }
+
+    beforeAll(async () => {
+      await writeFile(bundleFile(), "process.stdout.write('full cli\\n');\n");
+      // Takes `get-resource X` and exits 3 (after writing); leaves any other line to the CLI.
+      await writeFile(
+        coldFile(),
+        "exports.coldGetResource = (args, io) => args.length === 2 ? Promise.resolve(io.stdout.write('cold ' + args[1] + '\\n')).then(() => 3) : undefined;\n",
+      );
+      await writeColdManifest();
+    });
+
+    it('runs a get-resource line through it, with its exit code, and leaves other lines to the CLI', async () => {
+      expect(await agent(['get-resource', 'a/b/c'])).toEqual({ code: 3, out: 'cold a/b/c' });
+      expect(await agent(['get-resource', 'a/b/c', '-o', 'f'])).toEqual({ code: 0, out: 'full cli' });
+      expect(await agent(['token'])).toEqual({ code: 0, out: 'full cli' });
+    });
+
+    it('is not used once an input changed after bundling', async () => {
+      const later = new Date(Date.now() + 10_000);
+      await utimes(input(), later, later);
+      expect(await agent(['get-resource', 'a/b/c'])).toEqual({ code: 0, out: 'unbundled' });
+      await writeColdManifest();
+      await writeFile(coldFile(), 'exports.coldGetResource = () => undefined;\n');
+      expect(await agent(['get-resource', 'a/b/c'])).toEqual({ code: 0, out: 'full cli' });
+    });
+  });
 });
+

@@ -2,7 +2,7 @@ import { accessSync, constants } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseKbsUrl } from '@keyhold/command-line';
-import type { CommonValues } from './cli-options.js';
+import type { CommonValues } from './agent-options.js';
 import { AgentError } from './errors.js';
 import { DEFAULT_AK_HANDLE } from './tpm/device.js';
 import { DEFAULT_TCTI } from './tpm/tss-device.js';
@@ -47,7 +47,7 @@ export interface AgentConfig {
   readonly vcekFile: string | undefined;
 }
 
-export type { CommonValues } from './cli-options.js';
+export type { CommonValues } from './agent-options.js';
 
 /**
  * TCTI modules tpm2-tss knows by short name (`Tss2_TctiLdr`): `NAME[:CONF]`, e.g. `device:/dev/tpmrm0`,

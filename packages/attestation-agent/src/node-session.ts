@@ -12,6 +12,7 @@ import { BootLogContributor } from './attester/boot-log-contributor.js';
 import { KbsClient } from './kbs-client/kbs-client.js';
 import { identityContributorFor, type IdentityContributor } from './attester/identity-contributor.js';
 import { EkPublicCache } from './attester/ek-public-cache.js';
+import { EkCertificateCache } from './attester/ek-certificate-cache.js';
 import { softwareTeeKeys, type TeeKeySource } from './kbs-client/tee-key.js';
 import { TpmTeeKeySource } from './kbs-client/tpm-tee-key.js';
 import { SealedJweCache } from './kbs-client/sealed-jwe-cache.js';
@@ -72,7 +73,7 @@ export async function openNodeSession(config: AgentConfig, opts: NodeSessionOpti
       initData = await readInitData(config.initDataFile);
       await ensureInitDataBound(tpm, initData.parsed.digest);
     }
-    identity = config.ekIdentity && cvm === undefined ? identityContributorFor(tpm, ak, config.ekAlg, new EkPublicCache(config.stateDir)) : undefined;
+    identity = config.ekIdentity && cvm === undefined ? identityContributorFor(tpm, ak, config.ekAlg, new EkPublicCache(config.stateDir), new EkCertificateCache(config.stateDir)) : undefined;
     let teeKeys: TeeKeySource;
     let cache: SealedJweCache | undefined;
     if (config.teeKey === 'tpm-rsa' || config.teeKey === 'tpm-ecc') {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TpmKey } from '../tpm/device.js';
 import { hashNameOfAlg } from '../tpm/internal/tpm-alg.js';
@@ -55,7 +56,8 @@ export class EkPublicCache {
     if (ak.qualifiedName === undefined) return undefined;
     let pub: Uint8Array;
     try {
-      const bytes = await readFile(this.#file(alg));
+      // Synchronous: a file of a few hundred bytes in the agent's own state dir, read once per session.
+      const bytes = readFileSync(this.#file(alg));
       if (bytes.length > MAX_PUBLIC_BYTES) return undefined;
       pub = new Uint8Array(bytes);
       // SECURITY: only an EK of the template asked for, whose name chains to the AK the TPM holds,

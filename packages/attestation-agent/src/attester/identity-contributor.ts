@@ -11,13 +11,16 @@
  * whose PolicyOR session the device builds) on first use,
  * unless the caller passes one already loaded (e.g. the AK's parent), and flushed by close().
  * With an {@link EkPublicCache}, naming the EK needs no EK in the TPM when the TPM's qualified name
- * of the AK proves the cached EK is its parent; credential activation still loads the real EK.
+ * of the AK proves the cached EK is its parent; credential activation still loads the real EK. With
+ * an {@link EkCertificateCache}, the EK certificate is read from NV at most once a day while the kept
+ * copy is a valid certificate of that EK.
  */
 import { EK_CERT_NV_INDEX, type TpmDevice, type TpmKey } from '../tpm/device.js';
 import { TpmError } from '../errors.js';
 import { KbsClientError } from '../kbs-client/errors.js';
 import { ekAlgOfPublic, type EkAlg } from '../tpm/templates.js';
 import type { TpmEvidenceContributor } from './tpm-attester.js';
+import type { EkCertificateCache } from './ek-certificate-cache.js';
 import type { EkPublicCache } from './ek-public-cache.js';
 
 export const IDENTITY_PARAM = 'tpm-identity';
@@ -39,6 +42,8 @@ export interface IdentityContributorOptions {
   readonly ekCertIndex?: number;
   /** EK public areas kept between runs (used only when the TPM vouches for them, see EkPublicCache). */
   readonly ekPublicCache?: EkPublicCache;
+  /** EK certificates kept between runs (used only for that EK, valid and fresh, see EkCertificateCache). */
+  readonly ekCertificateCache?: EkCertificateCache;
 }
 
 interface IdentityWire {
@@ -85,12 +90,16 @@ export class IdentityContributor implements TpmEvidenceContributor {
   async identity(): Promise<IdentityWire> {
     if (this.#wire !== undefined) return this.#wire;
     const ekPublic = await this.#ekPublic();
-    let cert: Uint8Array | undefined;
-    try {
-      cert = await this.#o.tpm.readNv(this.#o.ekCertIndex ?? EK_CERT_NV_INDEX[this.#ekAlg]);
-    } catch (err) {
-      // No certificate in NV is normal (many vTPMs); the owner's allowlist can still vouch for the EK.
-      if (!(err instanceof TpmError && err.code === 'TPM_NV_NOT_FOUND')) throw err;
+    const certCache = this.#o.ekCertificateCache;
+    let cert = await certCache?.lookup(this.#ekAlg, ekPublic);
+    if (cert === undefined) {
+      try {
+        cert = await this.#o.tpm.readNv(this.#o.ekCertIndex ?? EK_CERT_NV_INDEX[this.#ekAlg]);
+        await certCache?.remember(this.#ekAlg, ekPublic, cert);
+      } catch (err) {
+        // No certificate in NV is normal (many vTPMs); the owner's allowlist can still vouch for the EK.
+        if (!(err instanceof TpmError && err.code === 'TPM_NV_NOT_FOUND')) throw err;
+      }
     }
     this.#wire = {
       ek_tpm2b_public: b64(ekPublic),
@@ -145,7 +154,20 @@ export class IdentityContributor implements TpmEvidenceContributor {
  * The contributor for a node session: reuses the AK's parent EK when it was made from the EK template
  * asked for, otherwise names the EK from `ekPublicCache` when the TPM vouches for it.
  */
-export function identityContributorFor(tpm: TpmDevice, ak: { ak: TpmKey; ek: TpmKey | undefined }, ekAlg: EkAlg, ekPublicCache?: EkPublicCache): IdentityContributor {
+export function identityContributorFor(
+  tpm: TpmDevice,
+  ak: { ak: TpmKey; ek: TpmKey | undefined },
+  ekAlg: EkAlg,
+  ekPublicCache?: EkPublicCache,
+  ekCertificateCache?: EkCertificateCache,
+): IdentityContributor {
   const reuse = ak.ek !== undefined && ekAlgOfPublic(ak.ek.publicArea) === ekAlg;
-  return new IdentityContributor({ tpm, ak: ak.ak, ekAlg, ...(reuse ? { ek: ak.ek } : {}), ...(ekPublicCache !== undefined ? { ekPublicCache } : {}) });
+  return new IdentityContributor({
+    tpm,
+    ak: ak.ak,
+    ekAlg,
+    ...(reuse ? { ek: ak.ek } : {}),
+    ...(ekPublicCache !== undefined ? { ekPublicCache } : {}),
+    ...(ekCertificateCache !== undefined ? { ekCertificateCache } : {}),
+  });
 }

@@ -38,6 +38,15 @@ describe('httpExchange', () => {
     expect(seen.at(-1)).toBe('POST /x kbs-session-id=s {"a":1}');
   });
 
+  it('onSent: called once, when the request is written, before the answer is read', async () => {
+    const order: string[] = [];
+    const r = httpExchange(`${base}/x`, opts({ method: 'POST', body: '{"b":2}', onSent: () => order.push('sent') }));
+    order.push('called');
+    await r;
+    order.push('answered');
+    expect(order).toEqual(['called', 'sent', 'answered']);
+  });
+
   it('does not follow a redirect (the session cookie would go elsewhere)', async () => {
     const r = await httpExchange(`${base}/redirect`, opts({ headers: { cookie: 'kbs-session-id=s' } }));
     expect(r.statusCode).toBe(302);

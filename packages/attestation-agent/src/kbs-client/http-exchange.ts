@@ -20,6 +20,11 @@ export interface HttpExchangeOptions {
   /** Largest answer body accepted. */
   maxBodyBytes: number;
   agent: HttpAgent;
+  /**
+   * Called once the request has been handed to the OS in full (node's `finish`), i.e. while the
+   * server works on it: the caller's chance to do work that does not need the answer.
+   */
+  onSent?: () => void;
 }
 
 /**
@@ -84,6 +89,7 @@ export function httpExchange(url: string, opts: HttpExchangeOptions): Promise<Ht
         fail(new KbsClientError('KBS_UNREACHABLE', `reading the answer from the KBS at ${target.origin} failed: ${cause.message}`, { cause }));
       });
     });
+    if (opts.onSent !== undefined) req.once('finish', opts.onSent);
     req.on('error', (cause) => {
       clearTimeout(timer);
       fail(new KbsClientError('KBS_UNREACHABLE', `cannot reach the KBS at ${target.origin}: ${cause.message}`, { cause }));

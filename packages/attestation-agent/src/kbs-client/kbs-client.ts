@@ -238,7 +238,13 @@ export class KbsClient {
     const attester = this.#opts.attester;
     const extra = (await attester.requestExtraParams?.()) ?? {};
     markPhase('identity');
-    const authRes = await this.#call('POST', '/kbs/v0/auth', { 'content-type': 'application/json' }, JSON.stringify({ version: PROTOCOL_VERSION, tee: attester.tee, 'extra-params': extra }));
+    // The tee key does not depend on the challenge (the quote binds it to the nonce): it is made
+    // while the KBS answers /auth, and dropped unused when /auth fails.
+    let teeKeyMade: Promise<TeeKey> | undefined;
+    const makeTeeKey = (): Promise<TeeKey> => (teeKeyMade ??= this.#teeKeys.create());
+    const authRes = await this.#call('POST', '/kbs/v0/auth', { 'content-type': 'application/json' }, JSON.stringify({ version: PROTOCOL_VERSION, tee: attester.tee, 'extra-params': extra }), undefined, () => {
+      makeTeeKey().catch(() => undefined);
+    });
     const cookie = cookieFrom(authRes.setCookie);
     const challengeJson = await this.#json(authRes, '/kbs/v0/auth');
     markPhase('kbs:auth');
@@ -247,7 +253,7 @@ export class KbsClient {
     if (cookie === undefined) throw new KbsClientError('KBS_PROTOCOL', 'KBS set no kbs-session-id cookie');
     const challengeExtra = typeof ch.data['extra-params'] === 'object' ? ch.data['extra-params'] : {};
     const hashAlgorithm = selectedBindingHash(challengeExtra);
-    const teeKey = await this.#teeKeys.create();
+    const teeKey = await makeTeeKey();
     markPhase('tee-key');
     let ev: { primary: unknown };
     const additionalEvidence = this.#opts.additionalEvidence?.() ?? '';
@@ -288,11 +294,12 @@ export class KbsClient {
     return tok.data.token;
   }
 
-  #call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: string, maxBodyBytes?: number): Promise<HttpAnswer> {
+  #call(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body?: string, maxBodyBytes?: number, onSent?: () => void): Promise<HttpAnswer> {
     return httpExchange(this.#base + path, {
       method,
       headers,
       ...(body !== undefined ? { body } : {}),
+      ...(onSent !== undefined ? { onSent } : {}),
       timeoutMs: this.#opts.timeoutMs ?? 30_000,
       maxBodyBytes: maxBodyBytes ?? this.#opts.maxBodyBytes ?? 64 * 1024 * 1024,
       agent: this.#agent,

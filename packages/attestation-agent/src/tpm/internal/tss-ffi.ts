@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import type * as Koffi from 'koffi';
 import { TpmError } from '../../errors.js';
 import { markPhase } from '../../phase-channel.js';
+import { koffiEntry } from './koffi-entry.js';
 
 type Fn = ReturnType<Koffi.LibraryHandle['func']>;
 
@@ -122,7 +123,7 @@ export function loadTss(): TssLibrary {
   process.env['TSS2_LOG'] ??= 'all+NONE';
   try {
     // koffi (a native addon) is loaded here, on the first TPM use, not when the CLI starts.
-    const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
+    const koffi = createRequire(import.meta.url)(koffiEntry()) as typeof Koffi;
     markPhase('tpm:koffi');
     const tctildr = koffi.load('libtss2-tctildr.so.0');
     const esysLib = koffi.load('libtss2-esys.so.0');

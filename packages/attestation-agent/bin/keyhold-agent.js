@@ -103,8 +103,9 @@ function exitWhenWritten(code) {
 const built = manifest();
 const fast = fastGetResource(built);
 if (fast !== undefined) {
-  fast.then((code) => {
-    process.exitCode = code;
+  fast.then(exitWhenWritten, (err) => {
+    process.stderr.write(`keyhold-agent: ${err instanceof Error ? err.message : String(err)}\n`);
+    exitWhenWritten(1);
   });
 } else {
   const cold = coldGetResource(built);

@@ -136,6 +136,33 @@ describe('CycleSession resources', () => {
     expect(s.counts).toMatchObject({ open: 2, attest: 2 });
   });
 
+  it('shutdown waits for the requests using the session, then closes it', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const s = sessions();
+    const open = async (): Promise<NodeSession> => {
+      const session = await s.open();
+      const client = session.client as unknown as { getResource: (p: typeof R) => Promise<Uint8Array> };
+      const inner = client.getResource.bind(client);
+      client.getResource = async (p) => {
+        await gate;
+        return inner(p);
+      };
+      return session;
+    };
+    const cycles = new CycleSession(open);
+    const pending = cycles.getResource(R);
+    await new Promise((r) => setTimeout(r, 20));
+    let closed = false;
+    const down = cycles.shutdown().then(() => (closed = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect([closed, s.counts.close]).toEqual([false, 0]);
+    release();
+    expect(text(await pending)).toBe('session:k1');
+    await down;
+    expect(s.counts).toMatchObject({ open: 1, close: 1 });
+  });
+
   it('without a grant client every request goes through the TPM session', async () => {
     const s = sessions();
     const cycles = new CycleSession(s.open);

@@ -50,6 +50,8 @@ export class CycleSession implements DaemonKbs {
   #cycle = false;
   /** Resource requests using the session. */
   #users = 0;
+  /** Resolved when the last resource request using the session is done. */
+  #idle: { promise: Promise<void>; resolve: () => void } | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(open: () => Promise<NodeSession>, first?: NodeSession, opts: CycleSessionOptions = {}) {
@@ -98,12 +100,17 @@ export class CycleSession implements DaemonKbs {
         grant.forgetToken();
       }
     }
-    this.#users++;
+    if (this.#users++ === 0) {
+      let resolve!: () => void;
+      this.#idle = { promise: new Promise<void>((r) => (resolve = r)), resolve };
+    }
     try {
       return await (await this.#current()).client.getResource(path, opts);
     } finally {
-      this.#users--;
-      if (this.#users === 0 && !this.#cycle) await this.#close();
+      if (--this.#users === 0) {
+        this.#idle?.resolve();
+        if (!this.#cycle) await this.#close();
+      }
     }
   }
 
@@ -111,6 +118,17 @@ export class CycleSession implements DaemonKbs {
   async release(): Promise<void> {
     this.#cycle = false;
     if (this.#users === 0) await this.#close();
+  }
+
+  /**
+   * The daemon is stopping: wait for the resource requests using the session (abort() has cut their
+   * KBS connections), then close it, so that no TPM handle outlives the process.
+   */
+  async shutdown(): Promise<void> {
+    this.#cycle = false;
+    while (this.#users > 0) await this.#idle?.promise;
+    await this.#close();
+    await this.#closing;
   }
 
   /** Keep the session client's grant for TPM-free fetches, then close the session (flush the TPM's transient handles, drop the KBS connections). */

@@ -101,7 +101,9 @@ export async function runAttestationDaemon(flags: DaemonFlags, config: AgentConf
     opts.signal?.removeEventListener('abort', stop);
     await health?.close();
     await resources?.close();
-    await session?.release();
+    // Requests still fetching end first (their KBS connections were cut), then the TPM is flushed.
+    session?.abort();
+    await session?.shutdown();
     await certs?.close();
   }
 }

@@ -7,6 +7,7 @@ import type { Server as HttpsServer } from 'node:https';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAgentCli, type AgentCliOptions } from './cli.js';
+import { captureCliOutput } from './cli-output.test-support.js';
 import type { AgentConfig } from './config.js';
 import { TpmError } from './errors.js';
 import { KbsClientError } from './kbs-client/errors.js';
@@ -42,16 +43,10 @@ function fakeOpener(behaviour: { fail?: unknown } = {}) {
 }
 
 async function agent(argv: string[], opts: { fail?: unknown; env?: NodeJS.ProcessEnv; flavor?: AgentCliOptions['flavor'] } = {}) {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  let err = '';
-  // Copied: the agent zeroes the secret once the stream has taken it.
-  stdout.on('data', (b: Buffer) => out.push(Buffer.from(b)));
-  stderr.on('data', (b: Buffer) => (err += b.toString()));
+  const c = captureCliOutput();
   const f = fakeOpener(opts.fail !== undefined ? { fail: opts.fail } : {});
-  const code = await runAgentCli(argv, { stdout, stderr }, opts.env ?? {}, f.opener, opts.flavor !== undefined ? { flavor: opts.flavor } : {});
-  return { code, out: Buffer.concat(out), err, calls: f.calls };
+  const code = await runAgentCli(argv, c.io, opts.env ?? {}, f.opener, opts.flavor !== undefined ? { flavor: opts.flavor } : {});
+  return { code, out: c.out(), err: c.err(), calls: f.calls };
 }
 
 describe('keyhold-agent get-resource', () => {

@@ -2,7 +2,6 @@
 // ones it leaves to the CLI, and — on the same command lines, with the same stand-in session —
 // the same exit code, stdout and stderr. The real TPM and KBS path runs in the e2e tests (the bin
 // loader takes this path for their get-resource lines).
-import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { runAgentCli } from '../cli.js';
 import type { AgentConfig } from '../config.js';
@@ -10,6 +9,7 @@ import { TpmError } from '../errors.js';
 import { KbsClientError } from '../kbs-client/errors.js';
 import type { NodeSession } from '../node-session.js';
 import { coldArgs } from './cold-args.js';
+import { captureCliOutput } from '../cli-output.test-support.js';
 import { coldGetResource } from './cold-get-resource.js';
 
 const SECRET = Buffer.from([0, 1, 2, 0xff, 0x0a]);
@@ -37,14 +37,8 @@ function stubSession(fail?: unknown) {
 }
 
 function capture() {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  let err = '';
-  // Copied: the agent zeroes the secret once the stream has taken it.
-  stdout.on('data', (b: Buffer) => out.push(Buffer.from(b)));
-  stderr.on('data', (b: Buffer) => (err += b.toString()));
-  return { io: { stdout, stderr }, result: () => ({ out: Buffer.concat(out), err }) };
+  const c = captureCliOutput();
+  return { io: c.io, result: () => ({ out: c.out(), err: c.err() }) };
 }
 
 async function both(argv: string[], opts: { fail?: unknown; env?: NodeJS.ProcessEnv } = {}) {

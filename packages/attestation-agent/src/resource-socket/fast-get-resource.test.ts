@@ -1,45 +1,33 @@
 // The fast path of `get-resource --resource-socket` against the full CLI, on the same command lines
 // and the same socket (a real resource socket server with a stand-in fetch): both must exit, print
 // and report alike. What the fast path does not handle must be left to the CLI untouched.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAgentCli } from '../cli.js';
 import { KbsClientError } from '../kbs-client/errors.js';
 import { fastArgs, fastGetResource } from './fast-get-resource.js';
-import { startResourceSocket, type ResourceSocket } from './server.js';
+import { captureCliOutput } from '../cli-output.test-support.js';
+import type { ResourceSocket } from './server.js';
+import { startStandInSocket } from './stand-in-socket.test-support.js';
 
-const root = await mkdtemp(join(tmpdir(), 'kh-fast-'));
 const SECRET = Buffer.from([0, 1, 2, 0xff, 0x0a, 0x0d]);
+let standIn: Awaited<ReturnType<typeof startStandInSocket>>;
 let socket: ResourceSocket;
+let root: string;
 beforeAll(async () => {
-  await mkdir(join(root, 'run'), { mode: 0o700 });
-  socket = await startResourceSocket({
-    path: join(root, 'run', 'agent.sock'),
-    log: { info: () => undefined, warn: () => undefined },
-    fetch: async (r) => {
-      if (r.tag === 'missing') throw new KbsClientError('RESOURCE_NOT_FOUND', `/kbs/v0/resource/${r.repository}/${r.type}/${r.tag}: not found (ResourceNotFound)`, { status: 404 });
-      if (r.tag === 'denied') throw new KbsClientError('POLICY_DENY', 'denied by the resource policy (PolicyDeny)', { status: 403 });
-      return Buffer.from(r.version === 2 ? Buffer.from('v2') : SECRET);
-    },
+  standIn = await startStandInSocket(async (r) => {
+    if (r.tag === 'missing') throw new KbsClientError('RESOURCE_NOT_FOUND', `/kbs/v0/resource/${r.repository}/${r.type}/${r.tag}: not found (ResourceNotFound)`, { status: 404 });
+    if (r.tag === 'denied') throw new KbsClientError('POLICY_DENY', 'denied by the resource policy (PolicyDeny)', { status: 403 });
+    return Buffer.from(r.version === 2 ? Buffer.from('v2') : SECRET);
   });
+  socket = standIn.socket;
+  root = standIn.dir;
 });
-afterAll(async () => {
-  await socket.close();
-  await rm(root, { recursive: true, force: true });
-});
+afterAll(() => standIn.close());
 
 function streams() {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  const out: Buffer[] = [];
-  let err = '';
-  // Copied: the secret is zeroed once the stream has taken it.
-  stdout.on('data', (b: Buffer) => out.push(Buffer.from(b)));
-  stderr.on('data', (b: Buffer) => (err += b.toString()));
-  return { io: { stdout, stderr }, result: (code: number) => ({ code, stdout: Buffer.concat(out).toString('latin1'), stderr: err }) };
+  const c = captureCliOutput();
+  return { io: c.io, result: (code: number) => ({ code, stdout: c.out().toString('latin1'), stderr: c.err() }) };
 }
 
 async function viaFast(args: string[]) {

@@ -101,23 +101,17 @@ function exitWhenWritten(code) {
 }
 
 const built = manifest();
-const fast = fastGetResource(built);
-if (fast !== undefined) {
-  fast.then(exitWhenWritten, (err) => {
+// A get-resource line is offered to the socket fast path, then to the cold one; each takes it or
+// returns undefined having done nothing.
+const run = fastGetResource(built) ?? coldGetResource(built);
+if (run !== undefined) {
+  run.then(exitWhenWritten, (err) => {
     process.stderr.write(`keyhold-agent: ${err instanceof Error ? err.message : String(err)}\n`);
     exitWhenWritten(1);
   });
 } else {
-  const cold = coldGetResource(built);
-  if (cold !== undefined) {
-    cold.then(exitWhenWritten, (err) => {
-      process.stderr.write(`keyhold-agent: ${err instanceof Error ? err.message : String(err)}\n`);
-      exitWhenWritten(1);
-    });
-  } else {
-    const bundle = built !== undefined ? current(built) : undefined;
-    mark('loader:check');
-    if (bundle !== undefined) runBundle(bundle);
-    else import('../dist/bin/keyhold-agent.js');
-  }
+  const bundle = built !== undefined ? current(built) : undefined;
+  mark('loader:check');
+  if (bundle !== undefined) runBundle(bundle);
+  else import('../dist/bin/keyhold-agent.js');
 }

@@ -6,7 +6,8 @@ import { createServer as createNetServer, type Server, type Socket } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { fetchFromResourceSocket, ResourceSocketError } from './client.js';
+import { fetchFromResourceSocket } from './client.js';
+import { socketFailure } from './stand-in-socket.test-support.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'kh-rsc-'));
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -47,14 +48,6 @@ const raw = (answer: string | Buffer, hold = false) =>
   );
 
 const R = { repository: 'default', type: 'key', tag: 'k1' };
-async function failure(p: Promise<unknown>): Promise<ResourceSocketError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ResourceSocketError);
-  return err as ResourceSocketError;
-}
 
 describe('resource socket client', () => {
   it('sends GET /cdh/resource/... and returns the body of a 200', async () => {
@@ -74,7 +67,7 @@ describe('resource socket client', () => {
       const body = JSON.stringify({ type: 'https://keyhold.dev/agent/errors/RESOURCE_NOT_FOUND', detail: 'no such resource' });
       res.writeHead(404, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
     });
-    const err = await failure(fetchFromResourceSocket(path, R));
+    const err = await socketFailure(fetchFromResourceSocket(path, R));
     expect(err.code).toBe('RESOURCE_NOT_FOUND');
     expect(err.message).toBe('RESOURCE_NOT_FOUND: no such resource');
     expect(err.exitCode).toBe(4);
@@ -85,7 +78,7 @@ describe('resource socket client', () => {
     // SECURITY: a detail read from the socket cannot write terminal escape sequences to the user's stderr.
     const body = JSON.stringify({ type: 'https://example.org/errors/evil', detail: 'denied \u001b[2J\u001b]0;pwned\u0007 now' });
     const path = await raw(`HTTP/1.1 403 Forbidden\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-    const err = await failure(fetchFromResourceSocket(path, R));
+    const err = await socketFailure(fetchFromResourceSocket(path, R));
     expect(err.code).toBe('AGENT_REFUSED');
     expect(err.exitCode).toBe(3);
     expect(err.message).not.toMatch(/[\u0000-\u001f]/);
@@ -93,7 +86,7 @@ describe('resource socket client', () => {
   });
 
   it('says AGENT_UNREACHABLE with a hint when nothing serves the socket', async () => {
-    const err = await failure(fetchFromResourceSocket(join(dir, 'absent.sock'), R));
+    const err = await socketFailure(fetchFromResourceSocket(join(dir, 'absent.sock'), R));
     expect(err.code).toBe('AGENT_UNREACHABLE');
     expect(err.message).toMatch(/no keyhold-agent run is serving it \(ENOENT\)/);
     expect(err.hint).toMatch(/keyhold-agent run --resource-socket/);
@@ -103,7 +96,7 @@ describe('resource socket client', () => {
   it('refuses a cut-off body instead of returning a shorter secret', async () => {
     // SECURITY: a cut-off answer is an error, never a shorter secret.
     const path = await raw('HTTP/1.1 200 OK\r\ncontent-length: 32\r\n\r\nonly-sixteen-byt');
-    const err = await failure(fetchFromResourceSocket(path, R));
+    const err = await socketFailure(fetchFromResourceSocket(path, R));
     expect(err.code).toBe('AGENT_PROTOCOL');
     expect(err.message).toMatch(/cut off: 16 of 32 bytes/);
   });
@@ -121,7 +114,7 @@ describe('resource socket client', () => {
       ['', /closed before an answer/],
     ];
     for (const [answer, why] of cases) {
-      const err = await failure(fetchFromResourceSocket(await raw(answer), R));
+      const err = await socketFailure(fetchFromResourceSocket(await raw(answer), R));
       expect(err.code, answer).toBe('AGENT_PROTOCOL');
       expect(err.message, answer).toMatch(why);
     }
@@ -130,17 +123,17 @@ describe('resource socket client', () => {
   it('bounds what it reads: an endless head, an announced body over the cap', async () => {
     // SECURITY: the head is bounded, so a peer that never ends its headers cannot grow this process's memory.
     const endless = await raw(`HTTP/1.1 200 OK\r\nx: ${'a'.repeat(64 * 1024)}`, true);
-    expect((await failure(fetchFromResourceSocket(endless, R))).message).toMatch(/head too large/);
+    expect((await socketFailure(fetchFromResourceSocket(endless, R))).message).toMatch(/head too large/);
     // SECURITY: the body is bounded before it is read: an announced length over the cap is refused, not buffered.
     const huge = await raw('HTTP/1.1 200 OK\r\ncontent-length: 9999999999\r\n\r\n', true);
-    expect((await failure(fetchFromResourceSocket(huge, R))).message).toMatch(/exceeds/);
+    expect((await socketFailure(fetchFromResourceSocket(huge, R))).message).toMatch(/exceeds/);
     const hugeError = await raw('HTTP/1.1 500 Oops\r\ncontent-length: 100000\r\n\r\n', true);
-    expect((await failure(fetchFromResourceSocket(hugeError, R))).message).toMatch(/exceeds 16384/);
+    expect((await socketFailure(fetchFromResourceSocket(hugeError, R))).message).toMatch(/exceeds 16384/);
   });
 
   it('gives up on a silent peer at its deadline', async () => {
     const silent = await listen(createNetServer(() => undefined));
-    const err = await failure(fetchFromResourceSocket(silent, R, { timeoutMs: 200 }));
+    const err = await socketFailure(fetchFromResourceSocket(silent, R, { timeoutMs: 200 }));
     expect(err.code).toBe('AGENT_UNREACHABLE');
     expect(err.message).toMatch(/no answer .* within 200 ms/);
   });

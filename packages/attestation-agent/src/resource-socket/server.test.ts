@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AgentError } from '../errors.js';
 import { KbsClientError } from '../kbs-client/errors.js';
-import { fetchFromResourceSocket, ResourceSocketError } from './client.js';
+import { fetchFromResourceSocket } from './client.js';
+import { socketFailure } from './stand-in-socket.test-support.js';
 import { startResourceSocket, type ResourceSocketOptions } from './server.js';
 import type { SocketResource } from './wire.js';
 
@@ -45,14 +46,6 @@ function call(socketPath: string, method: string, path: string): Promise<{ statu
   });
 }
 
-async function refusal(p: Promise<unknown>): Promise<ResourceSocketError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ResourceSocketError);
-  return err as ResourceSocketError;
-}
 
 describe('resource socket server', () => {
   it('serves the fetched secret on a 0600 socket, zeroes it after sending, logs the name only', async () => {
@@ -104,7 +97,7 @@ describe('resource socket server', () => {
         bug: ['INTERNAL', 500, 1],
       };
       for (const [tag, [code, status, exit]] of Object.entries(want)) {
-        const err = await refusal(fetchFromResourceSocket(socket.path, { ...R, tag }));
+        const err = await socketFailure(fetchFromResourceSocket(socket.path, { ...R, tag }));
         expect([err.code, err.status, err.exitCode], tag).toEqual([code, status, exit]);
       }
       const bug = await call(socket.path, 'GET', '/cdh/resource/default/key/bug');

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-import { runAgentCli, type SessionOpener } from '../cli.js';
-import type { TpmDevice } from '../tpm/device.js';
+import { runAgentCli } from '../cli.js';
+import { trainingOpener } from '../code-cache-training.js';
 
 // tpm2-tss logs TPM error responses to stderr itself; the agent reports errors as one typed line.
 // TSS2_LOG is read at the first log call, so setting it here (before any TPM call) is enough.
@@ -42,10 +42,4 @@ function exitWhenWritten(code: number): void {
  * answers parsed, evidence, JWE — runs once and is compiled into the cache. Nothing here is
  * reachable from the command line: only code that loads this module itself can pass a device.
  */
-export const codeCacheTraining = {
-  runAgentCli,
-  opener:
-    (tpm: TpmDevice): SessionOpener =>
-    async (config, opts) =>
-      (await import('../node-session.js')).openNodeSession(config, { ...opts, tpm }),
-};
+export const codeCacheTraining = { runAgentCli, opener: trainingOpener };

@@ -15,7 +15,7 @@ import { CliError, writeError, type CliIo } from '@keyhold/command-line/reportin
 import type { AgentConfig } from '../config.js';
 import type { SessionOpener } from '../node-commands.js';
 import { markPhase } from '../phase-channel.js';
-import type { TpmDevice } from '../tpm/device.js';
+import { trainingOpener } from '../code-cache-training.js';
 import { coldArgs, type ColdArgs } from './cold-args.js';
 
 /**
@@ -52,10 +52,4 @@ async function run(p: ColdArgs, io: CliIo, env: NodeJS.ProcessEnv, opener: Sessi
  * in-memory TPM (see src/bin/keyhold-agent.ts): a session opener over the TPM device it passes in.
  * Not reachable from the command line.
  */
-export const codeCacheTraining = {
-  coldGetResource,
-  opener:
-    (tpm: TpmDevice): SessionOpener =>
-    async (config, opts) =>
-      (await import('../node-session.js')).openNodeSession(config, { ...opts, tpm }),
-};
+export const codeCacheTraining = { coldGetResource, opener: trainingOpener };

@@ -7,7 +7,7 @@ import { constants, createECDH, generateKeyPairSync, privateDecrypt, type KeyObj
 import { FlattenedEncrypt } from 'jose';
 import { describe, expect, it } from 'vitest';
 import type { ResourceResponse } from '@keyhold/protocol';
-import { KbsClientError } from './errors.js';
+import { jweRefusal } from './jwe-refusal.test-support.js';
 import { decryptFlattenedJwe, type JweKeyAgreement } from './jwe-decrypt.js';
 import { concatKdf } from './concat-kdf.js';
 
@@ -39,15 +39,6 @@ async function encrypt(alg: string, to: KeyObject, extra: { apu?: Uint8Array; ap
   return { protected: jwe.protected!, encrypted_key: jwe.encrypted_key ?? '', iv: jwe.iv!, ciphertext: jwe.ciphertext, tag: jwe.tag!, ...(jwe.aad !== undefined ? { aad: jwe.aad } : {}) };
 }
 
-async function reason(p: Promise<unknown>): Promise<string> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(KbsClientError);
-  expect((err as KbsClientError).code).toBe('JWE_DECRYPT_FAILED');
-  return (err as Error).message;
-}
 
 const header = (jwe: ResourceResponse): Record<string, unknown> => JSON.parse(Buffer.from(jwe.protected, 'base64url').toString());
 const withHeader = (jwe: ResourceResponse, h: Record<string, unknown>): ResourceResponse => ({ ...jwe, protected: Buffer.from(JSON.stringify(h)).toString('base64url') });
@@ -79,42 +70,42 @@ describe('decryptFlattenedJwe: refusals', () => {
     const jwe = await encrypt('RSA-OAEP-256', other.publicKey);
     await expect(decryptFlattenedJwe(jwe, rsaOps())).rejects.toThrow(); // OAEP padding check fails in the key operation
     const ecJwe = await encrypt('ECDH-ES+A256KW', generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
-    expect(await reason(decryptFlattenedJwe(ecJwe, ecOps()))).toMatch(/does not unwrap/);
+    expect(await jweRefusal(decryptFlattenedJwe(ecJwe, ecOps()))).toMatch(/does not unwrap/);
   });
 
   it('tampered ciphertext, tag, iv, protected header, aad, encrypted_key', async () => {
     const jwe = await encrypt('ECDH-ES+A256KW', ec.publicKey, { aad: Buffer.from('ctx') });
-    expect(await reason(decryptFlattenedJwe({ ...jwe, ciphertext: flip(jwe.ciphertext) }, ecOps()))).toMatch(/tag does not verify/);
-    expect(await reason(decryptFlattenedJwe({ ...jwe, tag: flip(jwe.tag) }, ecOps()))).toMatch(/tag does not verify/);
-    expect(await reason(decryptFlattenedJwe({ ...jwe, iv: flip(jwe.iv) }, ecOps()))).toMatch(/tag does not verify/);
-    expect(await reason(decryptFlattenedJwe({ ...jwe, aad: 'Y3R5' }, ecOps()))).toMatch(/tag does not verify/);
-    expect(await reason(decryptFlattenedJwe({ ...jwe, encrypted_key: flip(jwe.encrypted_key, 5) }, ecOps()))).toMatch(/does not unwrap/);
+    expect(await jweRefusal(decryptFlattenedJwe({ ...jwe, ciphertext: flip(jwe.ciphertext) }, ecOps()))).toMatch(/tag does not verify/);
+    expect(await jweRefusal(decryptFlattenedJwe({ ...jwe, tag: flip(jwe.tag) }, ecOps()))).toMatch(/tag does not verify/);
+    expect(await jweRefusal(decryptFlattenedJwe({ ...jwe, iv: flip(jwe.iv) }, ecOps()))).toMatch(/tag does not verify/);
+    expect(await jweRefusal(decryptFlattenedJwe({ ...jwe, aad: 'Y3R5' }, ecOps()))).toMatch(/tag does not verify/);
+    expect(await jweRefusal(decryptFlattenedJwe({ ...jwe, encrypted_key: flip(jwe.encrypted_key, 5) }, ecOps()))).toMatch(/does not unwrap/);
     const h = header(jwe);
-    expect(await reason(decryptFlattenedJwe(withHeader(jwe, { ...h, kid: 'x' }), ecOps()))).toMatch(/tag does not verify/);
+    expect(await jweRefusal(decryptFlattenedJwe(withHeader(jwe, { ...h, kid: 'x' }), ecOps()))).toMatch(/tag does not verify/);
   });
 
   it('algorithm confusion and unsupported headers', async () => {
     const jwe = await encrypt('RSA-OAEP-256', rsa.publicKey);
     const h = header(jwe);
-    expect(await reason(decryptFlattenedJwe(withHeader(jwe, { ...h, alg: 'RSA1_5' }), rsaOps()))).toMatch(/alg RSA1_5/);
-    expect(await reason(decryptFlattenedJwe(withHeader(jwe, { ...h, alg: 'ECDH-ES+A256KW' }), rsaOps()))).toMatch(/does not fit an RSA-OAEP-256 key/);
-    expect(await reason(decryptFlattenedJwe(jwe, ecOps()))).toMatch(/does not fit an ECDH-ES key/);
-    expect(await reason(decryptFlattenedJwe(withHeader(jwe, { ...h, enc: 'A128GCM' }), rsaOps()))).toMatch(/enc is not A256GCM/);
-    expect(await reason(decryptFlattenedJwe(withHeader(jwe, { ...h, zip: 'DEF' }), rsaOps()))).toMatch(/zip and crit/);
-    expect(await reason(decryptFlattenedJwe(withHeader(jwe, { ...h, crit: ['x'], x: 1 }), rsaOps()))).toMatch(/zip and crit/);
-    expect(await reason(decryptFlattenedJwe({ ...jwe, protected: 'bm90IGpzb24' }, rsaOps()))).toMatch(/not JSON/);
-    expect(await reason(decryptFlattenedJwe({ ...jwe, protected: 'W10' }, rsaOps()))).toMatch(/not an object/);
-    expect(await reason(decryptFlattenedJwe({ ...jwe, protected: 'x'.repeat(5000) }, rsaOps()))).toMatch(/too long/);
+    expect(await jweRefusal(decryptFlattenedJwe(withHeader(jwe, { ...h, alg: 'RSA1_5' }), rsaOps()))).toMatch(/alg RSA1_5/);
+    expect(await jweRefusal(decryptFlattenedJwe(withHeader(jwe, { ...h, alg: 'ECDH-ES+A256KW' }), rsaOps()))).toMatch(/does not fit an RSA-OAEP-256 key/);
+    expect(await jweRefusal(decryptFlattenedJwe(jwe, ecOps()))).toMatch(/does not fit an ECDH-ES key/);
+    expect(await jweRefusal(decryptFlattenedJwe(withHeader(jwe, { ...h, enc: 'A128GCM' }), rsaOps()))).toMatch(/enc is not A256GCM/);
+    expect(await jweRefusal(decryptFlattenedJwe(withHeader(jwe, { ...h, zip: 'DEF' }), rsaOps()))).toMatch(/zip and crit/);
+    expect(await jweRefusal(decryptFlattenedJwe(withHeader(jwe, { ...h, crit: ['x'], x: 1 }), rsaOps()))).toMatch(/zip and crit/);
+    expect(await jweRefusal(decryptFlattenedJwe({ ...jwe, protected: 'bm90IGpzb24' }, rsaOps()))).toMatch(/not JSON/);
+    expect(await jweRefusal(decryptFlattenedJwe({ ...jwe, protected: 'W10' }, rsaOps()))).toMatch(/not an object/);
+    expect(await jweRefusal(decryptFlattenedJwe({ ...jwe, protected: 'x'.repeat(5000) }, rsaOps()))).toMatch(/too long/);
   });
 
   it('wrong lengths and non-canonical base64url', async () => {
     const jwe = await encrypt('RSA-OAEP-256', rsa.publicKey);
-    expect(await reason(decryptFlattenedJwe({ ...jwe, encrypted_key: Buffer.from(jwe.encrypted_key, 'base64url').subarray(0, 255).toString('base64url') }, rsaOps()))).toMatch(/wrong length/);
-    expect(await reason(decryptFlattenedJwe({ ...jwe, iv: 'AAAA' }, rsaOps()))).toMatch(/iv or tag/);
-    expect(await reason(decryptFlattenedJwe({ ...jwe, tag: jwe.tag.slice(0, 16) }, rsaOps()))).toMatch(/iv or tag/);
-    expect(await reason(decryptFlattenedJwe({ ...jwe, iv: `${jwe.iv}=` }, rsaOps()))).toMatch(/not base64url/);
+    expect(await jweRefusal(decryptFlattenedJwe({ ...jwe, encrypted_key: Buffer.from(jwe.encrypted_key, 'base64url').subarray(0, 255).toString('base64url') }, rsaOps()))).toMatch(/wrong length/);
+    expect(await jweRefusal(decryptFlattenedJwe({ ...jwe, iv: 'AAAA' }, rsaOps()))).toMatch(/iv or tag/);
+    expect(await jweRefusal(decryptFlattenedJwe({ ...jwe, tag: jwe.tag.slice(0, 16) }, rsaOps()))).toMatch(/iv or tag/);
+    expect(await jweRefusal(decryptFlattenedJwe({ ...jwe, iv: `${jwe.iv}=` }, rsaOps()))).toMatch(/not base64url/);
     const ecJwe = await encrypt('ECDH-ES', ec.publicKey);
-    expect(await reason(decryptFlattenedJwe({ ...ecJwe, encrypted_key: 'AAAA' }, ecOps()))).toMatch(/must be empty/);
+    expect(await jweRefusal(decryptFlattenedJwe({ ...ecJwe, encrypted_key: 'AAAA' }, ecOps()))).toMatch(/must be empty/);
   });
 
   it('an epk that is not on the curve, of another curve, or missing', async () => {
@@ -124,11 +115,11 @@ describe('decryptFlattenedJwe: refusals', () => {
     const offCurve = { ...epk, y: flip(epk['y'] as string, 31) };
     let called = false;
     const guarded: JweKeyAgreement = { kind: 'ecdh-es', crv: 'P-256', sharedSecret: async () => ((called = true), new Uint8Array(32)) };
-    expect(await reason(decryptFlattenedJwe(withHeader(jwe, { ...h, epk: offCurve }), guarded))).toMatch(/not a point on the curve/);
+    expect(await jweRefusal(decryptFlattenedJwe(withHeader(jwe, { ...h, epk: offCurve }), guarded))).toMatch(/not a point on the curve/);
     expect(called).toBe(false);
-    expect(await reason(decryptFlattenedJwe(withHeader(jwe, { ...h, epk: { ...epk, crv: 'P-384' } }), ecOps()))).toMatch(/epk is not an EC P-256/);
+    expect(await jweRefusal(decryptFlattenedJwe(withHeader(jwe, { ...h, epk: { ...epk, crv: 'P-384' } }), ecOps()))).toMatch(/epk is not an EC P-256/);
     const { epk: _drop, ...noEpk } = h;
-    expect(await reason(decryptFlattenedJwe(withHeader(jwe, noEpk), ecOps()))).toMatch(/epk is not/);
+    expect(await jweRefusal(decryptFlattenedJwe(withHeader(jwe, noEpk), ecOps()))).toMatch(/epk is not/);
   });
 });
 
